@@ -1,0 +1,342 @@
+package daodian
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/big"
+	"time"
+)
+
+// NewApp returns an app bound to one merchant with a fresh random key and secret of
+// 128 bits each.
+func NewApp(name, merchantID string, now time.Time) (*App, error) {
+	if err := checkText("name", name, true, MaxNameLen); err != nil {
+		return nil, err
+	}
+	if err := checkText("merchant", merchantID, true, MaxNameLen); err != nil {
+		return nil, err
+	}
+	key, err := randomHex(16)
+	if err != nil {
+		return nil, err
+	}
+	secret, err := randomHex(16)
+	if err != nil {
+		return nil, err
+	}
+	return &App{Key: key, Secret: secret, Name: name, Merchants: []string{merchantID}, Enabled: true, CreatedAt: now.UTC()}, nil
+}
+
+func randomHex(n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// CreateApp stores a new app bound to merchantID, creating the merchant if new.
+func (l *Ledger) CreateApp(ctx context.Context, name, merchantID string) (*App, error) {
+	app, err := NewApp(name, merchantID, l.cfg.Clock())
+	if err != nil {
+		return nil, err
+	}
+	err = l.store.Update(ctx, func(tx Tx) error {
+		if err := ensureMerchant(ctx, tx, merchantID); err != nil {
+			return err
+		}
+		return tx.InsertApp(ctx, app)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return app, nil
+}
+
+func ensureMerchant(ctx context.Context, tx Tx, id string) error {
+	if _, err := tx.Merchant(ctx, id); err == nil {
+		return nil
+	} else if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	return tx.PutMerchant(ctx, &Merchant{ID: id, Name: id})
+}
+
+// AddShop registers a shop of a merchant, creating the merchant if new.
+func (l *Ledger) AddShop(ctx context.Context, s Shop) error {
+	if err := checkText("merchant", s.MerchantID, true, MaxNameLen); err != nil {
+		return err
+	}
+	if err := checkText("shop_id", s.ID, true, MaxShopIDLen); err != nil {
+		return err
+	}
+	if err := checkText("name", s.Name, false, MaxNameLen); err != nil {
+		return err
+	}
+	if s.Name == "" {
+		s.Name = s.ID
+	}
+	return l.store.Update(ctx, func(tx Tx) error {
+		if err := ensureMerchant(ctx, tx, s.MerchantID); err != nil {
+			return err
+		}
+		return tx.InsertShop(ctx, &s)
+	})
+}
+
+// IssueRequest describes one order of Count tickets of Quantity units each.
+type IssueRequest struct {
+	MerchantID string
+	Count      int // tickets in the order (default 1)
+	Quantity   int // units per ticket (default 1)
+	ItemName   string
+	ItemID     string // default: generated
+	OutItemID  string
+	// Per-ticket prices in cents. TotalAmountCents is what the buyer paid;
+	// RealAmountCents (default = total) what the merchant receives;
+	// OriginalPriceCents (default = total) the list price.
+	TotalAmountCents   int64
+	RealAmountCents    int64
+	OriginalPriceCents int64
+	ValidFrom          time.Time // default now
+	ValidTo            time.Time // default ValidFrom + 30 days
+	BuyerID            string
+	UserPhone          string // masked on the way in
+	Status             TicketStatus
+}
+
+// Issued is an order and its tickets as stored.
+type Issued struct {
+	Order   Order
+	Tickets []Ticket
+}
+
+// MaxIssueCount bounds the tickets of one issued order.
+const MaxIssueCount = MaxTicketsPerOrder
+
+func (l *Ledger) normalizeIssue(r *IssueRequest, now time.Time) error {
+	if err := checkText("merchant", r.MerchantID, true, MaxNameLen); err != nil {
+		return err
+	}
+	if r.Count == 0 {
+		r.Count = 1
+	}
+	if r.Quantity == 0 {
+		r.Quantity = 1
+	}
+	if r.Count < 1 || r.Count > MaxIssueCount {
+		return invalid("count", fmt.Sprintf("must be between 1 and %d", MaxIssueCount))
+	}
+	if r.Quantity < 1 || r.Quantity > MaxQuantity {
+		return invalid("quantity", fmt.Sprintf("must be between 1 and %d", MaxQuantity))
+	}
+	if r.ItemName == "" {
+		r.ItemName = "到店券"
+	}
+	if err := checkText("item_name", r.ItemName, true, MaxNameLen); err != nil {
+		return err
+	}
+	if err := checkText("item_id", r.ItemID, false, MaxNameLen); err != nil {
+		return err
+	}
+	if err := checkText("out_item_id", r.OutItemID, false, MaxNameLen); err != nil {
+		return err
+	}
+	if err := checkText("buyer_id", r.BuyerID, false, MaxNameLen); err != nil {
+		return err
+	}
+	const maxCents = 1_000_000_000_00 // one billion yuan: beyond any voucher
+	for _, c := range []struct {
+		name string
+		v    *int64
+	}{{"amount_cents", &r.TotalAmountCents}, {"real_amount_cents", &r.RealAmountCents}, {"original_price_cents", &r.OriginalPriceCents}} {
+		if *c.v < 0 || *c.v > maxCents {
+			return invalid(c.name, "must be between 0 and 100000000000")
+		}
+	}
+	if r.RealAmountCents == 0 {
+		r.RealAmountCents = r.TotalAmountCents
+	}
+	if r.OriginalPriceCents == 0 {
+		r.OriginalPriceCents = r.TotalAmountCents
+	}
+	if r.RealAmountCents > r.TotalAmountCents {
+		return invalid("real_amount_cents", "must not exceed amount_cents")
+	}
+	if r.ValidFrom.IsZero() {
+		r.ValidFrom = now
+	}
+	if r.ValidTo.IsZero() {
+		r.ValidTo = r.ValidFrom.Add(30 * 24 * time.Hour)
+	}
+	if !r.ValidTo.After(r.ValidFrom) {
+		return invalid("valid_to", "must be after valid_from")
+	}
+	if r.Status == "" {
+		r.Status = TicketValid
+	}
+	if !r.Status.Valid() {
+		return invalid("status", "must be VALID, REFUNDED or CANCELLED")
+	}
+	r.UserPhone = MaskPhone(r.UserPhone)
+	return nil
+}
+
+// MaskPhone keeps the last four digits of a phone number (e.g. *******4139), so the
+// full number never enters the ledger.
+func MaskPhone(p string) string {
+	if p == "" {
+		return ""
+	}
+	rs := []rune(p)
+	if len(rs) <= 4 {
+		return p
+	}
+	out := make([]rune, len(rs))
+	for i := range rs {
+		if i < len(rs)-4 {
+			out[i] = '*'
+		} else {
+			out[i] = rs[i]
+		}
+	}
+	return string(out)
+}
+
+// Issue creates one order with its tickets, creating the merchant if new.
+func (l *Ledger) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
+	now := l.cfg.Clock()
+	if err := l.normalizeIssue(&req, now); err != nil {
+		return nil, err
+	}
+	var out *Issued
+	err := l.store.Update(ctx, func(tx Tx) error {
+		var err error
+		out, err = issueInTx(ctx, tx, &req, now)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// IssueMany creates several orders in one transaction: all or none. Bulk import
+// uses it to write many rows per durable commit.
+func (l *Ledger) IssueMany(ctx context.Context, reqs []IssueRequest) ([]*Issued, error) {
+	now := l.cfg.Clock()
+	for i := range reqs {
+		if err := l.normalizeIssue(&reqs[i], now); err != nil {
+			return nil, fmt.Errorf("row %d: %w", i+1, err)
+		}
+	}
+	var out []*Issued
+	err := l.store.Update(ctx, func(tx Tx) error {
+		out = out[:0]
+		for i := range reqs {
+			o, err := issueInTx(ctx, tx, &reqs[i], now)
+			if err != nil {
+				return err
+			}
+			out = append(out, o)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ValidateIssue checks an issue request without writing anything.
+func (l *Ledger) ValidateIssue(req IssueRequest) error {
+	return l.normalizeIssue(&req, l.cfg.Clock())
+}
+
+func issueInTx(ctx context.Context, tx Tx, req *IssueRequest, now time.Time) (*Issued, error) {
+	if err := ensureMerchant(ctx, tx, req.MerchantID); err != nil {
+		return nil, err
+	}
+	orderNo, err := tx.NewID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	subNo, err := tx.NewID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	itemID := req.ItemID
+	if itemID == "" {
+		if itemID, err = tx.NewID(ctx); err != nil {
+			return nil, err
+		}
+	}
+	o := Order{
+		OrderNo: orderNo, SubOrderNo: subNo, MerchantID: req.MerchantID, BuyerID: req.BuyerID,
+		UserPhone: req.UserPhone, ItemID: itemID, OutItemID: req.OutItemID, ItemName: req.ItemName,
+		OriginalPriceCents: req.OriginalPriceCents, TotalAmountCents: req.TotalAmountCents,
+		RealAmountCents: req.RealAmountCents, CreatedAt: now,
+	}
+	if o.BuyerID == "" {
+		o.BuyerID = "2088" + subNo[len(subNo)-12:]
+	}
+	if err := tx.InsertOrder(ctx, &o); err != nil {
+		return nil, err
+	}
+	out := &Issued{Order: o}
+	for range req.Count {
+		id, err := tx.NewID(ctx)
+		if err != nil {
+			return nil, err
+		}
+		t := Ticket{
+			ID: id, MerchantID: req.MerchantID, OrderNo: orderNo, SubOrderNo: subNo,
+			ItemID: itemID, OutItemID: req.OutItemID, ItemName: req.ItemName,
+			Quantity: req.Quantity, Available: req.Quantity,
+			OriginalPriceCents: req.OriginalPriceCents, TotalAmountCents: req.TotalAmountCents,
+			RealAmountCents: req.RealAmountCents, ValidFrom: req.ValidFrom, ValidTo: req.ValidTo,
+			Status: req.Status, CreatedAt: now,
+		}
+		if err := insertWithFreshCode(ctx, tx, &t); err != nil {
+			return nil, err
+		}
+		out.Tickets = append(out.Tickets, t)
+	}
+	return out, nil
+}
+
+// codeTries bounds the retries of a colliding random code; with 9·10¹¹ codes a
+// collision is rare until the space is nearly full.
+const codeTries = 16
+
+func insertWithFreshCode(ctx context.Context, tx Tx, t *Ticket) error {
+	for range codeTries {
+		code, err := NewTicketCode()
+		if err != nil {
+			return err
+		}
+		if _, err := tx.TicketByCode(ctx, code); err == nil {
+			continue
+		} else if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		t.Code = code
+		return tx.InsertTicket(ctx, t)
+	}
+	return errors.New("could not find a free ticket code")
+}
+
+var codeSpace = big.NewInt(900_000_000_000)
+
+// NewTicketCode returns a random 12-digit ticket code (first digit not zero), so
+// codes cannot be guessed from each other.
+func NewTicketCode() (string, error) {
+	n, err := rand.Int(rand.Reader, codeSpace)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%012d", n.Int64()+100_000_000_000), nil
+}

@@ -1,0 +1,112 @@
+package daodian
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+)
+
+// Violation is one broken invariant found by Audit.
+type Violation struct {
+	Kind string // ticket, use, idem
+	ID   string
+	What string
+}
+
+func (v Violation) String() string { return v.Kind + " " + v.ID + ": " + v.What }
+
+// MaxViolations bounds the report of Audit; a ledger that broken needs a human, not
+// a longer list.
+const MaxViolations = 1000
+
+// AuditReport is the result of Audit.
+type AuditReport struct {
+	Tickets, Uses, Reversed, Refunded, Idem int
+	Violations                              []Violation
+	Truncated                               bool
+}
+
+// Audit checks every invariant of SPEC §4.4 over the whole ledger on one consistent
+// snapshot:
+//   - every ticket has 0 ≤ available = quantity − Σ units of its unreversed uses ≤ quantity
+//     (refunded uses stay consumed);
+//   - every use names an existing ticket, has at least one unit, and is reversed at
+//     most once: a reversed use carries its reversal's request id and time, and is
+//     never also refunded;
+//   - every idempotency record has a fingerprint and an answer that decodes.
+//
+// Memory is one integer per ticket that has uses.
+func (l *Ledger) Audit(ctx context.Context) (*AuditReport, error) {
+	rep := &AuditReport{}
+	add := func(kind, id, format string, args ...any) {
+		if len(rep.Violations) >= MaxViolations {
+			rep.Truncated = true
+			return
+		}
+		rep.Violations = append(rep.Violations, Violation{Kind: kind, ID: id, What: fmt.Sprintf(format, args...)})
+	}
+	err := l.store.View(ctx, func(tx ReadTx) error {
+		active := make(map[string]int)
+		useTickets := make(map[string]struct{})
+		err := tx.EachUse(ctx, func(u *Use) error {
+			rep.Uses++
+			useTickets[u.TicketID] = struct{}{}
+			if u.Units < 1 {
+				add("use", u.TransID, "has %d units", u.Units)
+			}
+			if u.Reversed {
+				rep.Reversed++
+				if u.ReversalRequestID == "" || u.ReversedAt.IsZero() {
+					add("use", u.TransID, "reversed without a reversal request id and time")
+				}
+				if u.Refunded {
+					add("use", u.TransID, "both reversed and refunded")
+				}
+			} else {
+				active[u.TicketID] += u.Units
+			}
+			if u.Refunded {
+				rep.Refunded++
+				if u.RefundRequestID == "" || u.RefundedAt.IsZero() {
+					add("use", u.TransID, "refunded without a refund request id and time")
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		err = tx.EachTicket(ctx, func(t *Ticket) error {
+			rep.Tickets++
+			delete(useTickets, t.ID)
+			a := active[t.ID]
+			if t.Available < 0 || t.Available > t.Quantity {
+				add("ticket", t.ID, "available %d outside [0, %d]", t.Available, t.Quantity)
+			}
+			if t.Available != t.Quantity-a {
+				add("ticket", t.ID, "available %d but quantity %d minus active units %d is %d", t.Available, t.Quantity, a, t.Quantity-a)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for id := range useTickets {
+			add("use", id, "uses name a ticket that does not exist")
+		}
+		return tx.EachIdem(ctx, func(r *IdemRecord) error {
+			rep.Idem++
+			if r.Fingerprint == "" {
+				add("idem", r.AppKey+"/"+string(r.Op)+"/"+r.RequestID, "has no fingerprint")
+			}
+			if !json.Valid(r.Answer) {
+				add("idem", r.AppKey+"/"+string(r.Op)+"/"+r.RequestID, "answer does not decode")
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return rep, nil
+}

@@ -1,0 +1,112 @@
+package daodian
+
+import (
+	"context"
+	"time"
+)
+
+// Store is a durable home for the ledger. The business rules live in Ledger and are
+// the same for every store; a store only reads and writes rows, and makes each
+// transaction atomic, isolated and durable.
+type Store interface {
+	// Update runs fn in one read-write transaction and returns only once the
+	// transaction is durable (fsync'd or synchronously committed). If fn returns an
+	// error, nothing fn wrote is kept and that error is returned. fn may run more than
+	// once (a store retries serialisation failures and ErrDuplicate), so it must not
+	// have effects outside tx other than setting its own result variables.
+	// Failures that may pass on retry are returned wrapped with ErrTransient.
+	Update(ctx context.Context, fn func(tx Tx) error) error
+	// View runs fn on a consistent read-only snapshot.
+	View(ctx context.Context, fn func(tx ReadTx) error) error
+	// Ping reports whether the store is reachable.
+	Ping(ctx context.Context) error
+	// Close releases the store; pending Updates fail or finish first.
+	Close() error
+}
+
+// ReadTx reads the ledger. Inside an Update, the row-returning methods on tickets
+// lock the rows they return until the transaction ends, so that two transactions on
+// one ticket are serialised by the store itself (row locks on PostgreSQL, the single
+// writer on the embedded store).
+type ReadTx interface {
+	// Idem returns the recorded answer of a request, or ErrNotFound.
+	Idem(ctx context.Context, key IdemKey) (*IdemRecord, error)
+	// Ticket returns a ticket by id, or ErrNotFound.
+	Ticket(ctx context.Context, id string) (*Ticket, error)
+	// TicketByCode returns a ticket by its code, or ErrNotFound.
+	TicketByCode(ctx context.Context, code string) (*Ticket, error)
+	// SubOrderTickets returns the tickets of a sub-order ordered by id (at most
+	// MaxTicketsPerOrder).
+	SubOrderTickets(ctx context.Context, subOrderNo string) ([]Ticket, error)
+	// Order returns an order by its sub-order number, or ErrNotFound.
+	Order(ctx context.Context, subOrderNo string) (*Order, error)
+	// Use returns a use by its own transaction id, or ErrNotFound.
+	Use(ctx context.Context, transID string) (*Use, error)
+	// GroupUse returns the use of ticketID made by the group-buy use groupTransID,
+	// or ErrNotFound.
+	GroupUse(ctx context.Context, groupTransID, ticketID string) (*Use, error)
+	// LatestActiveUse returns the most recent unreversed use of the ticket made by
+	// the app (refunded uses included), or ErrNotFound.
+	LatestActiveUse(ctx context.Context, ticketID, appKey string) (*Use, error)
+	// ActiveUnits returns the sum of the units of the ticket's unreversed uses.
+	ActiveUnits(ctx context.Context, ticketID string) (int, error)
+	// Fence returns the fence of (ticket, app), or ErrNotFound.
+	Fence(ctx context.Context, ticketID, appKey string) (*Fence, error)
+	// Shop returns a shop of a merchant, or ErrNotFound.
+	Shop(ctx context.Context, merchantID, shopID string) (*Shop, error)
+	// App returns an app by key, or ErrNotFound.
+	App(ctx context.Context, key string) (*App, error)
+	// Merchant returns a merchant, or ErrNotFound.
+	Merchant(ctx context.Context, id string) (*Merchant, error)
+
+	// EachTicket calls fn for every ticket in id order; fn's error stops the walk.
+	EachTicket(ctx context.Context, fn func(*Ticket) error) error
+	// EachUse calls fn for every use in transaction id order.
+	EachUse(ctx context.Context, fn func(*Use) error) error
+	// EachIdem calls fn for every idempotency record.
+	EachIdem(ctx context.Context, fn func(*IdemRecord) error) error
+	// Counts returns the number of rows of the main tables, for tests and metrics.
+	Counts(ctx context.Context) (Counts, error)
+}
+
+// Counts is the number of rows of each ledger table.
+type Counts struct {
+	Apps, Merchants, Shops, Orders, Tickets, Uses, Fences, Idem int
+}
+
+// Tx reads and writes the ledger inside Store.Update.
+type Tx interface {
+	ReadTx
+	// PutIdem records a final answer; ErrDuplicate if the key already has one.
+	PutIdem(ctx context.Context, rec *IdemRecord) error
+	// SetAvailable stores a ticket's available units.
+	SetAvailable(ctx context.Context, ticketID string, available int) error
+	// InsertUse records a new use; ErrDuplicate on a repeated transaction id.
+	InsertUse(ctx context.Context, u *Use) error
+	// MarkReversed stores the reversal fields of a use.
+	MarkReversed(ctx context.Context, u *Use) error
+	// MarkRefunded stores the refund fields of a use.
+	MarkRefunded(ctx context.Context, u *Use) error
+	// PutFence creates or replaces the fence of (ticket, app).
+	PutFence(ctx context.Context, f *Fence) error
+	// NewID returns a fresh 19-digit identifier, unique among all identifiers the
+	// store ever handed out, never reused even if the transaction aborts.
+	NewID(ctx context.Context) (string, error)
+
+	// PutMerchant creates a merchant or updates its name.
+	PutMerchant(ctx context.Context, m *Merchant) error
+	// InsertShop registers a shop; ErrDuplicate if (merchant, shop id) exists.
+	InsertShop(ctx context.Context, s *Shop) error
+	// InsertApp creates an app; ErrDuplicate on a repeated key.
+	InsertApp(ctx context.Context, a *App) error
+	// UpdateApp replaces an app's mutable fields (name, merchants, enabled,
+	// methods, rate limit).
+	UpdateApp(ctx context.Context, a *App) error
+	// InsertOrder records an order; ErrDuplicate on a repeated sub-order number.
+	InsertOrder(ctx context.Context, o *Order) error
+	// InsertTicket records a ticket; ErrDuplicate on a repeated id or code.
+	InsertTicket(ctx context.Context, t *Ticket) error
+}
+
+// Clock returns the current time. Tests replace it to move through reversal windows.
+type Clock func() time.Time

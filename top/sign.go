@@ -1,0 +1,129 @@
+package top
+
+import (
+	"crypto/hmac"
+	"crypto/md5"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"hash"
+	"sync"
+)
+
+// Signature methods of the sign_method parameter (SPEC §3.3).
+const (
+	SignMD5        = "md5"
+	SignHMAC       = "hmac" // HMAC-MD5
+	SignHMACSHA256 = "hmac-sha256"
+)
+
+// ErrUnknownSignMethod is returned by Sign for a sign_method it does not implement.
+var ErrUnknownSignMethod = errors.New("top: unknown sign_method")
+
+// maxDigestHex is the longest signature: hex of a SHA-256 digest.
+const maxDigestHex = 2 * sha256.Size
+
+// signBufPool recycles the buffer holding the string to sign. Requests carry a
+// JSON business object of a few hundred bytes, so reusing the buffer saves an
+// allocation per signature on the hot path.
+var signBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// maxPooledSignBuf keeps one huge request from pinning a huge buffer in the pool.
+const maxPooledSignBuf = 64 << 10
+
+// Sign computes the upper-case hex signature of p: every parameter except "sign",
+// without empty values, in byte order of name, concatenated as name+value.
+func Sign(p *Params, secret, signMethod string) (string, error) {
+	var dst [maxDigestHex]byte
+	n, ok := signInto(&dst, p, secret, signMethod)
+	if !ok {
+		return "", ErrUnknownSignMethod
+	}
+	return string(dst[:n]), nil
+}
+
+// SignMap is Sign over a plain map, for clients building a request.
+func SignMap(m map[string]string, secret, signMethod string) (string, error) {
+	return Sign(NewParams(m), secret, signMethod)
+}
+
+// VerifySign reports whether sign is the signature of p. The comparison ignores case,
+// because clients differ in the hex case they send, and takes constant time in the
+// expected value, so that timing does not reveal how much of a forged sign matched.
+// It is false for an unknown sign method.
+func VerifySign(p *Params, secret, signMethod, sign string) bool {
+	var want [maxDigestHex]byte
+	n, ok := signInto(&want, p, secret, signMethod)
+	if !ok || len(sign) != n {
+		// The length of a valid signature is public, so leaving early reveals nothing.
+		return false
+	}
+	var got [maxDigestHex]byte
+	for i := 0; i < n; i++ {
+		c := sign[i]
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		got[i] = c
+	}
+	return subtle.ConstantTimeCompare(got[:n], want[:n]) == 1
+}
+
+// signInto writes the upper-case hex signature into dst and returns its length.
+func signInto(dst *[maxDigestHex]byte, p *Params, secret, method string) (int, bool) {
+	switch method {
+	case SignMD5, SignHMAC, SignHMACSHA256:
+	default:
+		return 0, false
+	}
+	bp := signBufPool.Get().(*[]byte)
+	buf := (*bp)[:0]
+	if method == SignMD5 {
+		buf = append(buf, secret...)
+	}
+	if p != nil {
+		for _, kv := range p.kvs {
+			if kv.value == "" || kv.name == "sign" {
+				continue
+			}
+			buf = append(buf, kv.name...)
+			buf = append(buf, kv.value...)
+		}
+	}
+	var n int
+	switch method {
+	case SignMD5:
+		buf = append(buf, secret...)
+		sum := md5.Sum(buf)
+		n = hexUpper(dst[:], sum[:])
+	case SignHMAC:
+		var out [sha256.Size]byte
+		n = hexUpper(dst[:], macSum(md5.New, secret, buf, &out))
+	default:
+		var out [sha256.Size]byte
+		n = hexUpper(dst[:], macSum(sha256.New, secret, buf, &out))
+	}
+	if cap(buf) <= maxPooledSignBuf {
+		*bp = buf
+		signBufPool.Put(bp)
+	}
+	return n, true
+}
+
+// macSum returns the HMAC of msg keyed by secret, in out's storage.
+func macSum(h func() hash.Hash, secret string, msg []byte, out *[sha256.Size]byte) []byte {
+	mac := hmac.New(h, []byte(secret))
+	mac.Write(msg)
+	return mac.Sum(out[:0])
+}
+
+const hexDigitsUpper = "0123456789ABCDEF"
+
+// hexUpper writes src as upper-case hex into dst, which must be long enough.
+func hexUpper(dst, src []byte) int {
+	for i, b := range src {
+		dst[2*i] = hexDigitsUpper[b>>4]
+		dst[2*i+1] = hexDigitsUpper[b&0x0f]
+	}
+	return 2 * len(src)
+}
