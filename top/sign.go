@@ -12,8 +12,11 @@ import (
 
 // Signature methods of the sign_method parameter (SPEC §3.3).
 const (
-	SignMD5        = "md5"
-	SignHMAC       = "hmac" // HMAC-MD5
+	// SignMD5 is md5(secret + S + secret).
+	SignMD5 = "md5"
+	// SignHMAC is HMAC-MD5 keyed by the secret.
+	SignHMAC = "hmac"
+	// SignHMACSHA256 is HMAC-SHA256 keyed by the secret.
 	SignHMACSHA256 = "hmac-sha256"
 )
 

@@ -1,0 +1,206 @@
+package top
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"hash"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+)
+
+type signCase struct {
+	Name       string            `json:"name"`
+	Secret     string            `json:"secret"`
+	SignMethod string            `json:"sign_method"`
+	Params     map[string]string `json:"params"`
+	Sign       string            `json:"sign"`
+}
+
+const (
+	vectorsCopy   = "testdata/sign.json"
+	vectorsShared = "../../shared/vectors/sign.json"
+)
+
+// loadSignVectors reads the package's copy of the shared vectors, so the test runs in a
+// clean clone, and insists the copy has not drifted from the shared file when present.
+func loadSignVectors(t testing.TB) []signCase {
+	t.Helper()
+	data, err := os.ReadFile(vectorsCopy)
+	if err != nil {
+		t.Fatalf("read %s: %v", vectorsCopy, err)
+	}
+	if shared, err := os.ReadFile(vectorsShared); err == nil {
+		if !bytes.Equal(data, shared) {
+			t.Fatalf("%s differs from %s: copy the shared vectors again", vectorsCopy, vectorsShared)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("read %s: %v", vectorsShared, err)
+	}
+	var file struct {
+		Cases []signCase `json:"cases"`
+	}
+	if err := json.Unmarshal(data, &file); err != nil {
+		t.Fatalf("parse %s: %v", vectorsCopy, err)
+	}
+	if len(file.Cases) == 0 {
+		t.Fatalf("%s has no cases", vectorsCopy)
+	}
+	return file.Cases
+}
+
+func TestSignVectors(t *testing.T) {
+	methods := map[string]bool{}
+	for _, c := range loadSignVectors(t) {
+		t.Run(c.Name, func(t *testing.T) {
+			methods[c.SignMethod] = true
+			p := NewParams(c.Params)
+			got, err := Sign(p, c.Secret, c.SignMethod)
+			if err != nil || got != c.Sign {
+				t.Fatalf("Sign = %q, %v; want %q", got, err, c.Sign)
+			}
+			got, err = SignMap(c.Params, c.Secret, c.SignMethod)
+			if err != nil || got != c.Sign {
+				t.Fatalf("SignMap = %q, %v; want %q", got, err, c.Sign)
+			}
+			if !VerifySign(p, c.Secret, c.SignMethod, c.Sign) {
+				t.Fatal("VerifySign rejects the vector's sign")
+			}
+			if !VerifySign(p, c.Secret, c.SignMethod, strings.ToLower(c.Sign)) {
+				t.Fatal("VerifySign rejects the lower-case sign")
+			}
+			if ref := referenceSign(c.Params, c.Secret, c.SignMethod); ref != c.Sign {
+				t.Fatalf("reference signer = %q; the vector is %q", ref, c.Sign)
+			}
+
+			// The sign parameter itself is never signed.
+			withSign := clone(c.Params)
+			withSign["sign"] = c.Sign
+			if got, _ := Sign(NewParams(withSign), c.Secret, c.SignMethod); got != c.Sign {
+				t.Fatalf("Sign with a sign parameter = %q; want %q", got, c.Sign)
+			}
+			if !VerifySign(NewParams(withSign), c.Secret, c.SignMethod, c.Sign) {
+				t.Fatal("VerifySign fails when the sign parameter is present")
+			}
+
+			for i := range c.Sign {
+				for _, repl := range []byte{'0', 'F', 'f', 'G', 'x'} {
+					if strings.EqualFold(string(repl), c.Sign[i:i+1]) {
+						continue
+					}
+					bad := c.Sign[:i] + string(repl) + c.Sign[i+1:]
+					if VerifySign(p, c.Secret, c.SignMethod, bad) {
+						t.Fatalf("VerifySign accepts %q (position %d changed)", bad, i)
+					}
+				}
+			}
+			for _, bad := range []string{"", c.Sign[1:], c.Sign + "0", " " + c.Sign} {
+				if VerifySign(p, c.Secret, c.SignMethod, bad) {
+					t.Fatalf("VerifySign accepts %q", bad)
+				}
+			}
+			if VerifySign(p, c.Secret+"x", c.SignMethod, c.Sign) {
+				t.Fatal("VerifySign accepts the sign under another secret")
+			}
+			changed := clone(c.Params)
+			changed["v"] += "0"
+			if VerifySign(NewParams(changed), c.Secret, c.SignMethod, c.Sign) {
+				t.Fatal("VerifySign accepts the sign of other parameters")
+			}
+		})
+	}
+	for _, m := range []string{SignMD5, SignHMAC, SignHMACSHA256} {
+		if !methods[m] {
+			t.Errorf("no vector for sign method %q", m)
+		}
+	}
+}
+
+func TestSignUnknownMethod(t *testing.T) {
+	p := NewParams(map[string]string{"a": "1"})
+	for _, m := range []string{"", "MD5", "sha256", "hmac-sha1", "hmac_sha256"} {
+		if s, err := Sign(p, "k", m); !errors.Is(err, ErrUnknownSignMethod) || s != "" {
+			t.Errorf("Sign(%q) = %q, %v; want ErrUnknownSignMethod", m, s, err)
+		}
+		if _, err := SignMap(map[string]string{"a": "1"}, "k", m); err == nil {
+			t.Errorf("SignMap(%q) succeeded", m)
+		}
+		if VerifySign(p, "k", m, "") {
+			t.Errorf("VerifySign(%q) accepted an empty sign", m)
+		}
+	}
+}
+
+func TestSignNilAndEmpty(t *testing.T) {
+	for _, m := range []string{SignMD5, SignHMAC, SignHMACSHA256} {
+		a, err := Sign(nil, "k", m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := Sign(NewParams(nil), "k", m)
+		if a != b || a != referenceSign(nil, "k", m) {
+			t.Errorf("%s: nil params %q, empty params %q", m, a, b)
+		}
+		if !VerifySign(nil, "k", m, a) {
+			t.Errorf("%s: VerifySign(nil) rejects its own sign", m)
+		}
+	}
+}
+
+func TestSignLongSecretAndValues(t *testing.T) {
+	// A secret longer than the hash block exercises HMAC's key hashing, and a value
+	// larger than the pooled buffer limit exercises the unpooled path.
+	secret := strings.Repeat("s", 200)
+	m := map[string]string{"big": strings.Repeat("v", maxPooledSignBuf+1), "a": "1"}
+	for _, method := range []string{SignMD5, SignHMAC, SignHMACSHA256} {
+		got, err := SignMap(m, secret, method)
+		if err != nil || got != referenceSign(m, secret, method) {
+			t.Errorf("%s: got %q, %v", method, got, err)
+		}
+	}
+}
+
+// referenceSign is the straightforward reading of SPEC §3.3, kept apart from the
+// optimised signer so that each checks the other.
+func referenceSign(m map[string]string, secret, method string) string {
+	names := make([]string, 0, len(m))
+	for k, v := range m {
+		if k != "sign" && v != "" {
+			names = append(names, k)
+		}
+	}
+	sort.Strings(names)
+	var s strings.Builder
+	for _, k := range names {
+		s.WriteString(k)
+		s.WriteString(m[k])
+	}
+	var sum []byte
+	switch method {
+	case SignMD5:
+		d := md5.Sum([]byte(secret + s.String() + secret))
+		sum = d[:]
+	case SignHMAC, SignHMACSHA256:
+		h := map[string]func() hash.Hash{SignHMAC: md5.New, SignHMACSHA256: sha256.New}[method]
+		mac := hmac.New(h, []byte(secret))
+		mac.Write([]byte(s.String()))
+		sum = mac.Sum(nil)
+	default:
+		return ""
+	}
+	return strings.ToUpper(hex.EncodeToString(sum))
+}
+
+func clone(m map[string]string) map[string]string {
+	c := make(map[string]string, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
