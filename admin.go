@@ -38,14 +38,29 @@ func randomHex(n int) (string, error) {
 	return hex.EncodeToString(b), nil
 }
 
-// CreateApp stores a new app bound to merchantID, creating the merchant if new.
-func (l *Ledger) CreateApp(ctx context.Context, name, merchantID string) (*App, error) {
-	app, err := NewApp(name, merchantID, l.cfg.Clock())
+// AppSpec describes an app to create.
+type AppSpec struct {
+	Name       string
+	MerchantID string
+	// Methods granted; empty means all.
+	Methods []string
+	// RateLimitPerS is calls per second per gateway process; 0 means unlimited.
+	RateLimitPerS int
+}
+
+// CreateApp stores a new app bound to one merchant, creating the merchant if new.
+func (l *Ledger) CreateApp(ctx context.Context, spec AppSpec) (*App, error) {
+	app, err := NewApp(spec.Name, spec.MerchantID, l.cfg.Clock())
 	if err != nil {
 		return nil, err
 	}
+	if spec.RateLimitPerS < 0 {
+		return nil, invalid("rate_limit", "must not be negative")
+	}
+	app.Methods = spec.Methods
+	app.RateLimitPerS = spec.RateLimitPerS
 	err = l.store.Update(ctx, func(tx Tx) error {
-		if err := ensureMerchant(ctx, tx, merchantID); err != nil {
+		if err := ensureMerchant(ctx, tx, spec.MerchantID); err != nil {
 			return err
 		}
 		return tx.InsertApp(ctx, app)

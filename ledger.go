@@ -75,6 +75,14 @@ func (l *Ledger) Reverse(ctx context.Context, app *App, req ReverseRequest) (Rev
 	key := IdemKey{AppKey: app.Key, Op: OpReverse, RequestID: req.RequestID}
 	fp := req.TicketID + "\x00" + req.TransID
 	var res ReverseResult
+	if rec := l.recorded(ctx, key); rec != nil {
+		if rec.Fingerprint != fp {
+			return failure(CodeRequestIDConflict), nil
+		}
+		if err := json.Unmarshal(rec.Answer, &res); err == nil {
+			return res, nil
+		}
+	}
 	err := l.store.Update(ctx, func(tx Tx) error {
 		res = ReverseResult{}
 		// Lock the ticket before reading the idempotency row: a concurrent duplicate
@@ -212,6 +220,24 @@ func (l *Ledger) record(ctx context.Context, tx Tx, key IdemKey, fp, ticketID st
 		return err
 	}
 	return tx.PutIdem(ctx, &IdemRecord{IdemKey: key, Fingerprint: fp, TicketID: ticketID, Answer: b, CreatedAt: now})
+}
+
+// recorded returns the recorded answer of key, read outside any write
+// transaction, or nil. A record is written once, never changes, and is visible only
+// once durable, so a replay can be answered from it without queueing behind writes:
+// replays are what a POS sends after a lost response, often in bursts. Any failure
+// to read returns nil and the caller takes the write path, which decides for sure.
+func (l *Ledger) recorded(ctx context.Context, key IdemKey) *IdemRecord {
+	var rec *IdemRecord
+	err := l.store.View(ctx, func(tx ReadTx) error {
+		var err error
+		rec, err = tx.Idem(ctx, key)
+		return err
+	})
+	if err != nil {
+		return nil
+	}
+	return rec
 }
 
 func (l *Ledger) loud(err error) {

@@ -22,6 +22,15 @@ func (l *Ledger) Use(ctx context.Context, app *App, req UseRequest) (UseResult, 
 		req.GmtBiz = now
 	}
 	var res UseResult
+	if rec := l.recorded(ctx, key); rec != nil {
+		if rec.Fingerprint != fp {
+			return UseResult{}, refuse(SubRequestIDConflict, subMsgRequestIDConflict)
+		}
+		if err := json.Unmarshal(rec.Answer, &res); err == nil {
+			res.BizCode = BizTicketAlreadyUsed
+			return res, nil
+		}
+	}
 	err := l.store.Update(ctx, func(tx Tx) error {
 		res = UseResult{}
 		var t *Ticket
@@ -331,6 +340,14 @@ func (l *Ledger) Refund(ctx context.Context, app *App, req RefundRequest) (Refun
 	key := IdemKey{AppKey: app.Key, Op: OpRefund, RequestID: req.RequestID}
 	fp := req.TicketCode + "\x00" + req.TransID
 	var res RefundResult
+	if rec := l.recorded(ctx, key); rec != nil {
+		if rec.Fingerprint != fp {
+			return RefundResult{}, refuse(SubRequestIDConflict, subMsgRequestIDConflict)
+		}
+		if err := json.Unmarshal(rec.Answer, &res); err == nil {
+			return res, nil
+		}
+	}
 	err := l.store.Update(ctx, func(tx Tx) error {
 		res = RefundResult{}
 		t, err := tx.TicketByCode(ctx, req.TicketCode)

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime/pprof"
+	"strings"
+	"time"
+
+	"github.com/daodian/daodian"
+	"github.com/daodian/daodian/gateway"
+	"github.com/daodian/daodian/postgres"
+	"github.com/daodian/daodian/sqlite"
+)
+
+const defaultDB = "daodian.db"
+
+// openStore opens the embedded store at a path, or PostgreSQL for a postgres:// URL.
+func openStore(ctx context.Context, db string) (daodian.Store, error) {
+	if strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://") {
+		s, err := postgres.Open(ctx, db, postgres.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("open PostgreSQL store: %w", err)
+		}
+		return s, nil
+	}
+	s, err := sqlite.Open(ctx, db, sqlite.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("open embedded store %s: %w", db, err)
+	}
+	return s, nil
+}
+
+// newLogger logs JSON when w is not a terminal (collected by machines), text on a
+// terminal (read by people).
+func newLogger(w *os.File) *slog.Logger {
+	if fi, err := w.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+		return slog.New(slog.NewTextHandler(w, nil))
+	}
+	return slog.New(slog.NewJSONHandler(w, nil))
+}
+
+// Server limits. Each bounds what one client can hold: a slow client (slowloris)
+// cannot keep a connection forever, nor send unbounded headers.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 15 * time.Second
+	writeTimeout      = 15 * time.Second
+	idleTimeout       = 120 * time.Second
+	maxHeaderBytes    = 64 << 10
+	shutdownTimeout   = 15 * time.Second
+)
+
+func runServe(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "serve")
+	addr := fs.String("addr", "127.0.0.1:8080", "listen address (port 0 picks a free port)")
+	db := fs.String("db", defaultDB, "embedded database file, or a postgres:// URL")
+	window := fs.Duration("reverse-window", 24*time.Hour, "how long after a use it may be reversed")
+	skew := fs.Duration("timestamp-skew", 10*time.Minute, "accepted distance of `timestamp` from server time")
+	maxBody := fs.Int64("max-body", 1<<20, "largest accepted request body in bytes")
+	cpuProfile := fs.String("cpu-profile", "", "write a pprof CPU profile of the whole run to this file")
+	demoFlag := fs.Bool("demo", false, "on an empty database, seed a demo merchant, shop, app and tickets and print how to call them")
+	if _, err := parse(e, fs, args); err != nil {
+		return err
+	}
+	logger := slog.Default()
+	if f, ok := e.stdout.(*os.File); ok {
+		logger = newLogger(f)
+	} else {
+		logger = slog.New(slog.NewJSONHandler(e.stdout, nil))
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	store, err := openStore(ctx, *db)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	ledger := daodian.NewLedger(store, daodian.Config{ReverseWindow: *window, FutureSkew: *skew, Logger: logger})
+	gw := gateway.New(ledger, gateway.Config{MaxBodyBytes: *maxBody, TimestampSkew: *skew, Logger: logger})
+
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (is another server running there? use --addr)", *addr, err)
+	}
+	srv := &http.Server{
+		Handler:           gw.Handler(),
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	url := fmt.Sprintf("http://%s/router/rest", ln.Addr())
+	if *demoFlag {
+		d, err := seedDemo(ctx, ledger)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("seed demo data: %w", err)
+		}
+		if d == nil {
+			fmt.Fprintln(e.stderr, "daodian: --demo seeds only an empty database; this one has data, so nothing was added (use --db with a new file for a fresh demo)")
+		} else {
+			d.print(e.stderr, url)
+		}
+	}
+	fmt.Fprintf(e.stderr, "daodian: serving on %s (store %s)\n", url, describeDB(*db))
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down: no new connections, finishing in-flight requests", "timeout_s", shutdownTimeout.Seconds())
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// describeDB names the store without the password a URL may hold.
+func describeDB(db string) string {
+	if strings.Contains(db, "://") {
+		if i := strings.Index(db, "@"); i >= 0 {
+			if j := strings.Index(db, "://"); j >= 0 && j < i {
+				return db[:j+3] + "…" + db[i:]
+			}
+		}
+		return db
+	}
+	return db + " (embedded)"
+}

@@ -1,0 +1,166 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// binary is the daodian executable built once for the tests that run real
+// processes.
+var binary struct {
+	once sync.Once
+	path string
+	err  error
+	dir  string
+}
+
+// daodianBinary builds ./cmd/daodian once per test run.
+func daodianBinary(t *testing.T) string {
+	t.Helper()
+	binary.once.Do(func() {
+		binary.dir, binary.err = os.MkdirTemp("", "daodian-e2e-bin-")
+		if binary.err != nil {
+			return
+		}
+		binary.path = filepath.Join(binary.dir, "daodian")
+		gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+		if _, err := os.Stat(gobin); err != nil {
+			gobin = "go"
+		}
+		cmd := exec.Command(gobin, "build", "-o", binary.path, "../cmd/daodian")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			binary.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binary.err != nil {
+		t.Fatal(binary.err)
+	}
+	return binary.path
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binary.dir != "" {
+		os.RemoveAll(binary.dir)
+	}
+	os.Exit(code)
+}
+
+// proc is a running `daodian serve`.
+type proc struct {
+	cmd  *exec.Cmd
+	url  string
+	done chan error
+}
+
+var servingRE = regexp.MustCompile(`serving on (http://\S+)`)
+
+// startServe starts `daodian serve --addr 127.0.0.1:0 args…` and waits until it
+// listens. The process is killed when the test ends if still running.
+func startServe(t *testing.T, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(daodianBinary(t), append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)...)
+	cmd.Stdout = nil
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, done: make(chan error, 1)}
+	found := make(chan string, 1)
+	var tail []string
+	var mu sync.Mutex
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			mu.Lock()
+			tail = append(tail, sc.Text())
+			mu.Unlock()
+			if m := servingRE.FindStringSubmatch(sc.Text()); m != nil {
+				found <- m[1]
+			}
+		}
+	}()
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.done
+	})
+	select {
+	case p.url = <-found:
+		return p
+	case err := <-p.done:
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("daodian serve exited: %v\n%v", err, tail)
+	case <-time.After(60 * time.Second):
+		t.Fatal("daodian serve did not start in 60s")
+	}
+	return nil
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Errorf("daodian serve exited uncleanly after SIGTERM: %v", err)
+		}
+		p.done <- err
+	case <-time.After(30 * time.Second):
+		t.Error("daodian serve did not stop within 30s of SIGTERM")
+	}
+}
+
+// freshPostgres creates a new database on the server of DAODIAN_TEST_POSTGRES and
+// returns its URL; the database is dropped when the test ends. Without the
+// variable the test is skipped.
+func freshPostgres(t *testing.T) string {
+	t.Helper()
+	base := os.Getenv("DAODIAN_TEST_POSTGRES")
+	if base == "" {
+		t.Skip("DAODIAN_TEST_POSTGRES is not set; skipping PostgreSQL tests (set it to a postgres:// URL of a server where a fresh database may be created)")
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatalf("connect to DAODIAN_TEST_POSTGRES: %v", err)
+	}
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	name := "daodian_e2e_" + hex.EncodeToString(b)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		conn.Close(ctx)
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+		conn.Close(ctx)
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}

@@ -1,0 +1,341 @@
+// Package gateway serves the TOP protocol over HTTP: /router/rest with the method
+// registry, authentication, limits and the fixed check order of SPEC §3.5, plus the
+// health endpoints. Handlers see only decoded, validated input.
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/daodian/daodian"
+	"github.com/daodian/daodian/alsc"
+	"github.com/daodian/daodian/top"
+)
+
+// Config holds the gateway's settings.
+type Config struct {
+	// MaxBodyBytes bounds a request body (default 1 MiB).
+	MaxBodyBytes int64
+	// TimestampSkew is the accepted distance between `timestamp` and server time
+	// (default 10 minutes).
+	TimestampSkew time.Duration
+	// AppCacheTTL is how long an app read from the store is trusted before it is
+	// read again, so that a disabled app stops working within this time on every
+	// process (default 2s).
+	AppCacheTTL time.Duration
+	// Clock is the time source (default time.Now).
+	Clock func() time.Time
+	// Logger receives one line per request (default slog.Default()).
+	Logger *slog.Logger
+	// Observer, if set, is told about every answered request (metrics).
+	Observer Observer
+}
+
+// Observer is told about every answered request. Implementations must be fast and
+// safe for concurrent use.
+type Observer interface {
+	Observe(method, outcome string, d time.Duration)
+}
+
+// Gateway is the HTTP handler of the TOP endpoint.
+type Gateway struct {
+	cfg     Config
+	ledger  *daodian.Ledger
+	methods map[string]*Method
+	apps    *appCache
+	limits  *limiter
+	ready   func(ctx context.Context) error
+
+	ridPrefix string
+	ridSeq    atomic.Uint64
+	bufs      sync.Pool
+}
+
+// New returns a gateway serving the methods of alsc.Specs on ledger.
+func New(ledger *daodian.Ledger, cfg Config) *Gateway {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = top.DefaultMaxBodyBytes
+	}
+	if cfg.TimestampSkew <= 0 {
+		cfg.TimestampSkew = 10 * time.Minute
+	}
+	if cfg.AppCacheTTL <= 0 {
+		cfg.AppCacheTTL = 2 * time.Second
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	g := &Gateway{
+		cfg:     cfg,
+		ledger:  ledger,
+		methods: make(map[string]*Method),
+		apps:    newAppCache(ledger.Store(), cfg.AppCacheTTL, cfg.Clock),
+		limits:  newLimiter(),
+		ready:   ledger.Store().Ping,
+	}
+	var seed [8]byte
+	_, _ = rand.Read(seed[:])
+	g.ridPrefix = strconv.FormatUint(binary.BigEndian.Uint64(seed[:])|1<<63, 36)[:10]
+	g.bufs.New = func() any { b := make([]byte, 0, 2048); return &b }
+	for _, m := range g.builtinMethods() {
+		g.Register(m)
+	}
+	return g
+}
+
+// Register adds or replaces a method.
+func (g *Gateway) Register(m *Method) {
+	g.methods[m.Spec.Name] = m
+}
+
+// Handler returns the HTTP handler with every route of the process: /router/rest,
+// /healthz and /readyz.
+func (g *Gateway) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/router/rest", g)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if err := g.ready(ctx); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("store unreachable\n"))
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return mux
+}
+
+// newRequestID returns the per-request trace id: a random per-process prefix and a
+// counter, unique without coordination and cheap on the hot path.
+func (g *Gateway) newRequestID() string {
+	b := make([]byte, 0, 24)
+	b = append(b, g.ridPrefix...)
+	b = strconv.AppendUint(b, g.ridSeq.Add(1), 36)
+	return string(b)
+}
+
+// call is the state of one request as it passes the checks.
+type call struct {
+	requestID string
+	format    top.Format
+	simplify  bool
+	method    string
+	appKey    string
+	outcome   string
+}
+
+// ServeHTTP answers one TOP request. Every protocol-level answer is HTTP 200, as on
+// the real platform.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	c := call{requestID: g.newRequestID()}
+	bp := g.bufs.Get().(*[]byte)
+	buf := (*bp)[:0]
+	defer func() {
+		if p := recover(); p != nil {
+			g.cfg.Logger.Error("panic in request", "request_id", c.requestID, "method", c.method, "panic", p)
+			c.outcome = "code_15"
+			buf = top.AppendError(buf[:0], c.format, top.ErrRemoteService(), c.requestID)
+			g.write(w, c.format, buf)
+		}
+		if cap(buf) <= 64<<10 {
+			*bp = buf[:0]
+			g.bufs.Put(bp)
+		}
+		d := time.Since(start)
+		g.cfg.Logger.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			slog.String("request_id", c.requestID), slog.String("app_key", c.appKey),
+			slog.String("method", c.method), slog.String("outcome", c.outcome),
+			slog.Float64("duration_ms", float64(d.Microseconds())/1000))
+		if g.cfg.Observer != nil {
+			g.cfg.Observer.Observe(c.method, c.outcome, d)
+		}
+	}()
+	body, terr := g.serve(r, &c)
+	if terr != nil {
+		c.outcome = "code_" + strconv.Itoa(terr.Code)
+		if terr.SubCode != "" && terr.Code == 50 {
+			c.outcome = terr.SubCode
+		}
+		buf = top.AppendError(buf, c.format, terr, c.requestID)
+	} else {
+		buf = top.AppendSuccess(buf, c.format, c.simplify, c.method, body, c.requestID)
+	}
+	g.write(w, c.format, buf)
+}
+
+func (g *Gateway) write(w http.ResponseWriter, f top.Format, buf []byte) {
+	h := w.Header()
+	if f == top.JSON {
+		h.Set("Content-Type", "application/json;charset=UTF-8")
+	} else {
+		h.Set("Content-Type", "text/xml;charset=UTF-8")
+	}
+	h.Set("Content-Length", strconv.Itoa(len(buf)))
+	_, _ = w.Write(buf)
+}
+
+// serve runs the checks of SPEC §3.5 in their fixed order, then the method.
+func (g *Gateway) serve(r *http.Request, c *call) (top.Body, *top.Error) {
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		return nil, top.ErrInvalidArguments("HTTP method must be GET or POST")
+	}
+	p, perr := top.ParseRequest(r, g.cfg.MaxBodyBytes)
+	if p != nil {
+		// Answer in the caller's format whenever it named a valid one, even when a
+		// later check fails.
+		if f, ok := top.ParseFormat(p.Get("format")); ok {
+			c.format = f
+		}
+		c.simplify = p.Get("simplify") == "true"
+	}
+	if perr != nil {
+		if p == nil {
+			// Unparseable as a whole (a repeated name, a body over the limit, …): the
+			// query alone may still name the format, as it does for the official SDKs,
+			// which put the public parameters there. Without this, a JSON client
+			// could not read the 41 and would take it for a lost answer.
+			c.format, c.simplify = formatFromQuery(r.URL)
+		}
+		return nil, perr
+	}
+	c.method = p.Get("method")
+	if c.method == "" {
+		return nil, top.ErrMissingMethod()
+	}
+	m, ok := g.methods[c.method]
+	if !ok {
+		c.method = "unknown"
+		return nil, top.ErrInvalidMethod()
+	}
+	key := p.Get("app_key")
+	if key == "" {
+		return nil, top.ErrMissingAppKey()
+	}
+	app, err := g.apps.get(r.Context(), key)
+	if err != nil {
+		if errors.Is(err, daodian.ErrNotFound) {
+			return nil, top.ErrInvalidAppKey()
+		}
+		g.cfg.Logger.Error("app lookup failed", "request_id", c.requestID, "err", err)
+		return nil, top.ErrRemoteService()
+	}
+	if !app.Enabled {
+		return nil, top.ErrInvalidAppKey()
+	}
+	c.appKey = app.Key
+	switch v := p.Get("v"); {
+	case !p.Has("v") || v == "":
+		return nil, top.ErrMissingVersion()
+	case !versionLike(v):
+		return nil, top.ErrInvalidVersion()
+	case v != "2.0":
+		return nil, top.ErrUnsupportedVersion()
+	}
+	if _, ok := top.ParseFormat(p.Get("format")); !ok {
+		return nil, top.ErrInvalidFormat()
+	}
+	now := g.cfg.Clock()
+	ts := p.Get("timestamp")
+	if ts == "" {
+		return nil, top.ErrMissingTimestamp()
+	}
+	t, err := top.ParseTimestamp(ts)
+	if err != nil || t.Sub(now) > g.cfg.TimestampSkew || now.Sub(t) > g.cfg.TimestampSkew {
+		return nil, top.ErrInvalidTimestamp()
+	}
+	sign := p.Get("sign")
+	if sign == "" {
+		return nil, top.ErrMissingSignature()
+	}
+	if !top.VerifySign(p, app.Secret, p.Get("sign_method"), sign) {
+		return nil, top.ErrInvalidSignature()
+	}
+	if ok, wait := g.limits.allow(app.Key, app.RateLimitPerS, now); !ok {
+		return nil, top.ErrAppCallLimited(wait)
+	}
+	if !app.Allows(c.method) {
+		return nil, top.ErrInsufficientPermissions()
+	}
+	in := &Input{App: app, Params: p, RequestID: c.requestID, Now: now}
+	if terr := decodeParams(m, p, in); terr != nil {
+		return nil, terr
+	}
+	body, terr := m.Handle(r.Context(), in)
+	if terr == nil {
+		c.outcome = outcomeOf(body)
+	}
+	return body, terr
+}
+
+// formatFromQuery returns the format and simplify named by the query string of u,
+// when each is given once with a valid value; XML otherwise.
+func formatFromQuery(u *url.URL) (top.Format, bool) {
+	if u == nil {
+		return top.XML, false
+	}
+	q, _ := url.ParseQuery(u.RawQuery) // keeps the pairs that parse
+	fs := q["format"]
+	if len(fs) != 1 {
+		return top.XML, false
+	}
+	f, ok := top.ParseFormat(fs[0])
+	if !ok {
+		return top.XML, false
+	}
+	ss := q["simplify"]
+	return f, len(ss) == 1 && ss[0] == "true"
+}
+
+// outcomeOf names the business outcome of a successful answer for logs and metrics.
+func outcomeOf(b top.Body) string {
+	switch v := b.(type) {
+	case *alsc.ReserveResponse:
+		if !v.Result.Success {
+			return v.Result.ErrorCode
+		}
+	case *alsc.ConsultResponse:
+		if !v.Result.Success {
+			return v.Result.ErrorCode
+		}
+	}
+	return "success"
+}
+
+// versionLike reports whether v looks like a version number (digits and dots).
+func versionLike(v string) bool {
+	if len(v) > 16 {
+		return false
+	}
+	dot := false
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c == '.':
+			if i == 0 || i == len(v)-1 || v[i-1] == '.' {
+				return false
+			}
+			dot = true
+		case c < '0' || c > '9':
+			return false
+		}
+	}
+	return dot
+}

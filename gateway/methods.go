@@ -1,0 +1,235 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/daodian/daodian"
+	"github.com/daodian/daodian/alsc"
+	"github.com/daodian/daodian/top"
+)
+
+// Method is a registered API method: its parameters and its handler. The gateway
+// checks required parameters and decodes JSON objects before Handle runs.
+type Method struct {
+	Spec alsc.Spec
+	// New returns the value a JSON-object parameter decodes into, by name.
+	New func(param string) any
+	// Handle answers a call whose protocol checks have passed.
+	Handle func(ctx context.Context, in *Input) (top.Body, *top.Error)
+}
+
+// Input is what a handler sees: the authenticated app, the parameters and the
+// decoded JSON objects.
+type Input struct {
+	App       *daodian.App
+	Params    *top.Params
+	RequestID string
+	Now       time.Time
+	objects   map[string]any
+}
+
+// Object returns the decoded JSON object parameter, or nil when it was absent.
+func (in *Input) Object(name string) any { return in.objects[name] }
+
+// decodeParams enforces required parameters (code 40) and decodes JSON objects
+// (code 50 naming the field on a wrong type or invalid JSON).
+func decodeParams(m *Method, p *top.Params, in *Input) *top.Error {
+	for _, sp := range m.Spec.Params {
+		v := p.Get(sp.Name)
+		if v == "" {
+			if sp.Required {
+				return top.ErrMissingArgument(sp.Name)
+			}
+			continue
+		}
+		if !sp.Object {
+			continue
+		}
+		dst := m.New(sp.Name)
+		if terr := decodeObject(sp.Name, v, dst); terr != nil {
+			return terr
+		}
+		if in.objects == nil {
+			in.objects = make(map[string]any, 1)
+		}
+		in.objects[sp.Name] = dst
+	}
+	return nil
+}
+
+func decodeObject(name, v string, dst any) *top.Error {
+	b := bytes.TrimSpace([]byte(v))
+	if len(b) == 0 || b[0] != '{' {
+		return top.ErrInvalidParameter(name + " 必须是JSON对象")
+	}
+	if err := json.Unmarshal(b, dst); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return top.ErrInvalidParameter(name + "." + te.Field + " 类型错误")
+		}
+		if errors.As(err, &te) {
+			return top.ErrInvalidParameter(name + " 类型错误")
+		}
+		return top.ErrInvalidParameter(name + " 不是合法的JSON")
+	}
+	return nil
+}
+
+// ledgerError maps an error of the ledger to its platform answer.
+func (g *Gateway) ledgerError(in *Input, err error) *top.Error {
+	var ip *daodian.InvalidParameter
+	var rf *daodian.Refusal
+	switch {
+	case errors.As(err, &ip):
+		return top.ErrInvalidParameter(ip.Field + " " + ip.Reason)
+	case errors.As(err, &rf):
+		return top.ErrBusiness(rf.SubCode, rf.SubMsg)
+	case errors.Is(err, daodian.ErrTransient):
+		e := top.ErrRemoteService()
+		e.SubCode, e.SubMsg = "isp.service-busy", "系统繁忙,请稍后重试"
+		return e
+	default:
+		g.cfg.Logger.Error("method failed", "request_id", in.RequestID, "err", err)
+		e := top.ErrRemoteService()
+		e.SubCode, e.SubMsg = "isp.unknown-error", "服务内部错误"
+		return e
+	}
+}
+
+func parseBizTime(field, v string) (time.Time, *top.Error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := top.ParseTime(v)
+	if err != nil {
+		return time.Time{}, top.ErrInvalidParameter(field + " 格式应为 yyyy-MM-dd HH:mm:ss")
+	}
+	return t, nil
+}
+
+func (gw *Gateway) builtinMethods() []*Method {
+	g := &handlers{l: gw.ledger, gw: gw}
+	spec := func(name string) alsc.Spec {
+		for _, s := range alsc.Specs {
+			if s.Name == name {
+				return s
+			}
+		}
+		panic("gateway: no spec for " + name)
+	}
+	return []*Method{
+		{Spec: spec(alsc.MethodTimeGet), Handle: g.timeGet},
+		{Spec: spec(alsc.MethodReserve), New: func(string) any { return new(alsc.TicketReverseTopRequest) }, Handle: g.reserve},
+		{Spec: spec(alsc.MethodConsult), New: func(string) any { return new(alsc.ConsultTopRequest) }, Handle: g.consult},
+		{Spec: spec(alsc.MethodUse), New: func(string) any { return new(alsc.UseTopRequest) }, Handle: g.use},
+		{Spec: spec(alsc.MethodRefund), Handle: g.refund},
+	}
+}
+
+type handlers struct {
+	l  *daodian.Ledger
+	gw *Gateway
+}
+
+func (h *handlers) timeGet(_ context.Context, in *Input) (top.Body, *top.Error) {
+	return &alsc.TimeGetResponse{Time: top.FormatTime(in.Now)}, nil
+}
+
+func (h *handlers) reserve(ctx context.Context, in *Input) (top.Body, *top.Error) {
+	var r alsc.TicketReverseTopRequest
+	if o, ok := in.Object("ticket_reverse_top_request").(*alsc.TicketReverseTopRequest); ok {
+		r = *o
+	}
+	biz, terr := parseBizTime("biz_date", r.BizDate)
+	if terr != nil {
+		return nil, terr
+	}
+	res, err := h.l.Reverse(ctx, in.App, daodian.ReverseRequest{
+		RequestID: r.RequestID, TicketID: r.TicketID, TransID: r.TicketUseTransID, BizDate: biz,
+	})
+	if err != nil {
+		return nil, h.gw.ledgerError(in, err)
+	}
+	return &alsc.ReserveResponse{Result: alsc.ReserveResult{
+		Success: res.Success, ErrorCode: res.ErrorCode, ErrorMsg: res.ErrorMsg, Retry: res.Retry,
+	}}, nil
+}
+
+func (h *handlers) consult(ctx context.Context, in *Input) (top.Body, *top.Error) {
+	r := in.Object("consult_request").(*alsc.ConsultTopRequest)
+	res, err := h.l.Consult(ctx, in.App, daodian.ConsultRequest{RequestID: r.RequestID, ShopID: r.ShopID, TicketCode: r.TicketCode})
+	if err != nil {
+		return nil, h.gw.ledgerError(in, err)
+	}
+	out := &alsc.ConsultResponse{Result: alsc.ConsultResult{
+		Success: res.Success, ErrorCode: res.ErrorCode, ErrorMsg: res.ErrorMsg, Retry: res.Retry,
+	}}
+	if v := res.Value; v != nil {
+		cv := &alsc.TicketConsultValue{
+			AvailableQuantity: int64(v.AvailableQuantity), UserPhone: v.UserPhone, BuyerID: v.BuyerID,
+			AlscOrderNo: v.OrderNo, AlscSubOrderNo: v.SubOrderNo, ItemID: v.ItemID, OutItemID: v.OutItemID,
+			TicketInfoList: make(alsc.TicketInfoList, 0, len(v.Tickets)),
+		}
+		for _, t := range v.Tickets {
+			cv.TicketInfoList = append(cv.TicketInfoList, alsc.TicketInfo{
+				TicketID: t.TicketID, TicketName: t.TicketName, TicketCode: t.TicketCode,
+				TotalAmount: t.TotalAmountCents, RealAmount: t.RealAmountCents,
+				OriginalPrice: t.OriginalPriceCents, Quantity: int64(t.Quantity),
+			})
+		}
+		out.Result.Value = cv
+	}
+	return out, nil
+}
+
+func (h *handlers) use(ctx context.Context, in *Input) (top.Body, *top.Error) {
+	r := in.Object("use_request").(*alsc.UseTopRequest)
+	gmt, terr := parseBizTime("gmt_biz", r.GmtBiz)
+	if terr != nil {
+		return nil, terr
+	}
+	res, err := h.l.Use(ctx, in.App, daodian.UseRequest{
+		TicketCode: r.TicketCode, TicketID: r.TicketID, ShopID: r.ShopID, ShopType: r.ShopType,
+		Quantity: int(r.Quantity), RequestID: r.TicketRequestID, GmtBiz: gmt,
+	})
+	if err != nil {
+		return nil, h.gw.ledgerError(in, err)
+	}
+	return UseResponse(&res), nil
+}
+
+// UseResponse renders a use result in the published page's fields.
+func UseResponse(res *daodian.UseResult) *alsc.UseResponse {
+	out := &alsc.UseResponse{
+		TicketTransID: res.TransID, TicketRequestID: res.RequestID, TicketCode: res.TicketCode,
+		UseDate: top.FormatTime(res.UseDate), UseShopID: res.ShopID, UseShopName: res.ShopName,
+		ItemID: res.ItemID, ItemName: res.ItemName, OrderNo: res.OrderNo,
+		OriginalPrice: alsc.Yuan(res.OriginalPriceCents), CurrentPrice: alsc.Yuan(res.CurrentPriceCents),
+		BuyerPayAmount: alsc.Yuan(res.BuyerPayCents), ReceiptAmount: alsc.Yuan(res.ReceiptCents),
+		DiscountAmount: alsc.Yuan(res.BuyerPayCents - res.ReceiptCents), MerchantSubsidyAmount: alsc.Yuan(0),
+		InvoiceAmount: alsc.Yuan(res.BuyerPayCents), BizCode: res.BizCode,
+	}
+	for _, d := range res.Details {
+		out.TicketUseDetails = append(out.TicketUseDetails, alsc.MerchantTicketUseDetail{
+			TicketTransID: d.TransID, TicketCode: d.TicketCode, TicketID: d.TicketID, Quantity: int64(d.Units),
+			BuyerPayAmount: alsc.Yuan(d.BuyerPayCents), ReceiptAmount: alsc.Yuan(d.ReceiptCents),
+			DiscountAmount: alsc.Yuan(d.BuyerPayCents - d.ReceiptCents), MerchantSubsidyAmount: alsc.Yuan(0),
+			InvoiceAmount: alsc.Yuan(d.BuyerPayCents),
+		})
+	}
+	return out
+}
+
+func (h *handlers) refund(ctx context.Context, in *Input) (top.Body, *top.Error) {
+	res, err := h.l.Refund(ctx, in.App, daodian.RefundRequest{
+		TransID: in.Params.Get("trans_id"), TicketCode: in.Params.Get("ticket_code"), RequestID: in.Params.Get("ticket_request_id"),
+	})
+	if err != nil {
+		return nil, h.gw.ledgerError(in, err)
+	}
+	return &alsc.RefundResponse{TicketRequestID: res.RequestID, BizCode: res.BizCode}, nil
+}

@@ -1,0 +1,183 @@
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// envURL names the variable holding the URL of a server where the tests may create a
+// database.
+const envURL = "DAODIAN_TEST_POSTGRES"
+
+// testDBURL is the URL of the database created for this run ("" when the tests are
+// skipped); testDBErr says why it could not be created.
+var (
+	testDBURL string
+	testDBErr error
+)
+
+// TestMain creates one fresh database for the run and drops it at the end, so that
+// runs never share state. Inside it, every test store gets a schema of its own.
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	base := os.Getenv(envURL)
+	if base == "" {
+		return m.Run()
+	}
+	name := "daodian_test_" + randomHex(6)
+	dbURL, err := withDatabase(base, name)
+	if err != nil {
+		testDBErr = err
+		return m.Run()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	admin, err := pgx.Connect(ctx, base)
+	cancel()
+	if err != nil {
+		testDBErr = fmt.Errorf("connect to %s: %w", envURL, err)
+		return m.Run()
+	}
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(context.Background(), "CREATE DATABASE "+name); err != nil {
+		testDBErr = fmt.Errorf("create database %s: %w", name, err)
+		return m.Run()
+	}
+	testDBURL = dbURL
+	code := m.Run()
+	if _, err := admin.Exec(context.Background(), "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
+		fmt.Fprintf(os.Stderr, "postgres tests: drop database %s: %v\n", name, err)
+	}
+	return code
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// withDatabase returns base with its database replaced.
+func withDatabase(base, db string) (string, error) {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return "", fmt.Errorf("%s must be a postgres:// URL", envURL)
+	}
+	u.Path = "/" + db
+	return u.String(), nil
+}
+
+// withParam returns raw with a query parameter set.
+func withParam(raw, key, value string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		panic(err)
+	}
+	q := u.Query()
+	q.Set(key, value)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// needDB skips the test without a server and fails it if the run's database could
+// not be made.
+func needDB(tb testing.TB) {
+	tb.Helper()
+	if os.Getenv(envURL) == "" {
+		tb.Skip("DAODIAN_TEST_POSTGRES is not set; skipping PostgreSQL tests (set it to a postgres:// URL of a server where a fresh database may be created)")
+	}
+	if testDBErr != nil {
+		tb.Fatal(testDBErr)
+	}
+}
+
+// adminPool is a pool on the run's database, outside any test schema, for test
+// plumbing: creating schemas, terminating backends.
+func adminPool(tb testing.TB) *pgxpool.Pool {
+	tb.Helper()
+	needDB(tb)
+	p, err := pgxpool.New(context.Background(), testDBURL)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(p.Close)
+	return p
+}
+
+// freshSchema creates an empty schema and returns a URL whose sessions use it.
+func freshSchema(tb testing.TB) string {
+	tb.Helper()
+	admin := adminPool(tb)
+	schema := "s_" + randomHex(6)
+	if _, err := admin.Exec(context.Background(), "CREATE SCHEMA "+schema); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		// The store is closed by then (cleanups run last-registered first).
+		_, _ = admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+	})
+	return withParam(testDBURL, "search_path", schema)
+}
+
+// newStore opens a store on a fresh schema.
+func newStore(tb testing.TB, opts Options) *Store {
+	tb.Helper()
+	s, _ := newStoreURL(tb, opts)
+	return s
+}
+
+// newStoreURL opens a store on a fresh schema and returns the schema's URL too, for
+// opening more stores (processes) on it.
+func newStoreURL(tb testing.TB, opts Options) (*Store, string) {
+	tb.Helper()
+	u := freshSchema(tb)
+	s, err := Open(context.Background(), u, opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = s.Close() })
+	return s, u
+}
+
+// terminate ends the backend with the given pid and waits until it is gone, so
+// that the next statement on its connection fails for certain.
+func terminate(tb testing.TB, admin *pgxpool.Pool, pid uint32) {
+	tb.Helper()
+	ctx := context.Background()
+	if _, err := admin.Exec(ctx, "SELECT pg_terminate_backend($1)", int32(pid)); err != nil {
+		tb.Fatal(err)
+	}
+	for range 500 {
+		var n int
+		if err := admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", int32(pid)).Scan(&n); err != nil {
+			tb.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	tb.Fatalf("backend %d still running", pid)
+}
+
+func TestWithDatabase(t *testing.T) {
+	got, err := withDatabase("postgres://u:p@127.0.0.1:5432/test?sslmode=disable", "x")
+	if err != nil || got != "postgres://u:p@127.0.0.1:5432/x?sslmode=disable" {
+		t.Fatalf("got %q, %v", got, err)
+	}
+	if _, err := withDatabase("host=127.0.0.1 dbname=test", "x"); err == nil || !strings.Contains(err.Error(), envURL) {
+		t.Fatalf("a key=value string: got %v", err)
+	}
+}

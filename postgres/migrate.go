@@ -1,0 +1,194 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// migrationLock is the key of the advisory lock that serialises migrations of one
+// database ("daodian" in ASCII). Advisory locks are scoped to the database, so
+// unrelated databases on the same server do not contend for it.
+const migrationLock int64 = 0x64616f6469616e
+
+// migrations are the schema versions in order: migrations[i] takes the schema from
+// version i to version i+1. Never edit one that has shipped; append a new one.
+//
+// Conventions:
+//   - identifiers and codes are text COLLATE "C", so that ordering by them is byte
+//     order, as on the embedded store, and id order is numeric order for the
+//     server's 19-digit ids;
+//   - times are timestamptz (microseconds), NULL for the zero time.Time;
+//   - text cannot hold a NUL byte, so strings are stored escaped (escape.go):
+//     NUL and 0x01 become two-byte sequences starting with 0x01, which keeps
+//     equality and byte order, and leaves every ordinary string as it is;
+//   - there are no foreign keys between tickets and the other tables, so that the
+//     ticket-keyed tables can be distributed by ticket_id (DISTRIBUTION.md); the
+//     ledger keeps the references consistent and `daodian audit` checks them.
+var migrations = []string{
+	// 1: the ledger.
+	`
+CREATE SEQUENCE daodian_ids AS bigint
+	START WITH 2100000000000000000 MINVALUE 2100000000000000000
+	NO CYCLE CACHE 1;
+
+CREATE TABLE merchants (
+	id   text COLLATE "C" PRIMARY KEY,
+	name text NOT NULL
+);
+
+CREATE TABLE shops (
+	merchant_id text COLLATE "C" NOT NULL,
+	shop_id     text COLLATE "C" NOT NULL,
+	name        text NOT NULL,
+	PRIMARY KEY (merchant_id, shop_id)
+);
+
+CREATE TABLE apps (
+	key              text COLLATE "C" PRIMARY KEY,
+	secret           text NOT NULL,
+	name             text NOT NULL,
+	merchants        text[] NOT NULL DEFAULT '{}',
+	enabled          boolean NOT NULL,
+	methods          text[] NOT NULL DEFAULT '{}',
+	rate_limit_per_s integer NOT NULL,
+	created_at       timestamptz
+);
+
+CREATE TABLE orders (
+	sub_order_no         text COLLATE "C" PRIMARY KEY,
+	order_no             text COLLATE "C" NOT NULL,
+	merchant_id          text COLLATE "C" NOT NULL,
+	buyer_id             text NOT NULL,
+	user_phone           text NOT NULL,
+	item_id              text NOT NULL,
+	out_item_id          text NOT NULL,
+	item_name            text NOT NULL,
+	original_price_cents bigint NOT NULL,
+	total_amount_cents   bigint NOT NULL,
+	real_amount_cents    bigint NOT NULL,
+	created_at           timestamptz
+);
+
+CREATE TABLE tickets (
+	id                   text COLLATE "C" PRIMARY KEY,
+	code                 text COLLATE "C" NOT NULL UNIQUE,
+	merchant_id          text COLLATE "C" NOT NULL,
+	order_no             text COLLATE "C" NOT NULL,
+	sub_order_no         text COLLATE "C" NOT NULL,
+	item_id              text NOT NULL,
+	out_item_id          text NOT NULL,
+	item_name            text NOT NULL,
+	quantity             integer NOT NULL,
+	available            integer NOT NULL,
+	original_price_cents bigint NOT NULL,
+	total_amount_cents   bigint NOT NULL,
+	real_amount_cents    bigint NOT NULL,
+	valid_from           timestamptz,
+	valid_to             timestamptz,
+	status               text NOT NULL,
+	created_at           timestamptz,
+	CONSTRAINT tickets_available_range CHECK (available BETWEEN 0 AND quantity)
+);
+CREATE INDEX tickets_sub_order_no ON tickets (sub_order_no, id);
+
+CREATE TABLE uses (
+	trans_id            text COLLATE "C" PRIMARY KEY,
+	group_trans_id      text COLLATE "C" NOT NULL,
+	ticket_id           text COLLATE "C" NOT NULL,
+	app_key             text COLLATE "C" NOT NULL,
+	request_id          text NOT NULL,
+	shop_id             text NOT NULL,
+	units               integer NOT NULL,
+	gmt_biz             timestamptz,
+	created_at          timestamptz,
+	reversed            boolean NOT NULL DEFAULT false,
+	reversed_at         timestamptz,
+	reversal_app_key    text NOT NULL DEFAULT '',
+	reversal_request_id text NOT NULL DEFAULT '',
+	reversal_biz_date   timestamptz,
+	refunded            boolean NOT NULL DEFAULT false,
+	refunded_at         timestamptz,
+	refund_app_key      text NOT NULL DEFAULT '',
+	refund_request_id   text NOT NULL DEFAULT ''
+);
+-- LatestActiveUse and ActiveUnits read only the unreversed uses of one ticket.
+CREATE INDEX uses_active ON uses (ticket_id, app_key, trans_id DESC) WHERE NOT reversed;
+CREATE INDEX uses_group ON uses (group_trans_id, ticket_id);
+
+CREATE TABLE fences (
+	ticket_id  text COLLATE "C" NOT NULL,
+	app_key    text COLLATE "C" NOT NULL,
+	at         timestamptz,
+	request_id text NOT NULL,
+	created_at timestamptz,
+	PRIMARY KEY (ticket_id, app_key)
+);
+
+CREATE TABLE idem (
+	app_key     text COLLATE "C" NOT NULL,
+	op          text COLLATE "C" NOT NULL,
+	request_id  text COLLATE "C" NOT NULL,
+	-- bytea: the ledger's fingerprints join fields with NUL bytes, which text
+	-- cannot hold.
+	fingerprint bytea NOT NULL,
+	ticket_id   text COLLATE "C" NOT NULL,
+	answer      bytea NOT NULL,
+	created_at  timestamptz,
+	PRIMARY KEY (app_key, op, request_id)
+);
+`,
+}
+
+// migrate brings the schema to the latest version. It runs in one transaction
+// holding an advisory lock, so two processes starting at once apply each migration
+// exactly once: the second waits for the first, then finds nothing left to do.
+func (s *Store) migrate(ctx context.Context) error {
+	conn, err := s.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	err = pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
+		// A migration may rewrite a large table, and the lock may be held by
+		// another process migrating: neither is bounded by the per-statement
+		// timeout meant for ledger statements.
+		if _, err := tx.Exec(ctx, "SET LOCAL statement_timeout = 0"); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", migrationLock); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+	version    integer PRIMARY KEY,
+	applied_at timestamptz NOT NULL DEFAULT now()
+)`); err != nil {
+			return err
+		}
+		var version int
+		if err := tx.QueryRow(ctx, "SELECT COALESCE(max(version), 0) FROM schema_migrations").Scan(&version); err != nil {
+			return err
+		}
+		if version > len(migrations) {
+			// A newer daodian has migrated this database; this binary does not know
+			// what the new schema means and must not write to it.
+			return fmt.Errorf("the database schema is at version %d but this daodian knows only up to %d: upgrade daodian", version, len(migrations))
+		}
+		for v := version; v < len(migrations); v++ {
+			// No arguments: pgx sends it with the simple protocol, which accepts
+			// several statements in one string.
+			if _, err := tx.Exec(ctx, migrations[v]); err != nil {
+				return fmt.Errorf("version %d: %w", v+1, err)
+			}
+			if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version) VALUES ($1)", v+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return wrapErr("migrate", err)
+	}
+	return nil
+}

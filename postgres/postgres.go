@@ -1,0 +1,342 @@
+// Package postgres is the PostgreSQL store of the ledger: a daodian.Store on a pgx
+// connection pool, for one or several daodian processes serving the same database.
+//
+// Correctness across processes comes only from the database. Inside Update, the
+// ticket-returning reads lock the rows they return (SELECT … FOR UPDATE), so two
+// transactions on one ticket are serialised by PostgreSQL's row lock whichever
+// process runs them; unique constraints back ErrDuplicate; identifiers come from a
+// sequence. Transactions run at READ COMMITTED: the ticket lock serialises the work on
+// a ticket, and every statement sees the latest committed rows, which is what a
+// transaction that waited for the lock needs to see.
+//
+// Every Update touches the rows of a single ticket plus its idempotency row (a
+// group-buy use, spanning the tickets of one sub-order, is the one exception), so
+// the schema can be distributed by ticket_id; see DISTRIBUTION.md.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/daodian/daodian"
+)
+
+// Defaults of Options.
+const (
+	// DefaultStatementTimeout bounds one statement on the server, including the time
+	// it waits for a row lock. A ledger statement takes milliseconds; one that takes
+	// seconds is stuck behind something, and the caller is better served by a
+	// transient error it can retry than by an unbounded wait.
+	DefaultStatementTimeout = 5 * time.Second
+	// DefaultAcquireTimeout bounds the wait for a free pooled connection.
+	DefaultAcquireTimeout = 5 * time.Second
+	// DefaultIdleInTransactionTimeout makes the server end a session that holds a
+	// transaction open without running a statement, so that a hung process cannot
+	// keep a ticket locked for ever.
+	DefaultIdleInTransactionTimeout = 30 * time.Second
+	// DefaultRetries is how many times Update re-runs fn after a retryable failure.
+	DefaultRetries = 5
+)
+
+// Options tunes a Store. The zero value selects every default.
+type Options struct {
+	// MaxConns is the size of the connection pool; 0 means 4×GOMAXPROCS (at least
+	// 4). Every Update and View holds one connection for its whole duration.
+	MaxConns int
+	// StatementTimeout is the server-side statement_timeout of every session; 0
+	// means DefaultStatementTimeout, a negative value disables it. A statement that
+	// times out, lock waits included, fails the call with a transient error.
+	StatementTimeout time.Duration
+	// AcquireTimeout bounds the wait for a free connection when the pool is
+	// exhausted; 0 means DefaultAcquireTimeout, a negative value waits as long as
+	// the caller's context allows. Exhaustion is reported as a transient error.
+	AcquireTimeout time.Duration
+	// IdleInTransactionTimeout is the server-side
+	// idle_in_transaction_session_timeout; 0 means
+	// DefaultIdleInTransactionTimeout, a negative value disables it.
+	IdleInTransactionTimeout time.Duration
+	// Retries bounds how many times Update re-runs fn after a serialisation
+	// failure, a deadlock, a lost connection or an ErrDuplicate; 0 means
+	// DefaultRetries, a negative value disables retries.
+	Retries int
+}
+
+func (o Options) withDefaults() Options {
+	if o.MaxConns <= 0 {
+		o.MaxConns = max(4, 4*runtime.GOMAXPROCS(0))
+	}
+	if o.StatementTimeout == 0 {
+		o.StatementTimeout = DefaultStatementTimeout
+	}
+	if o.AcquireTimeout == 0 {
+		o.AcquireTimeout = DefaultAcquireTimeout
+	}
+	if o.IdleInTransactionTimeout == 0 {
+		o.IdleInTransactionTimeout = DefaultIdleInTransactionTimeout
+	}
+	if o.Retries == 0 {
+		o.Retries = DefaultRetries
+	} else if o.Retries < 0 {
+		o.Retries = 0
+	}
+	return o
+}
+
+// Store is a daodian.Store on PostgreSQL. It is safe for concurrent use, and any
+// number of processes may open the same database at once.
+type Store struct {
+	pool *pgxpool.Pool
+	opts Options
+
+	// beforeCommit, when set (by tests only), runs between fn and COMMIT with the
+	// connection of the transaction.
+	beforeCommit func(*pgxpool.Conn)
+}
+
+var _ daodian.Store = (*Store)(nil)
+
+// Open connects to the database at url (a postgres:// URL or a key=value
+// connection string), applies the schema migrations this version knows and returns
+// the store. Every session runs with synchronous_commit=on whatever the URL or the
+// server say, so that a committed Update is durable.
+//
+// Errors never include the URL, which may hold a password.
+func Open(ctx context.Context, url string, opts Options) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// pgx redacts passwords only on a best-effort basis for malformed URLs, so
+		// say nothing about the URL's content.
+		return nil, errors.New("postgres: the database URL cannot be parsed; expected postgres://user:password@host:port/database?options")
+	}
+	opts = opts.withDefaults()
+	cfg.MaxConns = int32(min(opts.MaxConns, 1<<30))
+	params := cfg.ConnConfig.RuntimeParams
+	// Durability is not negotiable: success is answered only after the commit is
+	// flushed (SPEC §4.4 rule 6), so override whatever the URL asked for.
+	params["synchronous_commit"] = "on"
+	params["statement_timeout"] = millis(opts.StatementTimeout)
+	params["idle_in_transaction_session_timeout"] = millis(opts.IdleInTransactionTimeout)
+	if params["application_name"] == "" {
+		params["application_name"] = "daodian"
+	}
+	// Keep pgx's default QueryExecModeCacheStatement: every statement text below is
+	// a constant, so each connection prepares it once and then only binds.
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	s := &Store{pool: pool, opts: opts}
+	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func millis(d time.Duration) string {
+	if d < 0 {
+		return "0" // PostgreSQL's "disabled"
+	}
+	return strconv.FormatInt(max(d.Milliseconds(), 1), 10)
+}
+
+// Ping reports whether the database is reachable.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return wrapErr("ping", err)
+	}
+	return nil
+}
+
+// Close waits for the connections in use to be released, then closes the pool.
+// Updates started after Close fail with a transient error.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// acquire takes a pooled connection, waiting at most AcquireTimeout.
+func (s *Store) acquire(ctx context.Context) (*pgxpool.Conn, error) {
+	actx := ctx
+	if s.opts.AcquireTimeout > 0 {
+		var cancel context.CancelFunc
+		actx, cancel = context.WithTimeout(ctx, s.opts.AcquireTimeout)
+		defer cancel()
+	}
+	c, err := s.pool.Acquire(actx)
+	if err != nil {
+		if ctx.Err() == nil && actx.Err() != nil {
+			return nil, daodian.Transient(fmt.Errorf("postgres: no database connection became free within %v (pool of %d)", s.opts.AcquireTimeout, s.opts.MaxConns))
+		}
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) {
+			// The server refused the session (authentication, an unknown
+			// database, too many connections): its code says whether that lasts.
+			return nil, wrapErr("acquire a connection", err)
+		}
+		// Anything else (no route to the server, a closed pool on shutdown) may
+		// pass by the time the caller retries.
+		return nil, daodian.Transient(fmt.Errorf("postgres: acquire a connection: %w", err))
+	}
+	return c, nil
+}
+
+// View runs fn in a REPEATABLE READ READ ONLY transaction: every read of fn sees
+// the same snapshot, and nothing is locked.
+func (s *Store) View(ctx context.Context, fn func(tx daodian.ReadTx) error) error {
+	conn, err := s.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	t := &pgTx{c: conn.Conn(), begin: beginView}
+	ferr := fn(t)
+	// A read-only transaction has nothing to keep: always roll back.
+	rollback(ctx, t)
+	if ferr != nil {
+		if classify(ferr) != classPermanent {
+			return daodian.Transient(ferr)
+		}
+		return ferr
+	}
+	return nil
+}
+
+// Update runs fn in a READ COMMITTED transaction and commits it with
+// synchronous_commit=on, so it returns nil only once the commit is durable.
+//
+// fn runs again, up to Options.Retries times, when the attempt failed in a way a
+// fresh attempt can fix: a serialisation failure or deadlock, a connection lost
+// before COMMIT, or ErrDuplicate returned by fn (a concurrent transaction inserted
+// the same key first; the retry sees its row). After the last attempt the failure is
+// returned wrapped with daodian.Transient, except ErrDuplicate, which is returned as
+// is: by then the conflicting row is committed and visible to fn, so the duplicate
+// is real and a retry by the caller cannot help.
+//
+// A COMMIT whose outcome is unknown (the connection was lost while it ran) is
+// reported as a transient error, never as success, and is not retried here: the
+// ledger's idempotency records make the caller's retry safe.
+func (s *Store) Update(ctx context.Context, fn func(tx daodian.Tx) error) error {
+	for attempt := 0; ; attempt++ {
+		class, err := s.updateOnce(ctx, fn)
+		switch {
+		case err == nil:
+			return nil
+		case class == classPermanent:
+			return err
+		case class == classTransient:
+			return daodian.Transient(err)
+		case attempt >= s.opts.Retries:
+			if class == classDuplicate {
+				return err
+			}
+			return daodian.Transient(err)
+		}
+		if class == classRetry {
+			// Contention or an outage: back off with full jitter so that the
+			// contenders do not meet again at once. A duplicate is retried at once:
+			// its winner has already committed.
+			if serr := sleep(ctx, backoff(attempt)); serr != nil {
+				return daodian.Transient(err)
+			}
+		}
+		if ctx.Err() != nil {
+			return daodian.Transient(err)
+		}
+	}
+}
+
+// updateOnce runs one attempt of Update and says how its failure may be handled.
+func (s *Store) updateOnce(ctx context.Context, fn func(tx daodian.Tx) error) (errClass, error) {
+	conn, err := s.acquire(ctx)
+	if err != nil {
+		return classify(err), err
+	}
+	// Release returns the connection to the pool only if it is idle outside a
+	// transaction; one left in any other state (a failed rollback, a panic in fn)
+	// is closed, which makes the server roll back.
+	defer conn.Release()
+	t := &pgTx{c: conn.Conn(), begin: beginUpdate, lock: true}
+	if ferr := fn(t); ferr != nil {
+		rollback(ctx, t)
+		if conn.Conn().IsClosed() {
+			// The connection died under fn, whatever fn made of the error it got:
+			// the server has rolled the transaction back, so a new attempt is safe.
+			return classRetry, ferr
+		}
+		if errors.Is(ferr, daodian.ErrDuplicate) {
+			return classDuplicate, ferr
+		}
+		return classify(ferr), ferr
+	}
+	if !t.began() {
+		return classPermanent, nil // fn ran no statement: nothing to commit
+	}
+	if s.beforeCommit != nil {
+		s.beforeCommit(conn)
+	}
+	tag, err := t.c.Exec(ctx, "COMMIT")
+	if err != nil {
+		return commitErr(err)
+	}
+	if tag.String() == "ROLLBACK" {
+		// A statement failed inside fn and fn went on as if it had not: the server
+		// rolled everything back. That is a bug in fn, not a transient condition.
+		return classPermanent, errors.New("postgres: commit: the transaction was rolled back because a statement inside it had failed")
+	}
+	return classPermanent, nil
+}
+
+// commitErr classifies a failed COMMIT. Only an answer from the server tells that
+// the transaction did not commit; any other failure leaves the outcome unknown.
+func commitErr(err error) (errClass, error) {
+	if isServerError(err) {
+		return classify(err), wrapErr("commit", err)
+	}
+	if pgconn.SafeToRetry(err) {
+		// Failed before anything was sent (the context was done): the
+		// transaction is still open, and Release will close the connection.
+		return classTransient, daodian.Transient(fmt.Errorf("postgres: commit not sent: %w", err))
+	}
+	return classTransient, daodian.Transient(fmt.Errorf("postgres: commit outcome unknown: %w", err))
+}
+
+// rollback ends a transaction that will not be committed. It does not use the
+// caller's context, which may be what failed: a rollback that cannot be sent leaves
+// the connection closed, which is costlier than waiting briefly for the rollback.
+func rollback(ctx context.Context, t *pgTx) {
+	if !t.began() || t.c.IsClosed() {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	// On failure the connection is left inside the transaction, and Release
+	// closes it, which rolls back too.
+	_, _ = t.c.Exec(rctx, "ROLLBACK")
+}
+
+// backoff returns the pause before retry number attempt+1: full jitter over an
+// exponentially growing window, from 2 ms to at most 100 ms.
+func backoff(attempt int) time.Duration {
+	window := min(2*time.Millisecond<<min(attempt, 6), 100*time.Millisecond)
+	return time.Duration(rand.Int64N(int64(window)) + 1)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,798 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/daodian/daodian"
+)
+
+// pgTx is a daodian.Tx (and ReadTx) on one PostgreSQL transaction. Every statement
+// text is a constant, so that pgx prepares each once per connection.
+//
+// The transaction's BEGIN is not sent on its own: it goes in one pipeline with the
+// first statement of fn, which saves a round trip per transaction (a reversal makes
+// seven instead of eight).
+type pgTx struct {
+	c *pgx.Conn
+	// begin is the BEGIN statement still to be sent; "" once it has been.
+	begin string
+	// broken is set when the pipeline carrying BEGIN failed: whether the
+	// transaction began is unknown, so no later statement may run, lest it run
+	// outside any transaction.
+	broken error
+	// lock is set inside Update: ticket reads then lock the rows they return until
+	// the transaction ends (SELECT … FOR UPDATE). A View's read-only transaction
+	// cannot lock, and needs not.
+	lock bool
+}
+
+// BEGIN statements of Update and View. The isolation level is explicit so that a
+// server or database default cannot change it.
+const (
+	beginUpdate = "BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE"
+	beginView   = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+)
+
+// began reports whether BEGIN has been sent: only then is there anything to
+// commit or roll back.
+func (t *pgTx) began() bool { return t.begin == "" }
+
+// withBegin sends BEGIN and the statement in one pipeline and returns the batch
+// positioned on the statement's result.
+func (t *pgTx) withBegin(ctx context.Context, sql string, args []any) (pgx.BatchResults, error) {
+	b := &pgx.Batch{}
+	b.Queue(t.begin)
+	b.Queue(sql, args...)
+	t.begin = ""
+	br := t.c.SendBatch(ctx, b)
+	if _, err := br.Exec(); err != nil {
+		_ = br.Close()
+		t.broken = err
+		return nil, err
+	}
+	return br, nil
+}
+
+func (t *pgTx) queryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	if t.broken != nil {
+		return errRow{t.broken}
+	}
+	if t.began() {
+		return t.c.QueryRow(ctx, sql, args...)
+	}
+	br, err := t.withBegin(ctx, sql, args)
+	if err != nil {
+		return errRow{err}
+	}
+	return batchRow{br.QueryRow(), br}
+}
+
+func (t *pgTx) query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	if t.broken != nil {
+		return nil, t.broken
+	}
+	if t.began() {
+		return t.c.Query(ctx, sql, args...)
+	}
+	br, err := t.withBegin(ctx, sql, args)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := br.Query()
+	if err != nil {
+		_ = br.Close()
+		return nil, err
+	}
+	return &batchRows{Rows: rows, br: br}, nil
+}
+
+func (t *pgTx) exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	if t.broken != nil {
+		return pgconn.CommandTag{}, t.broken
+	}
+	if t.began() {
+		return t.c.Exec(ctx, sql, args...)
+	}
+	br, err := t.withBegin(ctx, sql, args)
+	if err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	tag, err := br.Exec()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return tag, err
+}
+
+// errRow is a pgx.Row that failed before it was read.
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
+
+// batchRow is the row of a pipelined statement; scanning it ends the pipeline.
+type batchRow struct {
+	row pgx.Row
+	br  pgx.BatchResults
+}
+
+func (r batchRow) Scan(dest ...any) error {
+	err := r.row.Scan(dest...)
+	if cerr := r.br.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// batchRows are the rows of a pipelined statement; closing them ends the pipeline.
+type batchRows struct {
+	pgx.Rows
+	br       pgx.BatchResults
+	closeErr error
+	closed   bool
+}
+
+func (r *batchRows) Close() {
+	r.Rows.Close()
+	if !r.closed {
+		r.closed = true
+		r.closeErr = r.br.Close()
+	}
+}
+
+func (r *batchRows) Err() error {
+	if err := r.Rows.Err(); err != nil {
+		return err
+	}
+	return r.closeErr
+}
+
+var _ daodian.Tx = (*pgTx)(nil)
+
+// eachPage is the number of rows one keyset page of an Each walk reads.
+const eachPage = 256
+
+// Column lists, in the order of the scan functions below.
+const (
+	ticketCols = `id, code, merchant_id, order_no, sub_order_no, item_id, out_item_id, item_name,
+	quantity, available, original_price_cents, total_amount_cents, real_amount_cents,
+	valid_from, valid_to, status, created_at`
+	useCols = `trans_id, group_trans_id, ticket_id, app_key, request_id, shop_id, units, gmt_biz, created_at,
+	reversed, reversed_at, reversal_app_key, reversal_request_id, reversal_biz_date,
+	refunded, refunded_at, refund_app_key, refund_request_id`
+	idemCols = `app_key, op, request_id, fingerprint, ticket_id, answer, created_at`
+)
+
+const (
+	sqlIdem = `SELECT ` + idemCols + ` FROM idem WHERE app_key = $1 AND op = $2 AND request_id = $3`
+
+	sqlTicket           = `SELECT ` + ticketCols + ` FROM tickets WHERE id = $1`
+	sqlTicketLock       = sqlTicket + ` FOR UPDATE`
+	sqlTicketByCode     = `SELECT ` + ticketCols + ` FROM tickets WHERE code = $1`
+	sqlTicketByCodeLock = sqlTicketByCode + ` FOR UPDATE`
+	// Ordered by id, so that two transactions locking tickets of one sub-order take
+	// the locks in the same order and cannot deadlock on them.
+	sqlSubOrderTickets     = `SELECT ` + ticketCols + ` FROM tickets WHERE sub_order_no = $1 ORDER BY id LIMIT $2`
+	sqlSubOrderTicketsLock = sqlSubOrderTickets + ` FOR UPDATE`
+
+	sqlOrder = `SELECT order_no, sub_order_no, merchant_id, buyer_id, user_phone, item_id, out_item_id, item_name,
+	original_price_cents, total_amount_cents, real_amount_cents, created_at FROM orders WHERE sub_order_no = $1`
+	sqlUse             = `SELECT ` + useCols + ` FROM uses WHERE trans_id = $1`
+	sqlGroupUse        = `SELECT ` + useCols + ` FROM uses WHERE group_trans_id = $1 AND ticket_id = $2 ORDER BY trans_id LIMIT 1`
+	sqlLatestActiveUse = `SELECT ` + useCols + ` FROM uses WHERE ticket_id = $1 AND app_key = $2 AND NOT reversed
+	ORDER BY trans_id DESC LIMIT 1`
+	sqlActiveUnits = `SELECT COALESCE(sum(units), 0) FROM uses WHERE ticket_id = $1 AND NOT reversed`
+	sqlFence       = `SELECT ticket_id, app_key, at, request_id, created_at FROM fences WHERE ticket_id = $1 AND app_key = $2`
+	sqlShop        = `SELECT merchant_id, shop_id, name FROM shops WHERE merchant_id = $1 AND shop_id = $2`
+	sqlApp         = `SELECT key, secret, name, merchants, enabled, methods, rate_limit_per_s, created_at FROM apps WHERE key = $1`
+	sqlMerchant    = `SELECT id, name FROM merchants WHERE id = $1`
+
+	// Each walks read keyset pages: the next page starts after the last key seen.
+	sqlEachTicketFirst = `SELECT ` + ticketCols + ` FROM tickets ORDER BY id LIMIT $1`
+	sqlEachTicketNext  = `SELECT ` + ticketCols + ` FROM tickets WHERE id > $1 ORDER BY id LIMIT $2`
+	sqlEachUseFirst    = `SELECT ` + useCols + ` FROM uses ORDER BY trans_id LIMIT $1`
+	sqlEachUseNext     = `SELECT ` + useCols + ` FROM uses WHERE trans_id > $1 ORDER BY trans_id LIMIT $2`
+	sqlEachIdemFirst   = `SELECT ` + idemCols + ` FROM idem ORDER BY app_key, op, request_id LIMIT $1`
+	sqlEachIdemNext    = `SELECT ` + idemCols + ` FROM idem WHERE (app_key, op, request_id) > ($1, $2, $3)
+	ORDER BY app_key, op, request_id LIMIT $4`
+	sqlCounts = `SELECT (SELECT count(*) FROM apps), (SELECT count(*) FROM merchants), (SELECT count(*) FROM shops),
+	(SELECT count(*) FROM orders), (SELECT count(*) FROM tickets), (SELECT count(*) FROM uses),
+	(SELECT count(*) FROM fences), (SELECT count(*) FROM idem)`
+
+	// Inserts use ON CONFLICT DO NOTHING rather than letting a unique violation
+	// fail the statement: a failed statement would abort the whole transaction,
+	// while a duplicate must only be reported (ErrDuplicate), as on the embedded
+	// store. A conflicting insert still waits for the transaction holding the key
+	// and reports the duplicate only if that one commits.
+	sqlPutIdem      = `INSERT INTO idem (` + idemCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`
+	sqlSetAvailable = `UPDATE tickets SET available = $2 WHERE id = $1`
+	sqlInsertUse    = `INSERT INTO uses (` + useCols + `)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) ON CONFLICT DO NOTHING`
+	// Reversal and refund fields are set once and never cleared (SPEC §4.4): the
+	// guards keep a second write from replacing them.
+	sqlMarkReversed = `UPDATE uses SET reversed = $2, reversed_at = $3, reversal_app_key = $4, reversal_request_id = $5,
+	reversal_biz_date = $6 WHERE trans_id = $1 AND NOT reversed`
+	sqlMarkRefunded = `UPDATE uses SET refunded = $2, refunded_at = $3, refund_app_key = $4, refund_request_id = $5
+	WHERE trans_id = $1 AND NOT refunded`
+	sqlUseExists = `SELECT true FROM uses WHERE trans_id = $1`
+	sqlPutFence  = `INSERT INTO fences (ticket_id, app_key, at, request_id, created_at) VALUES ($1, $2, $3, $4, $5)
+	ON CONFLICT (ticket_id, app_key) DO UPDATE SET at = EXCLUDED.at, request_id = EXCLUDED.request_id,
+	created_at = EXCLUDED.created_at`
+	sqlNewID       = `SELECT nextval('daodian_ids')`
+	sqlPutMerchant = `INSERT INTO merchants (id, name) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name`
+	sqlInsertShop  = `INSERT INTO shops (merchant_id, shop_id, name) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`
+	sqlInsertApp   = `INSERT INTO apps (key, secret, name, merchants, enabled, methods, rate_limit_per_s, created_at)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`
+	sqlUpdateApp = `UPDATE apps SET name = $2, merchants = $3, enabled = $4, methods = $5, rate_limit_per_s = $6
+	WHERE key = $1`
+	sqlInsertOrder = `INSERT INTO orders (order_no, sub_order_no, merchant_id, buyer_id, user_phone, item_id, out_item_id,
+	item_name, original_price_cents, total_amount_cents, real_amount_cents, created_at)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING`
+	sqlInsertTicket = `INSERT INTO tickets (` + ticketCols + `)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) ON CONFLICT DO NOTHING`
+)
+
+// --- reads ---
+
+// Idem returns the recorded answer of a request. It takes no lock: callers that
+// need the read to be current lock the ticket first, and a racing insert of the
+// same key is caught by the primary key (ErrDuplicate, then Update's retry).
+func (t *pgTx) Idem(ctx context.Context, key daodian.IdemKey) (*daodian.IdemRecord, error) {
+	rec := new(daodian.IdemRecord)
+	if err := scanIdem(t.queryRow(ctx, sqlIdem, esc(key.AppKey), esc(string(key.Op)), esc(key.RequestID)), rec); err != nil {
+		return nil, rowErr("idem", err)
+	}
+	return rec, nil
+}
+
+// Ticket returns a ticket by id; inside Update the row stays locked until the
+// transaction ends.
+func (t *pgTx) Ticket(ctx context.Context, id string) (*daodian.Ticket, error) {
+	q := sqlTicket
+	if t.lock {
+		q = sqlTicketLock
+	}
+	tk := new(daodian.Ticket)
+	if err := scanTicket(t.queryRow(ctx, q, esc(id)), tk); err != nil {
+		return nil, rowErr("ticket", err)
+	}
+	return tk, nil
+}
+
+// TicketByCode returns a ticket by code; inside Update the row stays locked until
+// the transaction ends.
+func (t *pgTx) TicketByCode(ctx context.Context, code string) (*daodian.Ticket, error) {
+	q := sqlTicketByCode
+	if t.lock {
+		q = sqlTicketByCodeLock
+	}
+	tk := new(daodian.Ticket)
+	if err := scanTicket(t.queryRow(ctx, q, esc(code)), tk); err != nil {
+		return nil, rowErr("ticket by code", err)
+	}
+	return tk, nil
+}
+
+// SubOrderTickets returns the tickets of a sub-order in id order; inside Update
+// they stay locked until the transaction ends, locked in id order.
+func (t *pgTx) SubOrderTickets(ctx context.Context, subOrderNo string) ([]daodian.Ticket, error) {
+	q := sqlSubOrderTickets
+	if t.lock {
+		q = sqlSubOrderTicketsLock
+	}
+	rows, err := t.query(ctx, q, esc(subOrderNo), daodian.MaxTicketsPerOrder)
+	if err != nil {
+		return nil, wrapErr("sub-order tickets", err)
+	}
+	defer rows.Close()
+	var out []daodian.Ticket
+	for rows.Next() {
+		var tk daodian.Ticket
+		if err := scanTicket(rows, &tk); err != nil {
+			return nil, wrapErr("sub-order tickets", err)
+		}
+		out = append(out, tk)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrapErr("sub-order tickets", err)
+	}
+	return out, nil
+}
+
+// Order returns an order by sub-order number.
+func (t *pgTx) Order(ctx context.Context, subOrderNo string) (*daodian.Order, error) {
+	o := new(daodian.Order)
+	var created pgtype.Timestamptz
+	err := t.queryRow(ctx, sqlOrder, esc(subOrderNo)).Scan(&o.OrderNo, &o.SubOrderNo, &o.MerchantID, &o.BuyerID,
+		&o.UserPhone, &o.ItemID, &o.OutItemID, &o.ItemName, &o.OriginalPriceCents, &o.TotalAmountCents,
+		&o.RealAmountCents, &created)
+	if err != nil {
+		return nil, rowErr("order", err)
+	}
+	for _, p := range []*string{&o.OrderNo, &o.SubOrderNo, &o.MerchantID, &o.BuyerID, &o.UserPhone, &o.ItemID,
+		&o.OutItemID, &o.ItemName} {
+		*p = unesc(*p)
+	}
+	o.CreatedAt = fromTS(created)
+	return o, nil
+}
+
+// Use returns a use by transaction id.
+func (t *pgTx) Use(ctx context.Context, transID string) (*daodian.Use, error) {
+	u := new(daodian.Use)
+	if err := scanUse(t.queryRow(ctx, sqlUse, esc(transID)), u); err != nil {
+		return nil, rowErr("use", err)
+	}
+	return u, nil
+}
+
+// GroupUse returns the part of a group-buy use that consumed ticketID.
+func (t *pgTx) GroupUse(ctx context.Context, groupTransID, ticketID string) (*daodian.Use, error) {
+	u := new(daodian.Use)
+	if err := scanUse(t.queryRow(ctx, sqlGroupUse, esc(groupTransID), esc(ticketID)), u); err != nil {
+		return nil, rowErr("group use", err)
+	}
+	return u, nil
+}
+
+// LatestActiveUse returns the unreversed use of the ticket by the app with the
+// greatest transaction id. Ids come from one sequence, so within one ticket (whose
+// uses are serialised by its row lock) the greatest id is the most recent use.
+func (t *pgTx) LatestActiveUse(ctx context.Context, ticketID, appKey string) (*daodian.Use, error) {
+	u := new(daodian.Use)
+	if err := scanUse(t.queryRow(ctx, sqlLatestActiveUse, esc(ticketID), esc(appKey)), u); err != nil {
+		return nil, rowErr("latest active use", err)
+	}
+	return u, nil
+}
+
+// ActiveUnits returns the units of the ticket's unreversed uses.
+func (t *pgTx) ActiveUnits(ctx context.Context, ticketID string) (int, error) {
+	var n int64
+	if err := t.queryRow(ctx, sqlActiveUnits, esc(ticketID)).Scan(&n); err != nil {
+		return 0, wrapErr("active units", err)
+	}
+	return int(n), nil
+}
+
+// Fence returns the fence of (ticket, app).
+func (t *pgTx) Fence(ctx context.Context, ticketID, appKey string) (*daodian.Fence, error) {
+	f := new(daodian.Fence)
+	var at, created pgtype.Timestamptz
+	if err := t.queryRow(ctx, sqlFence, esc(ticketID), esc(appKey)).Scan(&f.TicketID, &f.AppKey, &at, &f.RequestID, &created); err != nil {
+		return nil, rowErr("fence", err)
+	}
+	f.TicketID, f.AppKey, f.RequestID = unesc(f.TicketID), unesc(f.AppKey), unesc(f.RequestID)
+	f.At, f.CreatedAt = fromTS(at), fromTS(created)
+	return f, nil
+}
+
+// Shop returns a shop of a merchant.
+func (t *pgTx) Shop(ctx context.Context, merchantID, shopID string) (*daodian.Shop, error) {
+	s := new(daodian.Shop)
+	if err := t.queryRow(ctx, sqlShop, esc(merchantID), esc(shopID)).Scan(&s.MerchantID, &s.ID, &s.Name); err != nil {
+		return nil, rowErr("shop", err)
+	}
+	s.MerchantID, s.ID, s.Name = unesc(s.MerchantID), unesc(s.ID), unesc(s.Name)
+	return s, nil
+}
+
+// App returns an app by key.
+func (t *pgTx) App(ctx context.Context, key string) (*daodian.App, error) {
+	a := new(daodian.App)
+	var created pgtype.Timestamptz
+	err := t.queryRow(ctx, sqlApp, esc(key)).Scan(&a.Key, &a.Secret, &a.Name, &a.Merchants, &a.Enabled, &a.Methods,
+		&a.RateLimitPerS, &created)
+	if err != nil {
+		return nil, rowErr("app", err)
+	}
+	a.Key, a.Secret, a.Name = unesc(a.Key), unesc(a.Secret), unesc(a.Name)
+	a.Merchants, a.Methods = unescList(a.Merchants), unescList(a.Methods)
+	a.CreatedAt = fromTS(created)
+	return a, nil
+}
+
+// Merchant returns a merchant.
+func (t *pgTx) Merchant(ctx context.Context, id string) (*daodian.Merchant, error) {
+	m := new(daodian.Merchant)
+	if err := t.queryRow(ctx, sqlMerchant, esc(id)).Scan(&m.ID, &m.Name); err != nil {
+		return nil, rowErr("merchant", err)
+	}
+	m.ID, m.Name = unesc(m.ID), unesc(m.Name)
+	return m, nil
+}
+
+// EachTicket calls fn for every ticket in id order. It reads keyset pages of
+// eachPage rows rather than one open result, so memory stays bounded and fn may
+// itself query the transaction (pgx allows one open result per connection). In a
+// View every page reads the same snapshot.
+func (t *pgTx) EachTicket(ctx context.Context, fn func(*daodian.Ticket) error) error {
+	page := make([]daodian.Ticket, 0, eachPage)
+	var last string
+	for first := true; ; first = false {
+		var rows pgx.Rows
+		var err error
+		if first {
+			rows, err = t.query(ctx, sqlEachTicketFirst, eachPage)
+		} else {
+			rows, err = t.query(ctx, sqlEachTicketNext, esc(last), eachPage)
+		}
+		if err != nil {
+			return wrapErr("each ticket", err)
+		}
+		page = page[:0]
+		for rows.Next() {
+			var tk daodian.Ticket
+			if err := scanTicket(rows, &tk); err != nil {
+				rows.Close()
+				return wrapErr("each ticket", err)
+			}
+			page = append(page, tk)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return wrapErr("each ticket", err)
+		}
+		for i := range page {
+			if err := fn(&page[i]); err != nil {
+				return err
+			}
+		}
+		if len(page) < eachPage {
+			return nil
+		}
+		last = page[len(page)-1].ID
+	}
+}
+
+// EachUse calls fn for every use in transaction id order, in keyset pages like
+// EachTicket.
+func (t *pgTx) EachUse(ctx context.Context, fn func(*daodian.Use) error) error {
+	page := make([]daodian.Use, 0, eachPage)
+	var last string
+	for first := true; ; first = false {
+		var rows pgx.Rows
+		var err error
+		if first {
+			rows, err = t.query(ctx, sqlEachUseFirst, eachPage)
+		} else {
+			rows, err = t.query(ctx, sqlEachUseNext, esc(last), eachPage)
+		}
+		if err != nil {
+			return wrapErr("each use", err)
+		}
+		page = page[:0]
+		for rows.Next() {
+			var u daodian.Use
+			if err := scanUse(rows, &u); err != nil {
+				rows.Close()
+				return wrapErr("each use", err)
+			}
+			page = append(page, u)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return wrapErr("each use", err)
+		}
+		for i := range page {
+			if err := fn(&page[i]); err != nil {
+				return err
+			}
+		}
+		if len(page) < eachPage {
+			return nil
+		}
+		last = page[len(page)-1].TransID
+	}
+}
+
+// EachIdem calls fn for every idempotency record in key order, in keyset pages
+// like EachTicket.
+func (t *pgTx) EachIdem(ctx context.Context, fn func(*daodian.IdemRecord) error) error {
+	page := make([]daodian.IdemRecord, 0, eachPage)
+	var last daodian.IdemKey
+	for first := true; ; first = false {
+		var rows pgx.Rows
+		var err error
+		if first {
+			rows, err = t.query(ctx, sqlEachIdemFirst, eachPage)
+		} else {
+			rows, err = t.query(ctx, sqlEachIdemNext, esc(last.AppKey), esc(string(last.Op)), esc(last.RequestID), eachPage)
+		}
+		if err != nil {
+			return wrapErr("each idem", err)
+		}
+		page = page[:0]
+		for rows.Next() {
+			var rec daodian.IdemRecord
+			if err := scanIdem(rows, &rec); err != nil {
+				rows.Close()
+				return wrapErr("each idem", err)
+			}
+			page = append(page, rec)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return wrapErr("each idem", err)
+		}
+		for i := range page {
+			if err := fn(&page[i]); err != nil {
+				return err
+			}
+		}
+		if len(page) < eachPage {
+			return nil
+		}
+		last = page[len(page)-1].IdemKey
+	}
+}
+
+// Counts returns the number of rows of each table.
+func (t *pgTx) Counts(ctx context.Context) (daodian.Counts, error) {
+	var c daodian.Counts
+	err := t.queryRow(ctx, sqlCounts).Scan(&c.Apps, &c.Merchants, &c.Shops, &c.Orders, &c.Tickets, &c.Uses,
+		&c.Fences, &c.Idem)
+	if err != nil {
+		return daodian.Counts{}, wrapErr("counts", err)
+	}
+	return c, nil
+}
+
+// --- writes ---
+
+// PutIdem records a final answer; ErrDuplicate if the key has one.
+func (t *pgTx) PutIdem(ctx context.Context, rec *daodian.IdemRecord) error {
+	answer := rec.Answer
+	if answer == nil {
+		answer = []byte{} // NOT NULL: an empty answer is still an answer
+	}
+	tag, err := t.exec(ctx, sqlPutIdem, esc(rec.AppKey), esc(string(rec.Op)), esc(rec.RequestID), []byte(rec.Fingerprint), esc(rec.TicketID),
+		answer, ts(rec.CreatedAt))
+	return insertErr("put idem", tag, err)
+}
+
+// SetAvailable stores a ticket's available units. A value outside [0, quantity]
+// is refused by the table's CHECK constraint and reported as an InvariantError.
+func (t *pgTx) SetAvailable(ctx context.Context, ticketID string, available int) error {
+	tag, err := t.exec(ctx, sqlSetAvailable, esc(ticketID), available)
+	if err != nil {
+		if isCheckViolation(err) {
+			return &daodian.InvariantError{TicketID: ticketID, What: fmt.Sprintf("available %d outside [0, quantity]", available)}
+		}
+		return wrapErr("set available", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return daodian.ErrNotFound
+	}
+	return nil
+}
+
+// InsertUse records a new use; ErrDuplicate on a repeated transaction id.
+func (t *pgTx) InsertUse(ctx context.Context, u *daodian.Use) error {
+	tag, err := t.exec(ctx, sqlInsertUse, esc(u.TransID), esc(u.GroupTransID), esc(u.TicketID), esc(u.AppKey),
+		esc(u.RequestID), esc(u.ShopID), u.Units, ts(u.GmtBiz), ts(u.CreatedAt), u.Reversed, ts(u.ReversedAt),
+		esc(u.ReversalAppKey), esc(u.ReversalRequestID), ts(u.ReversalBizDate), u.Refunded, ts(u.RefundedAt),
+		esc(u.RefundAppKey), esc(u.RefundRequestID))
+	return insertErr("insert use", tag, err)
+}
+
+// MarkReversed stores the reversal fields of a use. They are written once: marking
+// a reversed use again is an InvariantError, an unknown use ErrNotFound.
+func (t *pgTx) MarkReversed(ctx context.Context, u *daodian.Use) error {
+	tag, err := t.exec(ctx, sqlMarkReversed, esc(u.TransID), u.Reversed, ts(u.ReversedAt), esc(u.ReversalAppKey),
+		esc(u.ReversalRequestID), ts(u.ReversalBizDate))
+	if err != nil {
+		return wrapErr("mark reversed", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return t.markMissed(ctx, u, "reversed")
+	}
+	return nil
+}
+
+// MarkRefunded stores the refund fields of a use. They are written once: marking a
+// refunded use again is an InvariantError, an unknown use ErrNotFound.
+func (t *pgTx) MarkRefunded(ctx context.Context, u *daodian.Use) error {
+	tag, err := t.exec(ctx, sqlMarkRefunded, esc(u.TransID), u.Refunded, ts(u.RefundedAt), esc(u.RefundAppKey),
+		esc(u.RefundRequestID))
+	if err != nil {
+		return wrapErr("mark refunded", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return t.markMissed(ctx, u, "refunded")
+	}
+	return nil
+}
+
+// markMissed tells why a guarded update of a use changed no row.
+func (t *pgTx) markMissed(ctx context.Context, u *daodian.Use, what string) error {
+	var exists bool
+	if err := t.queryRow(ctx, sqlUseExists, esc(u.TransID)).Scan(&exists); err != nil {
+		return rowErr("mark "+what, err)
+	}
+	return &daodian.InvariantError{TicketID: u.TicketID, What: "use " + u.TransID + " is already " + what}
+}
+
+// PutFence creates or replaces the fence of (ticket, app).
+func (t *pgTx) PutFence(ctx context.Context, f *daodian.Fence) error {
+	if _, err := t.exec(ctx, sqlPutFence, esc(f.TicketID), esc(f.AppKey), ts(f.At), esc(f.RequestID),
+		ts(f.CreatedAt)); err != nil {
+		return wrapErr("put fence", err)
+	}
+	return nil
+}
+
+// NewID returns the next value of the daodian_ids sequence as 19 digits. A
+// sequence is shared by every process and never hands a value out twice, even when
+// the transaction that took it aborts. Its cache is 1, so ids are increasing in the
+// order they are taken across processes, which LatestActiveUse relies on.
+func (t *pgTx) NewID(ctx context.Context) (string, error) {
+	var id int64
+	if err := t.queryRow(ctx, sqlNewID).Scan(&id); err != nil {
+		return "", wrapErr("new id", err)
+	}
+	return strconv.FormatInt(id, 10), nil
+}
+
+// PutMerchant creates a merchant or updates its name.
+func (t *pgTx) PutMerchant(ctx context.Context, m *daodian.Merchant) error {
+	if _, err := t.exec(ctx, sqlPutMerchant, esc(m.ID), esc(m.Name)); err != nil {
+		return wrapErr("put merchant", err)
+	}
+	return nil
+}
+
+// InsertShop registers a shop; ErrDuplicate if (merchant, shop id) exists.
+func (t *pgTx) InsertShop(ctx context.Context, s *daodian.Shop) error {
+	tag, err := t.exec(ctx, sqlInsertShop, esc(s.MerchantID), esc(s.ID), esc(s.Name))
+	return insertErr("insert shop", tag, err)
+}
+
+// InsertApp creates an app; ErrDuplicate on a repeated key.
+func (t *pgTx) InsertApp(ctx context.Context, a *daodian.App) error {
+	tag, err := t.exec(ctx, sqlInsertApp, esc(a.Key), esc(a.Secret), esc(a.Name), escList(a.Merchants), a.Enabled,
+		escList(a.Methods), a.RateLimitPerS, ts(a.CreatedAt))
+	return insertErr("insert app", tag, err)
+}
+
+// UpdateApp replaces an app's mutable fields; ErrNotFound for an unknown key.
+func (t *pgTx) UpdateApp(ctx context.Context, a *daodian.App) error {
+	tag, err := t.exec(ctx, sqlUpdateApp, esc(a.Key), esc(a.Name), escList(a.Merchants), a.Enabled,
+		escList(a.Methods), a.RateLimitPerS)
+	if err != nil {
+		return wrapErr("update app", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return daodian.ErrNotFound
+	}
+	return nil
+}
+
+// InsertOrder records an order; ErrDuplicate on a repeated sub-order number.
+func (t *pgTx) InsertOrder(ctx context.Context, o *daodian.Order) error {
+	tag, err := t.exec(ctx, sqlInsertOrder, esc(o.OrderNo), esc(o.SubOrderNo), esc(o.MerchantID), esc(o.BuyerID),
+		esc(o.UserPhone), esc(o.ItemID), esc(o.OutItemID), esc(o.ItemName), o.OriginalPriceCents, o.TotalAmountCents,
+		o.RealAmountCents, ts(o.CreatedAt))
+	return insertErr("insert order", tag, err)
+}
+
+// InsertTicket records a ticket; ErrDuplicate on a repeated id or code.
+func (t *pgTx) InsertTicket(ctx context.Context, tk *daodian.Ticket) error {
+	tag, err := t.exec(ctx, sqlInsertTicket, esc(tk.ID), esc(tk.Code), esc(tk.MerchantID), esc(tk.OrderNo),
+		esc(tk.SubOrderNo), esc(tk.ItemID), esc(tk.OutItemID), esc(tk.ItemName), tk.Quantity, tk.Available,
+		tk.OriginalPriceCents, tk.TotalAmountCents, tk.RealAmountCents, ts(tk.ValidFrom), ts(tk.ValidTo),
+		esc(string(tk.Status)), ts(tk.CreatedAt))
+	if err != nil && isCheckViolation(err) {
+		return &daodian.InvariantError{TicketID: tk.ID, What: fmt.Sprintf("available %d outside [0, %d]", tk.Available, tk.Quantity)}
+	}
+	return insertErr("insert ticket", tag, err)
+}
+
+// --- helpers ---
+
+// rowScanner is a pgx.Row or pgx.Rows.
+type rowScanner interface {
+	Scan(dest ...any) error
+}
+
+func scanTicket(r rowScanner, tk *daodian.Ticket) error {
+	var status string
+	var from, to, created pgtype.Timestamptz
+	err := r.Scan(&tk.ID, &tk.Code, &tk.MerchantID, &tk.OrderNo, &tk.SubOrderNo, &tk.ItemID, &tk.OutItemID,
+		&tk.ItemName, &tk.Quantity, &tk.Available, &tk.OriginalPriceCents, &tk.TotalAmountCents, &tk.RealAmountCents,
+		&from, &to, &status, &created)
+	if err != nil {
+		return err
+	}
+	for _, p := range []*string{&tk.ID, &tk.Code, &tk.MerchantID, &tk.OrderNo, &tk.SubOrderNo, &tk.ItemID,
+		&tk.OutItemID, &tk.ItemName} {
+		*p = unesc(*p)
+	}
+	tk.Status = daodian.TicketStatus(unesc(status))
+	tk.ValidFrom, tk.ValidTo, tk.CreatedAt = fromTS(from), fromTS(to), fromTS(created)
+	return nil
+}
+
+func scanUse(r rowScanner, u *daodian.Use) error {
+	var gmtBiz, created, reversedAt, bizDate, refundedAt pgtype.Timestamptz
+	err := r.Scan(&u.TransID, &u.GroupTransID, &u.TicketID, &u.AppKey, &u.RequestID, &u.ShopID, &u.Units, &gmtBiz,
+		&created, &u.Reversed, &reversedAt, &u.ReversalAppKey, &u.ReversalRequestID, &bizDate, &u.Refunded,
+		&refundedAt, &u.RefundAppKey, &u.RefundRequestID)
+	if err != nil {
+		return err
+	}
+	for _, p := range []*string{&u.TransID, &u.GroupTransID, &u.TicketID, &u.AppKey, &u.RequestID, &u.ShopID,
+		&u.ReversalAppKey, &u.ReversalRequestID, &u.RefundAppKey, &u.RefundRequestID} {
+		*p = unesc(*p)
+	}
+	u.GmtBiz, u.CreatedAt = fromTS(gmtBiz), fromTS(created)
+	u.ReversedAt, u.ReversalBizDate, u.RefundedAt = fromTS(reversedAt), fromTS(bizDate), fromTS(refundedAt)
+	return nil
+}
+
+func scanIdem(r rowScanner, rec *daodian.IdemRecord) error {
+	var op string
+	var fp []byte
+	var created pgtype.Timestamptz
+	if err := r.Scan(&rec.AppKey, &op, &rec.RequestID, &fp, &rec.TicketID, &rec.Answer, &created); err != nil {
+		return err
+	}
+	rec.AppKey, rec.RequestID, rec.TicketID = unesc(rec.AppKey), unesc(rec.RequestID), unesc(rec.TicketID)
+	rec.Op, rec.Fingerprint = daodian.Operation(unesc(op)), string(fp)
+	rec.CreatedAt = fromTS(created)
+	return nil
+}
+
+// ts encodes a time as timestamptz: the zero time.Time as NULL, so that it comes
+// back as the zero time rather than as the year 1 in some zone.
+func ts(t time.Time) pgtype.Timestamptz {
+	if t.IsZero() {
+		return pgtype.Timestamptz{}
+	}
+	return pgtype.Timestamptz{Time: t, Valid: true}
+}
+
+// fromTS decodes a timestamptz in UTC; NULL is the zero time.Time.
+func fromTS(v pgtype.Timestamptz) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return v.Time.UTC()
+}
+
+// rowErr maps a single-row read's failure: no row is ErrNotFound.
+func rowErr(op string, err error) error {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return daodian.ErrNotFound
+	}
+	return wrapErr(op, err)
+}
+
+// insertErr maps an INSERT … ON CONFLICT DO NOTHING: no row inserted means the key
+// exists. A unique violation that still reaches here (another unique index than
+// the one in conflict, say) is ErrDuplicate too.
+func insertErr(op string, tag pgconn.CommandTag, err error) error {
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+			return daodian.ErrDuplicate
+		}
+		return wrapErr(op, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return daodian.ErrDuplicate
+	}
+	return nil
+}
+
+func isCheckViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23514"
+}

@@ -1,0 +1,173 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+// schemaVersion is the version this binary writes; migrations[i] brings a
+// database from version i to i+1.
+const schemaVersion = 1
+
+// migrations are applied in order, each in the same transaction as the update
+// of meta.schema_version, so a crash leaves the database at one version or the
+// next. Every statement is idempotent (IF NOT EXISTS) so that a database
+// created by hand with part of a migration still opens.
+//
+// Conventions: times are INTEGER Unix microseconds (0 for the zero time),
+// booleans 0/1, identifiers TEXT (they are decimal strings, and keeping them as
+// text round-trips any id an importer supplies). Tables keyed by text use
+// WITHOUT ROWID so that a lookup by key is one B-tree descent, not an index
+// descent plus a table descent. The doc columns hold the encoding of codec.go.
+var migrations = [][]string{
+	// 0 → 1: the ledger.
+	{
+		`CREATE TABLE IF NOT EXISTS meta (
+			key   TEXT PRIMARY KEY,
+			value TEXT NOT NULL
+		) WITHOUT ROWID`,
+		`CREATE TABLE IF NOT EXISTS merchants (
+			id   TEXT PRIMARY KEY,
+			name TEXT NOT NULL
+		) WITHOUT ROWID`,
+		`CREATE TABLE IF NOT EXISTS shops (
+			merchant_id TEXT NOT NULL,
+			shop_id     TEXT NOT NULL,
+			name        TEXT NOT NULL,
+			PRIMARY KEY (merchant_id, shop_id)
+		) WITHOUT ROWID`,
+		// doc: name, merchants, enabled, methods, rate limit (the fields UpdateApp
+		// replaces).
+		`CREATE TABLE IF NOT EXISTS apps (
+			key        TEXT PRIMARY KEY,
+			secret     TEXT NOT NULL,
+			created_at INTEGER NOT NULL,
+			doc        BLOB NOT NULL
+		) WITHOUT ROWID`,
+		// doc: every field of the order.
+		`CREATE TABLE IF NOT EXISTS orders (
+			sub_order_no TEXT PRIMARY KEY,
+			order_no     TEXT NOT NULL,
+			merchant_id  TEXT NOT NULL,
+			doc          BLOB NOT NULL
+		) WITHOUT ROWID`,
+		// doc: every field of the ticket except available, the one field a Tx
+		// changes.
+		`CREATE TABLE IF NOT EXISTS tickets (
+			id           TEXT PRIMARY KEY,
+			code         TEXT NOT NULL UNIQUE,
+			merchant_id  TEXT NOT NULL,
+			sub_order_no TEXT NOT NULL,
+			quantity     INTEGER NOT NULL,
+			available    INTEGER NOT NULL,
+			doc          BLOB NOT NULL,
+			CHECK (available BETWEEN 0 AND quantity)
+		) WITHOUT ROWID`,
+		// The primary key (id) is part of every index entry of a WITHOUT ROWID
+		// table, so this index also yields a sub-order's tickets in id order.
+		`CREATE INDEX IF NOT EXISTS tickets_sub_order ON tickets (sub_order_no)`,
+		// doc: the fields fixed at the use; reversal and refund: the fields
+		// MarkReversed and MarkRefunded store (empty until then).
+		`CREATE TABLE IF NOT EXISTS uses (
+			trans_id       TEXT PRIMARY KEY,
+			group_trans_id TEXT NOT NULL,
+			ticket_id      TEXT NOT NULL,
+			app_key        TEXT NOT NULL,
+			units          INTEGER NOT NULL,
+			reversed       INTEGER NOT NULL DEFAULT 0,
+			refunded       INTEGER NOT NULL DEFAULT 0,
+			doc            BLOB NOT NULL,
+			reversal       BLOB NOT NULL DEFAULT x'',
+			refund         BLOB NOT NULL DEFAULT x''
+		) WITHOUT ROWID`,
+		// Active uses only: LatestActiveUse is the last entry of
+		// (ticket_id, app_key), and ActiveUnits sums units without touching the
+		// table. A reversal removes the use from this index, so the index stays
+		// the size of the unreversed uses.
+		`CREATE INDEX IF NOT EXISTS uses_active ON uses (ticket_id, app_key, trans_id, units) WHERE reversed = 0`,
+		`CREATE INDEX IF NOT EXISTS uses_group ON uses (group_trans_id, ticket_id)`,
+		`CREATE TABLE IF NOT EXISTS fences (
+			ticket_id  TEXT NOT NULL,
+			app_key    TEXT NOT NULL,
+			at         INTEGER NOT NULL,
+			request_id TEXT NOT NULL,
+			created_at INTEGER NOT NULL,
+			PRIMARY KEY (ticket_id, app_key)
+		) WITHOUT ROWID`,
+		`CREATE TABLE IF NOT EXISTS idem (
+			app_key     TEXT NOT NULL,
+			op          TEXT NOT NULL,
+			request_id  TEXT NOT NULL,
+			fingerprint TEXT NOT NULL,
+			ticket_id   TEXT NOT NULL,
+			answer      BLOB NOT NULL,
+			created_at  INTEGER NOT NULL,
+			PRIMARY KEY (app_key, op, request_id)
+		) WITHOUT ROWID`,
+	},
+}
+
+// Keys of the meta table.
+const (
+	metaSchemaVersion = "schema_version"
+	// metaIDLimit is the high-water mark of NewID: every id handed out is below
+	// it, so a restarted store starts there.
+	metaIDLimit = "id_limit"
+)
+
+// migrate brings the database to schemaVersion in one immediate transaction on
+// the writer connection.
+func migrate(ctx context.Context, c *sql.Conn) (err error) {
+	if _, err := c.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return fmt.Errorf("sqlite: begin migration: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_, _ = c.ExecContext(context.Background(), "ROLLBACK")
+		}
+	}()
+	// meta may not exist yet: then the version is 0.
+	var n int
+	if err := c.QueryRowContext(ctx,
+		`SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'meta'`).Scan(&n); err != nil {
+		return fmt.Errorf("sqlite: read schema: %w", err)
+	}
+	version := 0
+	if n == 1 {
+		var v string
+		err := c.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, metaSchemaVersion).Scan(&v)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return fmt.Errorf("sqlite: read schema version: %w", err)
+		default:
+			if version, err = strconv.Atoi(v); err != nil {
+				return fmt.Errorf("sqlite: bad schema version %q: %w", v, err)
+			}
+		}
+	}
+	if version > schemaVersion {
+		return fmt.Errorf("sqlite: database schema version %d is newer than this build supports (%d): use a newer daodian", version, schemaVersion)
+	}
+	for v := version; v < schemaVersion; v++ {
+		for _, stmt := range migrations[v] {
+			if _, err := c.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("sqlite: migration to version %d: %w", v+1, err)
+			}
+		}
+	}
+	if version != schemaVersion {
+		if _, err := c.ExecContext(ctx,
+			`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
+			metaSchemaVersion, strconv.Itoa(schemaVersion)); err != nil {
+			return fmt.Errorf("sqlite: write schema version: %w", err)
+		}
+	}
+	if _, err := c.ExecContext(ctx, "COMMIT"); err != nil {
+		return fmt.Errorf("sqlite: commit migration: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,374 @@
+package sqlite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/daodian/daodian"
+)
+
+// Identifiers handed out by NewID: 19 decimal digits, from idBase up.
+const (
+	idBase uint64 = 2_100_000_000_000_000_000
+	idMax  uint64 = 9_999_999_999_999_999_999
+	// idBlock is how far ahead of the ids in use the persisted high-water mark
+	// is moved, so that it is written once per idBlock ids rather than per id.
+	idBlock = 1000
+)
+
+// States of an op. The writer claims an op (queued → running) before it runs
+// it; a caller whose context ends first withdraws it (queued → cancelled) and
+// returns at once. Whoever wins the swap decides, so an Update never reports a
+// cancellation for an op that ran.
+const (
+	opQueued int32 = iota
+	opRunning
+	opCancelled
+)
+
+// op is one Update waiting for, or running on, the writer.
+type op struct {
+	ctx   context.Context
+	fn    func(daodian.Tx) error
+	state atomic.Int32
+	done  chan error // buffered: the writer never blocks answering
+}
+
+var opPool = sync.Pool{New: func() any { return &op{done: make(chan error, 1)} }}
+
+func getOp(ctx context.Context, fn func(daodian.Tx) error) *op {
+	o := opPool.Get().(*op)
+	o.ctx, o.fn = ctx, fn
+	o.state.Store(opQueued)
+	return o
+}
+
+// putOp recycles an op whose answer has been received.
+func putOp(o *op) {
+	o.ctx, o.fn = nil, nil
+	opPool.Put(o)
+}
+
+func (o *op) claim() bool { return o.state.CompareAndSwap(opQueued, opRunning) }
+
+// writer owns the write connection. It takes the first queued op, drains what
+// else is queued (up to maxBatch, waiting at most linger for more), and runs
+// them all in one transaction, each under its own savepoint, with one COMMIT —
+// one fsync — for the batch. Ops run one after the other on one connection, so
+// each sees the effects of those before it: that serialisation is the whole of
+// the store's concurrency control.
+type writer struct {
+	s        *session
+	queue    chan *op
+	maxBatch int
+	linger   time.Duration
+	onCommit func(batchSize int, dur time.Duration)
+	sync     *syncer // nil with Options.SerialSync: COMMIT itself is durable
+	ckpt     *checkpointer
+	// tail is set by the checkpointer when the WAL should restart: the writer
+	// then checkpoints the remainder itself before its next batch.
+	tail atomic.Bool
+
+	// NewID state, touched only by the writer goroutine. Every id below limit
+	// may have been handed out; limit is persisted (meta.id_limit) in the
+	// transaction of the batch that moved it, or a later one if that batch
+	// failed. next never goes back, so an aborted batch's ids are not reused
+	// by this process.
+	next, limit uint64
+	limitDirty  bool
+}
+
+func (w *writer) newID() (string, error) {
+	if w.next > idMax {
+		return "", errors.New("sqlite: identifier space exhausted")
+	}
+	if w.next >= w.limit {
+		w.limit = min(w.next+idBlock, idMax+1)
+		w.limitDirty = true
+	}
+	id := w.next
+	w.next++
+	return strconv.FormatUint(id, 10), nil
+}
+
+// loop is the writer goroutine; it returns once the queue is closed and empty.
+func (w *writer) loop(done chan<- struct{}) {
+	defer close(done)
+	batch := make([]*op, 0, w.maxBatch)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		o, ok := <-w.queue
+		if !ok {
+			return
+		}
+		batch = append(batch[:0], o)
+		open := w.fill(&batch, timer)
+		w.process(batch)
+		clear(batch) // let answered ops and their closures be collected
+		if !open {
+			return
+		}
+	}
+}
+
+// fill adds what is already queued to the batch, then waits up to linger for
+// more; it reports false once the queue is closed and drained.
+func (w *writer) fill(batch *[]*op, timer *time.Timer) bool {
+drain:
+	for len(*batch) < w.maxBatch {
+		select {
+		case o, ok := <-w.queue:
+			if !ok {
+				return false
+			}
+			*batch = append(*batch, o)
+		default:
+			break drain
+		}
+	}
+	if w.linger <= 0 || len(*batch) >= w.maxBatch {
+		return true
+	}
+	timer.Reset(w.linger)
+	defer timer.Stop()
+	for len(*batch) < w.maxBatch {
+		select {
+		case o, ok := <-w.queue:
+			if !ok {
+				return false
+			}
+			*batch = append(*batch, o)
+		case <-timer.C:
+			return true
+		}
+	}
+	return true
+}
+
+// process runs a batch; ops that an aborted transaction left unstarted run in
+// a fresh one.
+func (w *writer) process(batch []*op) {
+	for len(batch) > 0 {
+		var rest []*op
+		err := w.s.raw(func() error {
+			rest = w.runBatch(batch)
+			return nil
+		})
+		if err != nil {
+			// The connection could not be had: nothing ran.
+			terr := daodian.Transient(fmt.Errorf("sqlite: writer connection: %w", err))
+			for _, o := range batch {
+				if o != nil && o.claim() {
+					o.done <- terr
+				}
+			}
+			return
+		}
+		batch = rest
+	}
+}
+
+// runBatch runs one transaction over the batch. Answers: an op whose fn failed
+// gets its own error at once (its savepoint is rolled back, so it wrote
+// nothing whatever happens next); the others get nil after COMMIT, or the
+// commit error, transient. If the transaction breaks half-way, the ops already
+// run get a transient error and the ops not yet started are returned to run
+// again.
+func (w *writer) runBatch(batch []*op) (rest []*op) {
+	s := w.s
+	s.broken = nil
+	if w.sync != nil {
+		if err := w.sync.failure(); err != nil {
+			terr := daodian.Transient(err)
+			for _, o := range batch {
+				if o != nil && o.claim() {
+					o.done <- terr
+				}
+			}
+			return nil
+		}
+	}
+	if w.tail.Swap(false) {
+		w.checkpointTail()
+	}
+	start := time.Now()
+	if _, err := s.exec(s.w.begin); err != nil {
+		terr := daodian.Transient(fmt.Errorf("sqlite: begin: %w", err))
+		s.broken = nil
+		for _, o := range batch {
+			if o != nil && o.claim() {
+				o.done <- terr
+			}
+		}
+		return nil
+	}
+	ran, succeeded := 0, 0
+	for i, o := range batch {
+		if o == nil {
+			continue
+		}
+		if !o.claim() {
+			batch[i] = nil // withdrawn by its caller
+			continue
+		}
+		if err := o.ctx.Err(); err != nil {
+			o.done <- daodian.Transient(err)
+			batch[i] = nil
+			continue
+		}
+		ran++
+		err := w.runOp(o)
+		if s.broken != nil {
+			abortErr := daodian.Transient(fmt.Errorf("sqlite: batch aborted: %w", s.broken))
+			w.rollback()
+			if err == nil {
+				err = abortErr
+			}
+			o.done <- err
+			batch[i] = nil
+			for _, p := range batch[:i] {
+				if p != nil {
+					p.done <- abortErr
+				}
+			}
+			return batch[i+1:]
+		}
+		if err != nil {
+			o.done <- err
+			batch[i] = nil
+			continue
+		}
+		succeeded++
+	}
+	if succeeded == 0 && !w.limitDirty {
+		// Nothing to keep: no fsync needed.
+		w.rollback()
+		return nil
+	}
+	limitWritten := false
+	if w.limitDirty {
+		if _, err := s.exec(s.w.setMeta, metaIDLimit, strconv.FormatUint(w.limit, 10)); err != nil {
+			w.abort(batch, daodian.Transient(fmt.Errorf("sqlite: persist id limit: %w", err)))
+			return nil
+		}
+		limitWritten = true
+	}
+	var seq uint64
+	if w.sync != nil {
+		seq = w.sync.begin() // before COMMIT: see syncer.committed
+	}
+	_, err := s.exec(s.w.commit)
+	if err != nil {
+		w.abort(batch, daodian.Transient(fmt.Errorf("sqlite: commit: %w", err)))
+		if w.sync != nil {
+			w.sync.push(syncRecord{seq: seq}) // let Views waiting on seq go
+		}
+		return nil
+	}
+	if limitWritten {
+		w.limitDirty = false
+	}
+	if w.ckpt != nil {
+		w.ckpt.poke()
+	}
+	if w.sync != nil {
+		ops := make([]*op, 0, succeeded)
+		for _, o := range batch {
+			if o != nil {
+				ops = append(ops, o)
+			}
+		}
+		w.sync.push(syncRecord{seq: seq, ops: ops, ran: ran, start: start})
+		return nil
+	}
+	if w.onCommit != nil {
+		w.onCommit(ran, time.Since(start))
+	}
+	for _, o := range batch {
+		if o != nil {
+			o.done <- nil
+		}
+	}
+	return nil
+}
+
+// checkpointTail checkpoints what the background checkpointer has not yet
+// copied, so that the next write transaction can restart the WAL. It runs on
+// the writer, between batches, because only there is the log not growing.
+func (w *writer) checkpointTail() {
+	row, err := w.s.queryRow(w.s.checkpoint, 3)
+	switch {
+	case err != nil:
+		if w.ckpt != nil {
+			w.ckpt.logf(fmt.Errorf("sqlite: checkpoint: %w", err))
+		}
+	case asInt(row[0]) != 0:
+		// The background checkpoint holds the checkpoint lock: try again
+		// before the next batch.
+		w.tail.Store(true)
+	}
+}
+
+// runOp runs one Update under its own savepoint.
+func (w *writer) runOp(o *op) error {
+	s := w.s
+	if _, err := s.exec(s.w.savepoint); err != nil {
+		return s.fail(err)
+	}
+	tx := &writeTx{readTx: readTx{s: s}, w: w}
+	err := call(o.fn, tx)
+	tx.done = true
+	if s.broken != nil {
+		return err
+	}
+	if err != nil {
+		// Undo this op only; the batch goes on.
+		if _, e := s.exec(s.w.rollbackTo); e != nil {
+			s.fail(e)
+			return err
+		}
+		if _, e := s.exec(s.w.release); e != nil {
+			s.fail(e)
+		}
+		return err
+	}
+	if _, e := s.exec(s.w.release); e != nil {
+		return s.fail(e)
+	}
+	return nil
+}
+
+// call runs fn, turning a panic into an error so that one bad Update fails
+// alone instead of killing the writer.
+func call(fn func(daodian.Tx) error, tx daodian.Tx) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("sqlite: Update function panicked: %v\n%s", r, debug.Stack())
+		}
+	}()
+	return fn(tx)
+}
+
+// rollback ends the batch's transaction, whatever state it is in.
+func (w *writer) rollback() {
+	w.s.broken = nil
+	// An error means no transaction was open (SQLite already rolled it back).
+	_, _ = w.s.exec(w.s.w.rollback)
+}
+
+// abort rolls the batch back and answers every op still waiting with err.
+func (w *writer) abort(batch []*op, err error) {
+	w.rollback()
+	for _, o := range batch {
+		if o != nil {
+			o.done <- err
+		}
+	}
+}

@@ -1,0 +1,689 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/daodian/daodian"
+)
+
+// Clock is a settable clock for the ledger suite.
+type Clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewClock returns a clock at t.
+func NewClock(t time.Time) *Clock { return &Clock{now: t} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock forward.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// World is a small ledger with two merchants, their shops and apps, shared by the
+// business-rule tests of every store.
+type World struct {
+	T      testing.TB
+	Ctx    context.Context
+	Store  daodian.Store
+	Ledger *daodian.Ledger
+	Clock  *Clock
+	// A and A2 are apps of merchant M1 (shop S1); B is an app of merchant M2
+	// (shop S2).
+	A, A2, B *daodian.App
+}
+
+// Merchants and shops of a World.
+const (
+	M1 = "m1"
+	M2 = "m2"
+	S1 = "shop-1"
+	S2 = "shop-2"
+)
+
+// NewWorld builds a World on store.
+func NewWorld(t testing.TB, store daodian.Store) *World {
+	t.Helper()
+	ctx := context.Background()
+	clock := NewClock(time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC))
+	l := daodian.NewLedger(store, daodian.Config{Clock: clock.Now})
+	w := &World{T: t, Ctx: ctx, Store: store, Ledger: l, Clock: clock}
+	must(t, l.AddShop(ctx, daodian.Shop{MerchantID: M1, ID: S1, Name: "一号店"}))
+	must(t, l.AddShop(ctx, daodian.Shop{MerchantID: M2, ID: S2, Name: "二号店"}))
+	var err error
+	w.A, err = l.CreateApp(ctx, daodian.AppSpec{Name: "pos-a", MerchantID: M1})
+	must(t, err)
+	w.A2, err = l.CreateApp(ctx, daodian.AppSpec{Name: "pos-a2", MerchantID: M1})
+	must(t, err)
+	w.B, err = l.CreateApp(ctx, daodian.AppSpec{Name: "pos-b", MerchantID: M2})
+	must(t, err)
+	return w
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Issue issues one order of count tickets of quantity units for merchant M1.
+func (w *World) Issue(count, quantity int) *daodian.Issued {
+	w.T.Helper()
+	o, err := w.Ledger.Issue(w.Ctx, daodian.IssueRequest{
+		MerchantID: M1, Count: count, Quantity: quantity, ItemName: "洗剪吹",
+		TotalAmountCents: 9900, RealAmountCents: 8800, OriginalPriceCents: 12800,
+		ValidFrom: w.Clock.Now().Add(-time.Hour), ValidTo: w.Clock.Now().Add(30 * 24 * time.Hour),
+		UserPhone: "13800004139",
+	})
+	must(w.T, err)
+	return o
+}
+
+// Ticket reads a ticket.
+func (w *World) Ticket(id string) *daodian.Ticket {
+	w.T.Helper()
+	var t *daodian.Ticket
+	must(w.T, w.Store.View(w.Ctx, func(tx daodian.ReadTx) error {
+		var err error
+		t, err = tx.Ticket(w.Ctx, id)
+		return err
+	}))
+	return t
+}
+
+// Available returns a ticket's available units.
+func (w *World) Available(id string) int { w.T.Helper(); return w.Ticket(id).Available }
+
+// Use redeems units of a ticket by code at shop S1 as app A.
+func (w *World) Use(app *daodian.App, code string, quantity int, requestID string) (daodian.UseResult, error) {
+	return w.Ledger.Use(w.Ctx, app, daodian.UseRequest{TicketCode: code, ShopID: S1, Quantity: quantity, RequestID: requestID})
+}
+
+// MustUse is Use that fails the test on error.
+func (w *World) MustUse(app *daodian.App, code string, quantity int, requestID string) daodian.UseResult {
+	w.T.Helper()
+	r, err := w.Use(app, code, quantity, requestID)
+	must(w.T, err)
+	return r
+}
+
+// Reverse reverses as app.
+func (w *World) Reverse(app *daodian.App, requestID, ticketID, transID string) daodian.ReverseResult {
+	w.T.Helper()
+	r, err := w.Ledger.Reverse(w.Ctx, app, daodian.ReverseRequest{RequestID: requestID, TicketID: ticketID, TransID: transID})
+	must(w.T, err)
+	return r
+}
+
+// Snapshot is the whole ledger state that business refusals must leave unchanged.
+type Snapshot struct {
+	Tickets map[string]daodian.Ticket
+	Uses    map[string]daodian.Use
+	Counts  daodian.Counts
+}
+
+// Snap reads a Snapshot.
+func (w *World) Snap() Snapshot {
+	w.T.Helper()
+	s := Snapshot{Tickets: map[string]daodian.Ticket{}, Uses: map[string]daodian.Use{}}
+	must(w.T, w.Store.View(w.Ctx, func(tx daodian.ReadTx) error {
+		if err := tx.EachTicket(w.Ctx, func(t *daodian.Ticket) error { s.Tickets[t.ID] = *t; return nil }); err != nil {
+			return err
+		}
+		if err := tx.EachUse(w.Ctx, func(u *daodian.Use) error { s.Uses[u.TransID] = *u; return nil }); err != nil {
+			return err
+		}
+		var err error
+		s.Counts, err = tx.Counts(w.Ctx)
+		return err
+	}))
+	return s
+}
+
+// Diff describes how b differs from a in tickets, uses and fences ("" if equal).
+// Idempotency records are compared by count only when withIdem is set.
+func (a Snapshot) Diff(b Snapshot, withIdem bool) string {
+	ca, cb := a.Counts, b.Counts
+	if !withIdem {
+		ca.Idem, cb.Idem = 0, 0
+	}
+	if ca != cb {
+		return fmt.Sprintf("counts %+v -> %+v", ca, cb)
+	}
+	for id, t := range a.Tickets {
+		if bt, ok := b.Tickets[id]; !ok || !t.CreatedAt.Equal(bt.CreatedAt) || t.Available != bt.Available || t.Status != bt.Status {
+			return "ticket " + id + " changed"
+		}
+	}
+	for id, u := range a.Uses {
+		bu, ok := b.Uses[id]
+		if !ok || u.Reversed != bu.Reversed || u.Refunded != bu.Refunded || u.Units != bu.Units {
+			return "use " + id + " changed"
+		}
+	}
+	return ""
+}
+
+// Audit fails the test if the ledger breaks an invariant.
+func (w *World) Audit() {
+	w.T.Helper()
+	rep, err := w.Ledger.Audit(w.Ctx)
+	must(w.T, err)
+	for _, v := range rep.Violations {
+		w.T.Errorf("audit: %s", v)
+	}
+}
+
+// RunLedger runs the business rules of SPEC §4 against the stores of f: the one
+// suite every store passes, beside Run's storage contract.
+func RunLedger(t *testing.T, f Factory) {
+	open := f.Open
+	world := func(t *testing.T) *World {
+		w := NewWorld(t, open(t))
+		t.Cleanup(w.Audit)
+		return w
+	}
+	refusal := func(t *testing.T, err error, sub string) {
+		t.Helper()
+		var r *daodian.Refusal
+		if !errors.As(err, &r) || r.SubCode != sub {
+			t.Fatalf("got %v, want refusal %s", err, sub)
+		}
+	}
+	failed := func(t *testing.T, r daodian.ReverseResult, code string) {
+		t.Helper()
+		if r.Success || r.ErrorCode != code || r.Retry != (code == daodian.CodeSystemError) || r.ErrorMsg != daodian.Message(code) {
+			t.Fatalf("got %+v, want %s", r, code)
+		}
+	}
+	ok := func(t *testing.T, r daodian.ReverseResult) {
+		t.Helper()
+		if !r.Success || r.ErrorCode != "" || r.Retry {
+			t.Fatalf("got %+v, want success", r)
+		}
+	}
+
+	t.Run("UseAndReplay", func(t *testing.T) {
+		w := world(t)
+		o := w.Issue(1, 3)
+		tk := o.Tickets[0]
+		r1 := w.MustUse(w.A, tk.Code, 2, "u1")
+		if r1.BizCode != daodian.BizSuccess || len(r1.Details) != 1 || r1.Details[0].Units != 2 || r1.TransID != r1.Details[0].TransID {
+			t.Fatalf("first use: %+v", r1)
+		}
+		if got := w.Available(tk.ID); got != 1 {
+			t.Fatalf("available %d, want 1", got)
+		}
+		before := w.Snap()
+		r2 := w.MustUse(w.A, tk.Code, 2, "u1")
+		if r2.BizCode != daodian.BizTicketAlreadyUsed || r2.TransID != r1.TransID || !r2.UseDate.Equal(r1.UseDate) {
+			t.Fatalf("replay: %+v, first %+v", r2, r1)
+		}
+		if d := before.Diff(w.Snap(), true); d != "" {
+			t.Fatalf("replay changed the ledger: %s", d)
+		}
+		_, err := w.Use(w.A, tk.Code, 1, "u1")
+		refusal(t, err, daodian.SubRequestIDConflict)
+		// Another app's key space is its own.
+		w.MustUse(w.A2, tk.Code, 1, "u1")
+		_, err = w.Use(w.A, tk.Code, 1, "u2")
+		refusal(t, err, daodian.SubNotEnoughQuantity)
+	})
+
+	t.Run("UseRefusalsChangeNothing", func(t *testing.T) {
+		w := world(t)
+		o := w.Issue(1, 1)
+		tk := o.Tickets[0]
+		cancelled, err := w.Ledger.Issue(w.Ctx, daodian.IssueRequest{MerchantID: M1, Status: daodian.TicketCancelled})
+		must(t, err)
+		cancelledCode := cancelled.Tickets[0].Code
+		before := w.Snap()
+		cases := []struct {
+			name string
+			app  *daodian.App
+			req  daodian.UseRequest
+			sub  string
+		}{
+			{"unknown code", w.A, daodian.UseRequest{TicketCode: "100000000000", ShopID: S1, RequestID: "x1"}, daodian.SubTicketNotFound},
+			{"other merchant's app", w.B, daodian.UseRequest{TicketCode: tk.Code, ShopID: S2, RequestID: "x2"}, daodian.SubTicketNotFound},
+			{"shop of another merchant", w.A, daodian.UseRequest{TicketCode: tk.Code, ShopID: S2, RequestID: "x3"}, daodian.SubShopNotMatch},
+			{"unknown shop", w.A, daodian.UseRequest{TicketCode: tk.Code, ShopID: "nope", RequestID: "x4"}, daodian.SubShopNotMatch},
+			{"cancelled", w.A, daodian.UseRequest{TicketCode: cancelledCode, ShopID: S1, RequestID: "x5"}, daodian.SubTicketStatusInvalid},
+			{"too many units", w.A, daodian.UseRequest{TicketCode: tk.Code, ShopID: S1, Quantity: 2, RequestID: "x6"}, daodian.SubNotEnoughQuantity},
+			{"id and code disagree", w.A, daodian.UseRequest{TicketCode: tk.Code, TicketID: cancelled.Tickets[0].ID, ShopID: S1, RequestID: "x7"}, daodian.SubTicketNotFound},
+		}
+		for _, c := range cases {
+			_, err := w.Ledger.Use(w.Ctx, c.app, c.req)
+			if err == nil {
+				t.Fatalf("%s: accepted", c.name)
+			}
+			var r *daodian.Refusal
+			if !errors.As(err, &r) || r.SubCode != c.sub {
+				t.Fatalf("%s: got %v, want %s", c.name, err, c.sub)
+			}
+		}
+		w.Clock.Advance(31 * 24 * time.Hour)
+		_, err = w.Use(w.A, tk.Code, 1, "x8")
+		refusal(t, err, daodian.SubTicketExpired)
+		if d := before.Diff(w.Snap(), true); d != "" {
+			t.Fatalf("a refusal changed the ledger: %s", d)
+		}
+	})
+
+	t.Run("InvalidParameters", func(t *testing.T) {
+		w := world(t)
+		tk := w.Issue(1, 1).Tickets[0]
+		before := w.Snap()
+		bad := []daodian.UseRequest{
+			{ShopID: S1, RequestID: "r"},
+			{TicketCode: "12ab", ShopID: S1, RequestID: "r"},
+			{TicketCode: tk.Code, RequestID: "r"},
+			{TicketCode: tk.Code, ShopID: S1},
+			{TicketCode: tk.Code, ShopID: S1, RequestID: "has space"},
+			{TicketCode: tk.Code, ShopID: S1, RequestID: "r", Quantity: -1},
+			{TicketCode: tk.Code, ShopID: S1, RequestID: "r", ShopType: "OTHER"},
+			{TicketCode: tk.Code, ShopID: S1, RequestID: "r", GmtBiz: w.Clock.Now().Add(time.Hour)},
+		}
+		for i, req := range bad {
+			_, err := w.Ledger.Use(w.Ctx, w.A, req)
+			var ip *daodian.InvalidParameter
+			if !errors.As(err, &ip) {
+				t.Fatalf("case %d: got %v, want invalid parameter", i, err)
+			}
+		}
+		badRev := []daodian.ReverseRequest{
+			{TicketID: tk.ID},
+			{RequestID: "r"},
+			{RequestID: "r", TicketID: "22081911597032164a7"},
+			{RequestID: "r", TicketID: tk.ID, TransID: "x"},
+			{RequestID: "r", TicketID: tk.ID, BizDate: w.Clock.Now().Add(time.Hour)},
+		}
+		for i, req := range badRev {
+			_, err := w.Ledger.Reverse(w.Ctx, w.A, req)
+			var ip *daodian.InvalidParameter
+			if !errors.As(err, &ip) {
+				t.Fatalf("reverse case %d: got %v, want invalid parameter", i, err)
+			}
+		}
+		if d := before.Diff(w.Snap(), true); d != "" {
+			t.Fatalf("an invalid request changed the ledger: %s", d)
+		}
+	})
+
+	t.Run("ReverseByTransID", func(t *testing.T) {
+		w := world(t)
+		tk := w.Issue(1, 1).Tickets[0]
+		u := w.MustUse(w.A, tk.Code, 1, "u1")
+		if w.Available(tk.ID) != 0 {
+			t.Fatal("use did not consume")
+		}
+		ok(t, w.Reverse(w.A, "r1", tk.ID, u.TransID))
+		if w.Available(tk.ID) != 1 {
+			t.Fatal("reversal did not restore the unit")
+		}
+		before := w.Snap()
+		// Replay: same answer, nothing touched.
+		ok(t, w.Reverse(w.A, "r1", tk.ID, u.TransID))
+		// Already reversed, under a new request id: success, no second effect.
+		ok(t, w.Reverse(w.A, "r2", tk.ID, u.TransID))
+		// Any app of the merchant may reverse it.
+		ok(t, w.Reverse(w.A2, "r3", tk.ID, u.TransID))
+		if d := before.Diff(w.Snap(), false); d != "" {
+			t.Fatalf("second reversal changed the ledger: %s", d)
+		}
+		// Conflict: same key, other content; nothing changes, answer not recorded.
+		failed(t, w.Reverse(w.A, "r1", tk.ID, ""), daodian.CodeRequestIDConflict)
+		failed(t, w.Reverse(w.A, "r1", tk.ID, u.TransID+"1"), daodian.CodeRequestIDConflict)
+		ok(t, w.Reverse(w.A, "r1", tk.ID, u.TransID))
+		if d := before.Diff(w.Snap(), false); d != "" {
+			t.Fatalf("conflict changed the ledger: %s", d)
+		}
+		// The ticket is usable again.
+		w.MustUse(w.A, tk.Code, 1, "u2")
+	})
+
+	t.Run("ReverseErrorTable", func(t *testing.T) {
+		w := world(t)
+		o := w.Issue(1, 2)
+		tk := o.Tickets[0]
+		other := w.Issue(1, 1).Tickets[0]
+		u := w.MustUse(w.A, tk.Code, 1, "u1")
+		uo := w.MustUse(w.A, other.Code, 1, "u2")
+		refunded := w.MustUse(w.A, tk.Code, 1, "u3")
+		if _, err := w.Ledger.Refund(w.Ctx, w.A, daodian.RefundRequest{TransID: refunded.TransID, TicketCode: tk.Code, RequestID: "f1"}); err != nil {
+			t.Fatal(err)
+		}
+		before := w.Snap()
+		rows := []struct {
+			name string
+			app  *daodian.App
+			req  daodian.ReverseRequest
+			code string
+		}{
+			{"no such ticket", w.A, daodian.ReverseRequest{RequestID: "e1", TicketID: "2100000000000999999"}, daodian.CodeTicketNotFound},
+			{"another merchant's ticket", w.B, daodian.ReverseRequest{RequestID: "e2", TicketID: tk.ID, TransID: u.TransID}, daodian.CodeTicketNotFound},
+			{"no such use", w.A, daodian.ReverseRequest{RequestID: "e3", TicketID: tk.ID, TransID: "2100000000000999999"}, daodian.CodeUseTransNotFound},
+			{"use of another ticket", w.A, daodian.ReverseRequest{RequestID: "e4", TicketID: tk.ID, TransID: uo.TransID}, daodian.CodeUseTransMismatch},
+			{"refunded use", w.A, daodian.ReverseRequest{RequestID: "e5", TicketID: tk.ID, TransID: refunded.TransID}, daodian.CodeTicketStatusInvalid},
+			{"latest use is refunded", w.A, daodian.ReverseRequest{RequestID: "e6", TicketID: tk.ID}, daodian.CodeTicketStatusInvalid},
+		}
+		for _, row := range rows {
+			r, err := w.Ledger.Reverse(w.Ctx, row.app, row.req)
+			must(t, err)
+			failed(t, r, row.code)
+			// A recorded final answer is replayed as is.
+			r2, err := w.Ledger.Reverse(w.Ctx, row.app, row.req)
+			must(t, err)
+			if r2 != r {
+				t.Fatalf("%s: replay %+v != %+v", row.name, r2, r)
+			}
+		}
+		w.Clock.Advance(24*time.Hour + time.Second)
+		failed(t, w.Reverse(w.A, "e7", tk.ID, u.TransID), daodian.CodeReverseTimeExpired)
+		if d := before.Diff(w.Snap(), false); d != "" {
+			t.Fatalf("a refused reversal changed the ledger: %s", d)
+		}
+	})
+
+	t.Run("ReverseLatestUse", func(t *testing.T) {
+		w := world(t)
+		tk := w.Issue(1, 5).Tickets[0]
+		first := w.MustUse(w.A, tk.Code, 1, "u1")
+		second := w.MustUse(w.A, tk.Code, 2, "u2")
+		w.MustUse(w.A2, tk.Code, 1, "u3") // another app's use is not "this app's latest"
+		ok(t, w.Reverse(w.A, "r1", tk.ID, ""))
+		s := w.Snap()
+		if !s.Uses[second.TransID].Reversed || s.Uses[first.TransID].Reversed {
+			t.Fatalf("latest-use reversal reversed the wrong use")
+		}
+		if w.Available(tk.ID) != 3 {
+			t.Fatalf("available %d, want 3", w.Available(tk.ID))
+		}
+		ok(t, w.Reverse(w.A, "r2", tk.ID, ""))
+		if !w.Snap().Uses[first.TransID].Reversed || w.Available(tk.ID) != 4 {
+			t.Fatal("second latest-use reversal did not reverse the first use")
+		}
+	})
+
+	t.Run("EmptyReversalFencesLateUse", func(t *testing.T) {
+		w := world(t)
+		tk := w.Issue(1, 1).Tickets[0]
+		useTime := w.Clock.Now().Add(-time.Minute)
+		// The POS timed out on a use at useTime and reversed it; the use never
+		// arrived, so the reversal is empty and leaves a fence.
+		before := w.Snap()
+		ok(t, w.Reverse(w.A, "r1", tk.ID, ""))
+		if got := w.Snap().Counts.Fences; got != before.Counts.Fences+1 {
+			t.Fatalf("fences %d, want %d", got, before.Counts.Fences+1)
+		}
+		// The original use arrives late: refused, nothing consumed.
+		_, err := w.Ledger.Use(w.Ctx, w.A, daodian.UseRequest{TicketCode: tk.Code, ShopID: S1, RequestID: "late", GmtBiz: useTime.Truncate(time.Second)})
+		refusal(t, err, daodian.SubUseFencedByReversal)
+		if w.Available(tk.ID) != 1 {
+			t.Fatal("fenced use consumed a unit")
+		}
+		// The fence is per app: another app's use at the same time is not fenced.
+		// A fresh use by the same app after the fence is accepted.
+		w.Clock.Advance(2 * time.Second)
+		w.MustUse(w.A, tk.Code, 1, "fresh")
+		if w.Available(tk.ID) != 0 {
+			t.Fatal("fresh use did not consume")
+		}
+	})
+
+	t.Run("FenceIsPerApp", func(t *testing.T) {
+		w := world(t)
+		tk := w.Issue(1, 1).Tickets[0]
+		at := w.Clock.Now().Add(-time.Minute).Truncate(time.Second)
+		ok(t, w.Reverse(w.A, "r1", tk.ID, ""))
+		if _, err := w.Ledger.Use(w.Ctx, w.A2, daodian.UseRequest{TicketCode: tk.Code, ShopID: S1, RequestID: "u", GmtBiz: at}); err != nil {
+			t.Fatalf("another app's use was fenced: %v", err)
+		}
+	})
+
+	t.Run("GroupBuy", func(t *testing.T) {
+		w := world(t)
+		o := w.Issue(3, 1)
+		a, b, c := o.Tickets[0], o.Tickets[1], o.Tickets[2]
+		r := w.MustUse(w.A, a.Code, 2, "g1")
+		if len(r.Details) != 2 || r.Details[0].TicketID != a.ID || r.Details[1].TicketID != b.ID {
+			t.Fatalf("group use details: %+v", r.Details)
+		}
+		if r.BuyerPayCents != 2*9900 || r.ReceiptCents != 2*8800 {
+			t.Fatalf("group use amounts: %+v", r)
+		}
+		if w.Available(a.ID) != 0 || w.Available(b.ID) != 0 || w.Available(c.ID) != 1 {
+			t.Fatal("group use consumed the wrong tickets")
+		}
+		// Reverse one ticket of the two by its own detail id.
+		ok(t, w.Reverse(w.A, "r1", b.ID, r.Details[1].TransID))
+		if w.Available(a.ID) != 0 || w.Available(b.ID) != 1 {
+			t.Fatal("reversal of one ticket of a group use restored the wrong ticket")
+		}
+		// The top-level id with the other ticket reverses that ticket's part.
+		ok(t, w.Reverse(w.A, "r2", a.ID, r.TransID))
+		if w.Available(a.ID) != 1 {
+			t.Fatal("reversal by top-level id did not restore its ticket")
+		}
+		// Over-use of the sub-order is refused whole.
+		_, err := w.Use(w.A, a.Code, 4, "g2")
+		refusal(t, err, daodian.SubNotEnoughQuantity)
+		if w.Available(a.ID) != 1 || w.Available(b.ID) != 1 || w.Available(c.ID) != 1 {
+			t.Fatal("a refused group use consumed units")
+		}
+	})
+
+	t.Run("Consult", func(t *testing.T) {
+		w := world(t)
+		o := w.Issue(2, 1)
+		a := o.Tickets[0]
+		w.MustUse(w.A, o.Tickets[1].Code, 1, "u1")
+		r, err := w.Ledger.Consult(w.Ctx, w.A, daodian.ConsultRequest{RequestID: "c1", ShopID: S1, TicketCode: a.Code})
+		must(t, err)
+		if !r.Success || r.Value.AvailableQuantity != 1 || len(r.Value.Tickets) != 1 || r.Value.Tickets[0].TicketCode != a.Code ||
+			r.Value.UserPhone != "*******4139" || r.Value.OrderNo != o.Order.OrderNo || r.Value.SubOrderNo != o.Order.SubOrderNo {
+			t.Fatalf("consult: %+v %+v", r, r.Value)
+		}
+		for _, c := range []struct {
+			app  *daodian.App
+			shop string
+			code string
+			want string
+		}{
+			{w.A, S1, "100000000000", daodian.CodeTicketCodeInvalid},
+			{w.B, S2, a.Code, daodian.CodeTicketCodeInvalid},
+			{w.A, S2, a.Code, daodian.CodeShopNotMatch},
+		} {
+			r, err := w.Ledger.Consult(w.Ctx, c.app, daodian.ConsultRequest{RequestID: "c", ShopID: c.shop, TicketCode: c.code})
+			must(t, err)
+			if r.Success || r.ErrorCode != c.want {
+				t.Fatalf("consult %+v: got %+v, want %s", c, r, c.want)
+			}
+		}
+		w.Clock.Advance(31 * 24 * time.Hour)
+		r, err = w.Ledger.Consult(w.Ctx, w.A, daodian.ConsultRequest{RequestID: "c", ShopID: S1, TicketCode: a.Code})
+		must(t, err)
+		if r.ErrorCode != daodian.CodeTicketExpired {
+			t.Fatalf("expired consult: %+v", r)
+		}
+	})
+
+	t.Run("Refund", func(t *testing.T) {
+		w := world(t)
+		tk := w.Issue(1, 2).Tickets[0]
+		u := w.MustUse(w.A, tk.Code, 1, "u1")
+		availBefore := w.Available(tk.ID)
+		r, err := w.Ledger.Refund(w.Ctx, w.A, daodian.RefundRequest{TransID: u.TransID, TicketCode: tk.Code, RequestID: "f1"})
+		must(t, err)
+		if r.BizCode != daodian.BizSuccess || r.RequestID != "f1" {
+			t.Fatalf("refund: %+v", r)
+		}
+		if w.Available(tk.ID) != availBefore {
+			t.Fatal("refund changed availability")
+		}
+		s := w.Snap()
+		ru := s.Uses[u.TransID]
+		if !ru.Refunded || ru.RefundAppKey != w.A.Key || ru.RefundRequestID != "f1" || ru.RefundedAt.IsZero() {
+			t.Fatalf("refund not recorded: %+v", ru)
+		}
+		r2, err := w.Ledger.Refund(w.Ctx, w.A, daodian.RefundRequest{TransID: u.TransID, TicketCode: tk.Code, RequestID: "f1"})
+		must(t, err)
+		if r2 != r {
+			t.Fatalf("refund replay %+v != %+v", r2, r)
+		}
+		_, err = w.Ledger.Refund(w.Ctx, w.A, daodian.RefundRequest{TransID: u.TransID, TicketCode: "100000000000", RequestID: "f1"})
+		refusal(t, err, daodian.SubRequestIDConflict)
+		failed(t, w.Reverse(w.A, "r1", tk.ID, u.TransID), daodian.CodeTicketStatusInvalid)
+		if d := s.Diff(w.Snap(), false); d != "" {
+			t.Fatalf("reversal of a refunded use changed the ledger: %s", d)
+		}
+		u2 := w.MustUse(w.A, tk.Code, 1, "u2")
+		ok(t, w.Reverse(w.A, "r2", tk.ID, u2.TransID))
+		_, err = w.Ledger.Refund(w.Ctx, w.A, daodian.RefundRequest{TransID: u2.TransID, TicketCode: tk.Code, RequestID: "f2"})
+		refusal(t, err, daodian.SubUseAlreadyReversed)
+		_, err = w.Ledger.Refund(w.Ctx, w.B, daodian.RefundRequest{TransID: u.TransID, TicketCode: tk.Code, RequestID: "f3"})
+		refusal(t, err, daodian.SubTicketNotFound)
+		_, err = w.Ledger.Refund(w.Ctx, w.A, daodian.RefundRequest{TransID: "2100000000000999999", TicketCode: tk.Code, RequestID: "f4"})
+		refusal(t, err, daodian.SubUseTransNotFound)
+	})
+
+	t.Run("ConcurrentIdenticalReversals", func(t *testing.T) {
+		w := world(t)
+		tk := w.Issue(1, 1).Tickets[0]
+		u := w.MustUse(w.A, tk.Code, 1, "u1")
+		results := make([]daodian.ReverseResult, 32)
+		parallel(32, func(i int) {
+			r, err := w.Ledger.Reverse(w.Ctx, w.A, daodian.ReverseRequest{RequestID: "same", TicketID: tk.ID, TransID: u.TransID})
+			if err != nil {
+				t.Error(err)
+			}
+			results[i] = r
+		})
+		for _, r := range results {
+			ok(t, r)
+		}
+		if w.Available(tk.ID) != 1 {
+			t.Fatalf("available %d after 32 identical reversals, want 1", w.Available(tk.ID))
+		}
+	})
+
+	t.Run("ConcurrentReversalsOfOneUse", func(t *testing.T) {
+		w := world(t)
+		tk := w.Issue(1, 3).Tickets[0]
+		w.MustUse(w.A, tk.Code, 1, "u0")
+		u := w.MustUse(w.A, tk.Code, 1, "u1")
+		parallel(32, func(i int) {
+			r, err := w.Ledger.Reverse(w.Ctx, w.A, daodian.ReverseRequest{RequestID: fmt.Sprintf("r%d", i), TicketID: tk.ID, TransID: u.TransID})
+			if err != nil || !r.Success {
+				t.Errorf("reversal %d: %+v %v", i, r, err)
+			}
+		})
+		if w.Available(tk.ID) != 2 {
+			t.Fatalf("available %d after 32 reversals of one use, want 2 (one restore)", w.Available(tk.ID))
+		}
+	})
+
+	t.Run("ConcurrentUsesOfFiveUnits", func(t *testing.T) {
+		w := world(t)
+		tk := w.Issue(1, 5).Tickets[0]
+		var okN, refused atomic.Int32
+		parallel(32, func(i int) {
+			_, err := w.Use(w.A, tk.Code, 1, fmt.Sprintf("u%d", i))
+			var r *daodian.Refusal
+			switch {
+			case err == nil:
+				okN.Add(1)
+			case errors.As(err, &r) && r.SubCode == daodian.SubNotEnoughQuantity:
+				refused.Add(1)
+			default:
+				t.Errorf("use %d: %v", i, err)
+			}
+		})
+		if okN.Load() != 5 || refused.Load() != 27 || w.Available(tk.ID) != 0 {
+			t.Fatalf("%d uses succeeded, %d refused, available %d; want 5, 27, 0", okN.Load(), refused.Load(), w.Available(tk.ID))
+		}
+	})
+
+	t.Run("TransientFailureRecordsNothing", func(t *testing.T) {
+		base := open(t)
+		fs := &FailingStore{Store: base}
+		w := NewWorld(t, fs)
+		t.Cleanup(w.Audit)
+		tk := w.Issue(1, 1).Tickets[0]
+		u := w.MustUse(w.A, tk.Code, 1, "u1")
+		before := w.Snap()
+		fs.FailNext(1)
+		r := w.Reverse(w.A, "r1", tk.ID, u.TransID)
+		failed(t, r, daodian.CodeSystemError)
+		if d := before.Diff(w.Snap(), true); d != "" {
+			t.Fatalf("a transient failure changed the ledger: %s", d)
+		}
+		// Nothing was recorded: the retry executes afresh and succeeds.
+		ok(t, w.Reverse(w.A, "r1", tk.ID, u.TransID))
+		if w.Available(tk.ID) != 1 {
+			t.Fatal("retry did not reverse")
+		}
+		fs.FailNext(1)
+		_, err := w.Use(w.A, tk.Code, 1, "u2")
+		if !errors.Is(err, daodian.ErrTransient) {
+			t.Fatalf("use under a transient failure: %v", err)
+		}
+		w.MustUse(w.A, tk.Code, 1, "u2")
+	})
+}
+
+func parallel(n int, fn func(i int)) {
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			fn(i)
+		}()
+	}
+	close(start)
+	wg.Wait()
+}
+
+// FailingStore wraps a store and makes chosen Updates fail with a transient error
+// after their work ran, as a commit that failed would: the store must keep none of
+// it.
+type FailingStore struct {
+	daodian.Store
+	fail atomic.Int32
+}
+
+// FailNext makes the next n Updates fail.
+func (s *FailingStore) FailNext(n int) { s.fail.Store(int32(n)) }
+
+// Update implements daodian.Store.
+func (s *FailingStore) Update(ctx context.Context, fn func(daodian.Tx) error) error {
+	if s.fail.Add(-1) < 0 {
+		s.fail.Store(0)
+		return s.Store.Update(ctx, fn)
+	}
+	return s.Store.Update(ctx, func(tx daodian.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		return daodian.Transient(errors.New("injected: commit failed"))
+	})
+}
