@@ -17,16 +17,16 @@ import (
 // whole budget. database/sql still owns opening, pooling and closing.
 
 // bg is the context of hot-path statements. The driver starts a goroutine per
-// statement to watch a cancellable context; Update and View check their
-// caller's context between statements instead, and point lookups are short.
+// statement to watch a cancellable context, which would cost more than the
+// point lookups themselves; Update checks its caller's context before running
+// fn, and walks check it between rows.
 var bg = context.Background()
 
 // stmt is a statement prepared on one connection.
 type stmt struct {
-	text string
-	s    driver.Stmt
-	q    driver.StmtQueryContext
-	e    driver.StmtExecContext
+	s driver.Stmt
+	q driver.StmtQueryContext
+	e driver.StmtExecContext
 }
 
 // session is one connection's state: its prepared statements and reusable
@@ -83,7 +83,7 @@ func (s *session) prepareOnce(ctx context.Context, text string) (*stmt, error) {
 		_ = ds.Close()
 		return nil, errors.New("sqlite: driver statement lacks context methods")
 	}
-	return &stmt{text: text, s: ds, q: q, e: e}, nil
+	return &stmt{s: ds, q: q, e: e}, nil
 }
 
 // raw runs f with the session's driver connection.

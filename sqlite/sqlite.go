@@ -5,10 +5,16 @@
 // goroutine that owns the one write connection; the writer runs whatever is
 // queued (up to Options.MaxBatch) in one transaction, each function under its
 // own savepoint so that it fails alone, and makes the whole batch durable with
-// one COMMIT (synchronous=FULL: one fsync). Functions run one after another,
-// each seeing the effects of the previous ones, which serialises every
+// one fsync of the WAL, which a separate goroutine performs while the writer
+// runs the next batch (durability.go). Functions run one after another, each
+// seeing the effects of the previous ones, which serialises every
 // read-modify-write without locks. Reads (View) run on a pool of read-only
 // connections, each View in one read transaction (a consistent snapshot).
+// Checkpoints run in the background on a connection of their own.
+//
+// The rows that every request reads (tickets, uses, orders, apps) keep their
+// descriptive fields in an encoded column (codec.go): the driver's cost grows
+// with the number of result columns.
 //
 // Only one process may open a database: Open takes an exclusive advisory lock
 // on path+".lock", because identifiers are handed out from memory by the
@@ -50,7 +56,7 @@ type Options struct {
 	// twice GOMAXPROCS, at least 4).
 	Readers int
 	// BusyTimeout bounds how long a statement waits for a lock held by another
-	// connection, such as a reader finishing a checkpoint (default 5s).
+	// connection, such as the sqlite3 shell reading the file (default 5s).
 	BusyTimeout time.Duration
 	// CacheKiB is the page cache of the write connection in KiB (default 65536);
 	// each read connection gets a quarter of it.
@@ -60,6 +66,19 @@ type Options struct {
 	// the background all along, but restarting the log costs the writer a
 	// short pause (see durability.go), so this trades disk for fewer pauses.
 	CheckpointPages int
+	// CheckpointInterval is the least time between two background checkpoints
+	// (default 20ms). Each costs two fsyncs (WAL and database) that compete
+	// with the commits' for the disk; a longer interval copies each hot page
+	// once for more updates of it.
+	CheckpointInterval time.Duration
+	// Shared opens the database without the exclusive lock, next to a Store
+	// that holds it: for admin commands run while a server is up. It is safe
+	// (SQLite serialises the writers; identifier blocks are reserved in the
+	// file) but the two writers wait for each other's transactions, up to
+	// BusyTimeout, so it is meant for occasional writes. A Shared Store syncs
+	// in COMMIT (as with SerialSync), and its Views may see the other Store's
+	// last commits a moment before that Store has synced them.
+	Shared bool
 	// SerialSync makes every COMMIT fsync the WAL itself (SQLite's
 	// synchronous=FULL), with the writer waiting for it, instead of syncing in
 	// a pipeline (see durability.go). Both are durable; SerialSync is slower.
@@ -101,15 +120,23 @@ func (o Options) withDefaults() Options {
 	if o.CheckpointPages <= 0 {
 		o.CheckpointPages = 16384
 	}
+	if o.CheckpointInterval <= 0 {
+		o.CheckpointInterval = 20 * time.Millisecond
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.Shared {
+		// Another process's Views do not wait for this one's syncer: commit
+		// only what is already durable.
+		o.SerialSync = true
 	}
 	return o
 }
 
-// Errors of the store itself. Both are returned wrapped: ErrClosed and
-// ErrQueueFull with daodian.ErrTransient (a retry, on this or another process,
-// may succeed), ErrLocked with the path.
+// Errors of the store itself, returned wrapped: ErrClosed and ErrQueueFull
+// with daodian.ErrTransient (a retry, later or on another process, may
+// succeed), ErrLocked with the path.
 var (
 	// ErrClosed is returned by calls on a closed Store.
 	ErrClosed = errors.New("sqlite: store closed")
@@ -151,7 +178,7 @@ var _ daodian.Store = (*Store)(nil)
 // Open opens the database at path, creating the file and its schema if needed
 // and migrating an older schema, and starts the writer. A second Open of the
 // same path, from this process or another, fails with ErrLocked until the
-// first Store is closed.
+// first Store is closed, unless it sets Options.Shared.
 func Open(ctx context.Context, path string, opts Options) (_ *Store, err error) {
 	if path == "" {
 		return nil, errors.New("sqlite: empty database path")
@@ -161,9 +188,11 @@ func Open(ctx context.Context, path string, opts Options) (_ *Store, err error) 
 		return nil, fmt.Errorf("sqlite: database path: %w", err)
 	}
 	opts = opts.withDefaults()
-	lock, err := lockFile(abs)
-	if err != nil {
-		return nil, err
+	var lock *fileLock
+	if !opts.Shared {
+		if lock, err = lockFile(abs); err != nil {
+			return nil, err
+		}
 	}
 	s := &Store{
 		path:       abs,
@@ -360,6 +389,7 @@ func (s *Store) openCheckpointer(ctx context.Context) error {
 	}
 	s.ckpt = &checkpointer{
 		s:            cs,
+		interval:     s.opts.CheckpointInterval,
 		restartPages: int64(s.opts.CheckpointPages),
 		tail:         &s.w.tail,
 		kick:         make(chan struct{}, 1),

@@ -276,6 +276,16 @@ func TestBatchFailuresAreIsolated(t *testing.T) {
 			}
 			return tx.InsertTicket(ctx, testTicket(7))
 		},
+		func(tx daodian.Tx) error { // reads only, then fails: no savepoint to undo
+			if _, err := tx.Ticket(ctx, testTicket(7).ID); err != nil {
+				return err
+			}
+			return errBoom
+		},
+		func(tx daodian.Tx) error { // reads only
+			_, err := tx.Ticket(ctx, testTicket(3).ID)
+			return err
+		},
 	)
 	want := []func(error) bool{
 		func(err error) bool { return err == nil },
@@ -286,6 +296,8 @@ func TestBatchFailuresAreIsolated(t *testing.T) {
 			return err != nil && strings.Contains(err.Error(), "panic") && !errors.Is(err, daodian.ErrTransient)
 		},
 		func(err error) bool { return err == nil },
+		func(err error) bool { return err == nil },
+		func(err error) bool { return errors.Is(err, errBoom) },
 		func(err error) bool { return err == nil },
 	}
 	for i, err := range errs {
@@ -413,6 +425,74 @@ func TestSecondOpenFails(t *testing.T) {
 	}
 	s2 := openAt(t, path, Options{})
 	if err := s2.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestShared: a Shared Store writes next to the one holding the lock, and
+// both hand out distinct identifiers.
+func TestShared(t *testing.T) {
+	path := tempPath(t)
+	main := openAt(t, path, Options{})
+	admin := openAt(t, path, Options{Shared: true})
+	if _, err := Open(context.Background(), path, Options{}); !errors.Is(err, ErrLocked) {
+		t.Fatalf("exclusive Open next to a Shared one: %v, want ErrLocked", err)
+	}
+	ctx := context.Background()
+	var (
+		mu  sync.Mutex
+		ids = map[string]bool{}
+		wg  sync.WaitGroup
+	)
+	for g := range 8 {
+		s := main
+		if g%4 == 0 {
+			s = admin
+		}
+		wg.Go(func() {
+			for i := range 150 {
+				var id string
+				err := s.Update(ctx, func(tx daodian.Tx) error {
+					var err error
+					if id, err = tx.NewID(ctx); err != nil {
+						return err
+					}
+					return tx.InsertUse(ctx, &daodian.Use{TransID: id, TicketID: fmt.Sprint(g, "-", i), AppKey: "a", Units: 1})
+				})
+				if err != nil {
+					t.Errorf("store %d: %v", g, err)
+					return
+				}
+				mu.Lock()
+				if ids[id] {
+					t.Errorf("id %s handed out twice", id)
+				}
+				ids[id] = true
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	for _, s := range []*Store{main, admin} {
+		if got := count(t, s).Uses; got != 8*150 {
+			t.Fatalf("%d uses, want %d", got, 8*150)
+		}
+	}
+	// Restarted, the server continues above both.
+	if err := main.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s := openAt(t, path, Options{})
+	if err := s.Update(ctx, func(tx daodian.Tx) error {
+		id, err := tx.NewID(ctx)
+		if err == nil && ids[id] {
+			err = fmt.Errorf("id %s reused after restart", id)
+		}
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -800,7 +880,7 @@ func TestWALRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("WAL holds %d frames after ~%d pages were written", frames, 1200*2)
-	if frames > 600 {
+	if frames >= 1200 {
 		t.Errorf("WAL holds %d frames: it did not restart", frames)
 	}
 }
@@ -892,17 +972,26 @@ func TestHelperWriter(t *testing.T) {
 // Updates, each the statements of a redemption or of the reversal of it
 // (idempotency lookup, ticket, latest active use, then either insert use or
 // mark reversed, set available, record the answer), on 10 000 tickets, with
-// ~64 concurrent callers. DAODIAN_BENCH_TICKETS changes the ledger size.
+// 64 concurrent callers. It reports Updates/s, process CPU per Update, the
+// mean batch and the callers' p50/p99 latency.
+//
+// Environment: DAODIAN_BENCH_TICKETS (ledger size), DAODIAN_BENCH_CLIENTS
+// (callers), DAODIAN_BENCH_SERIAL_SYNC=1 (Options.SerialSync),
+// DAODIAN_BENCH_CHECKPOINT_INTERVAL (Options.CheckpointInterval).
 func BenchmarkUpdate(b *testing.B) {
 	tickets := 10_000
 	if v, err := strconv.Atoi(os.Getenv("DAODIAN_BENCH_TICKETS")); err == nil && v > 0 {
 		tickets = v
 	}
 	var nCommits, nOps atomic.Int64
-	s := openAt(b, tempPath(b), Options{SerialSync: os.Getenv("DAODIAN_BENCH_SERIAL_SYNC") != "", OnCommit: func(n int, _ time.Duration) {
-		nCommits.Add(1)
-		nOps.Add(int64(n))
-	}})
+	ckInterval, _ := time.ParseDuration(os.Getenv("DAODIAN_BENCH_CHECKPOINT_INTERVAL"))
+	s := openAt(b, tempPath(b), Options{
+		SerialSync:         os.Getenv("DAODIAN_BENCH_SERIAL_SYNC") != "",
+		CheckpointInterval: ckInterval,
+		OnCommit: func(n int, _ time.Duration) {
+			nCommits.Add(1)
+			nOps.Add(int64(n))
+		}})
 	ctx := context.Background()
 	for lo := 0; lo < tickets; lo += 5000 {
 		if err := s.Update(ctx, func(tx daodian.Tx) error {

@@ -18,7 +18,7 @@ type writeStmts struct {
 	begin, commit, rollback, savepoint, rollbackTo, release,
 	putIdem, setAvailable, insertUse, markReversed, markRefunded, putFence,
 	putMerchant, insertShop, insertApp, updateApp, insertOrder, insertTicket,
-	setMeta *stmt
+	getMeta, raiseIDLimit *stmt
 }
 
 const (
@@ -104,7 +104,14 @@ func (s *session) prepareWrite(ctx context.Context) error {
 		{&s.w.updateApp, `UPDATE apps SET doc = ? WHERE key = ?`},
 		{&s.w.insertOrder, `INSERT INTO orders (sub_order_no, order_no, merchant_id, doc) VALUES (?, ?, ?, ?)`},
 		{&s.w.insertTicket, `INSERT INTO tickets (id, code, merchant_id, sub_order_no, quantity, available, doc) VALUES (?, ?, ?, ?, ?, ?, ?)`},
-		{&s.w.setMeta, `INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`},
+		{&s.w.getMeta, `SELECT value FROM meta WHERE key = ?`},
+		// Never lowers the mark another Store on the file may have raised. The
+		// values are decimal strings of 19 digits (20 at exhaustion), compared
+		// as such: they may exceed SQLite's 64-bit signed integers.
+		{&s.w.raiseIDLimit, `INSERT INTO meta (key, value) VALUES ('` + metaIDLimit + `', ?)
+			ON CONFLICT (key) DO UPDATE SET value = excluded.value
+			WHERE length(excluded.value) > length(meta.value)
+			OR (length(excluded.value) = length(meta.value) AND excluded.value > meta.value)`},
 	} {
 		st, err := s.prepare(ctx, p.text)
 		if err != nil {

@@ -354,11 +354,28 @@ func (t *readTx) Counts(ctx context.Context) (daodian.Counts, error) {
 type writeTx struct {
 	readTx
 	w *writer
+	// savepoint is whether the op's savepoint is open: it is opened by the
+	// first write, so that Updates that only read (replays, refusals) skip it.
+	savepoint bool
+}
+
+// write readies the op for a write.
+func (t *writeTx) write() error {
+	if t.done {
+		return errTxDone
+	}
+	if !t.savepoint {
+		if _, err := t.s.exec(t.s.w.savepoint); err != nil {
+			return t.s.fail(err)
+		}
+		t.savepoint = true
+	}
+	return nil
 }
 
 func (t *writeTx) PutIdem(ctx context.Context, rec *daodian.IdemRecord) error {
-	if t.done {
-		return errTxDone
+	if err := t.write(); err != nil {
+		return err
 	}
 	answer := rec.Answer
 	if answer == nil {
@@ -373,8 +390,8 @@ func (t *writeTx) PutIdem(ctx context.Context, rec *daodian.IdemRecord) error {
 }
 
 func (t *writeTx) SetAvailable(ctx context.Context, ticketID string, available int) error {
-	if t.done {
-		return errTxDone
+	if err := t.write(); err != nil {
+		return err
 	}
 	n, err := t.s.exec(t.s.w.setAvailable, int64(available), ticketID)
 	if err != nil {
@@ -391,8 +408,8 @@ func (t *writeTx) SetAvailable(ctx context.Context, ticketID string, available i
 }
 
 func (t *writeTx) InsertUse(ctx context.Context, u *daodian.Use) error {
-	if t.done {
-		return errTxDone
+	if err := t.write(); err != nil {
+		return err
 	}
 	// One scratch buffer holds the three docs; the driver copies each argument
 	// when it binds it.
@@ -411,8 +428,8 @@ func (t *writeTx) InsertUse(ctx context.Context, u *daodian.Use) error {
 }
 
 func (t *writeTx) MarkReversed(ctx context.Context, u *daodian.Use) error {
-	if t.done {
-		return errTxDone
+	if err := t.write(); err != nil {
+		return err
 	}
 	t.s.buf = reversalDoc(t.s.buf[:0], u)
 	n, err := t.s.exec(t.s.w.markReversed, u.Reversed, t.s.buf, u.TransID)
@@ -426,8 +443,8 @@ func (t *writeTx) MarkReversed(ctx context.Context, u *daodian.Use) error {
 }
 
 func (t *writeTx) MarkRefunded(ctx context.Context, u *daodian.Use) error {
-	if t.done {
-		return errTxDone
+	if err := t.write(); err != nil {
+		return err
 	}
 	t.s.buf = refundDoc(t.s.buf[:0], u)
 	n, err := t.s.exec(t.s.w.markRefunded, u.Refunded, t.s.buf, u.TransID)
@@ -441,8 +458,8 @@ func (t *writeTx) MarkRefunded(ctx context.Context, u *daodian.Use) error {
 }
 
 func (t *writeTx) PutFence(ctx context.Context, f *daodian.Fence) error {
-	if t.done {
-		return errTxDone
+	if err := t.write(); err != nil {
+		return err
 	}
 	_, err := t.s.exec(t.s.w.putFence, f.TicketID, f.AppKey, micros(f.At), f.RequestID, micros(f.CreatedAt))
 	return t.s.fail(err)
@@ -456,16 +473,16 @@ func (t *writeTx) NewID(ctx context.Context) (string, error) {
 }
 
 func (t *writeTx) PutMerchant(ctx context.Context, m *daodian.Merchant) error {
-	if t.done {
-		return errTxDone
+	if err := t.write(); err != nil {
+		return err
 	}
 	_, err := t.s.exec(t.s.w.putMerchant, m.ID, m.Name)
 	return t.s.fail(err)
 }
 
 func (t *writeTx) InsertShop(ctx context.Context, sh *daodian.Shop) error {
-	if t.done {
-		return errTxDone
+	if err := t.write(); err != nil {
+		return err
 	}
 	if _, err := t.s.exec(t.s.w.insertShop, sh.MerchantID, sh.ID, sh.Name); err != nil {
 		return t.s.failWrite(err, "shop", sh.MerchantID+"/"+sh.ID)
@@ -474,8 +491,8 @@ func (t *writeTx) InsertShop(ctx context.Context, sh *daodian.Shop) error {
 }
 
 func (t *writeTx) InsertApp(ctx context.Context, a *daodian.App) error {
-	if t.done {
-		return errTxDone
+	if err := t.write(); err != nil {
+		return err
 	}
 	t.s.buf = appDoc(t.s.buf[:0], a)
 	if _, err := t.s.exec(t.s.w.insertApp, a.Key, a.Secret, micros(a.CreatedAt), t.s.buf); err != nil {
@@ -485,8 +502,8 @@ func (t *writeTx) InsertApp(ctx context.Context, a *daodian.App) error {
 }
 
 func (t *writeTx) UpdateApp(ctx context.Context, a *daodian.App) error {
-	if t.done {
-		return errTxDone
+	if err := t.write(); err != nil {
+		return err
 	}
 	t.s.buf = appDoc(t.s.buf[:0], a)
 	n, err := t.s.exec(t.s.w.updateApp, t.s.buf, a.Key)
@@ -500,8 +517,8 @@ func (t *writeTx) UpdateApp(ctx context.Context, a *daodian.App) error {
 }
 
 func (t *writeTx) InsertOrder(ctx context.Context, o *daodian.Order) error {
-	if t.done {
-		return errTxDone
+	if err := t.write(); err != nil {
+		return err
 	}
 	t.s.buf = orderDoc(t.s.buf[:0], o)
 	if _, err := t.s.exec(t.s.w.insertOrder, o.SubOrderNo, o.OrderNo, o.MerchantID, t.s.buf); err != nil {
@@ -511,8 +528,8 @@ func (t *writeTx) InsertOrder(ctx context.Context, o *daodian.Order) error {
 }
 
 func (t *writeTx) InsertTicket(ctx context.Context, tk *daodian.Ticket) error {
-	if t.done {
-		return errTxDone
+	if err := t.write(); err != nil {
+		return err
 	}
 	t.s.buf = ticketDoc(t.s.buf[:0], tk)
 	_, err := t.s.exec(t.s.w.insertTicket, tk.ID, tk.Code, tk.MerchantID, tk.SubOrderNo,

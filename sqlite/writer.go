@@ -75,26 +75,57 @@ type writer struct {
 	// then checkpoints the remainder itself before its next batch.
 	tail atomic.Bool
 
-	// NewID state, touched only by the writer goroutine. Every id below limit
-	// may have been handed out; limit is persisted (meta.id_limit) in the
-	// transaction of the batch that moved it, or a later one if that batch
-	// failed. next never goes back, so an aborted batch's ids are not reused
-	// by this process.
+	// NewID state, touched only by the writer goroutine. The writer hands out
+	// ids from a block [next, limit) that it reserved by raising
+	// meta.id_limit; the reservation is read and raised inside a write
+	// transaction and committed with the batch that used its first ids, so two
+	// Stores on one file (Options.Shared) never reserve the same block, and a
+	// restarted Store starts above every id handed out before. next never goes
+	// back, so an aborted batch's ids are not reused by this process either.
 	next, limit uint64
 	limitDirty  bool
 }
 
 func (w *writer) newID() (string, error) {
-	if w.next > idMax {
-		return "", errors.New("sqlite: identifier space exhausted")
-	}
 	if w.next >= w.limit {
-		w.limit = min(w.next+idBlock, idMax+1)
-		w.limitDirty = true
+		if err := w.reserveIDs(); err != nil {
+			return "", err
+		}
 	}
 	id := w.next
 	w.next++
 	return strconv.FormatUint(id, 10), nil
+}
+
+// reserveIDs reserves the next block of ids, above any block another Store
+// on the file has committed.
+func (w *writer) reserveIDs() error {
+	row, err := w.s.queryRow(w.s.w.getMeta, 1, metaIDLimit)
+	switch {
+	case err == errNoRow:
+	case err != nil:
+		return w.s.fail(err)
+	default:
+		stored, perr := strconv.ParseUint(asStr(row[0]), 10, 64)
+		if perr != nil {
+			return fmt.Errorf("sqlite: bad %s %q: %w", metaIDLimit, asStr(row[0]), perr)
+		}
+		w.next = max(w.next, stored)
+	}
+	if w.next > idMax {
+		return errors.New("sqlite: identifier space exhausted")
+	}
+	w.limit = min(w.next+idBlock, idMax+1)
+	w.limitDirty = true
+	return nil
+}
+
+// dropReservation forgets an id block whose reservation was not committed:
+// another Store may take it now, so the next id comes from a fresh one.
+func (w *writer) dropReservation() {
+	if w.limitDirty {
+		w.limit = w.next
+	}
 }
 
 // loop is the writer goroutine; it returns once the queue is closed and empty.
@@ -254,7 +285,7 @@ func (w *writer) runBatch(batch []*op) (rest []*op) {
 	}
 	limitWritten := false
 	if w.limitDirty {
-		if _, err := s.exec(s.w.setMeta, metaIDLimit, strconv.FormatUint(w.limit, 10)); err != nil {
+		if _, err := s.exec(s.w.raiseIDLimit, strconv.FormatUint(w.limit, 10)); err != nil {
 			w.abort(batch, daodian.Transient(fmt.Errorf("sqlite: persist id limit: %w", err)))
 			return nil
 		}
@@ -316,16 +347,13 @@ func (w *writer) checkpointTail() {
 	}
 }
 
-// runOp runs one Update under its own savepoint.
+// runOp runs one Update under its own savepoint, which its first write opens.
 func (w *writer) runOp(o *op) error {
 	s := w.s
-	if _, err := s.exec(s.w.savepoint); err != nil {
-		return s.fail(err)
-	}
 	tx := &writeTx{readTx: readTx{s: s}, w: w}
 	err := call(o.fn, tx)
 	tx.done = true
-	if s.broken != nil {
+	if s.broken != nil || !tx.savepoint {
 		return err
 	}
 	if err != nil {
@@ -358,6 +386,7 @@ func call(fn func(daodian.Tx) error, tx daodian.Tx) (err error) {
 
 // rollback ends the batch's transaction, whatever state it is in.
 func (w *writer) rollback() {
+	w.dropReservation()
 	w.s.broken = nil
 	// An error means no transaction was open (SQLite already rolled it back).
 	_, _ = w.s.exec(w.s.w.rollback)

@@ -524,7 +524,7 @@ func testTicketLimits(t *testing.T, f Factory) {
 		Code:               "000000000000",
 		MerchantID:         strings.Repeat("m", daodian.MaxShopIDLen),
 		OrderNo:            "O'; DROP TABLE tickets; --",
-		SubOrderNo:         "S\x00with\x1fcontrol\u2028chars",
+		SubOrderNo:         "S\twith\x1fcontrol\u2028chars", // no NUL: PostgreSQL text cannot hold it
 		ItemID:             "",
 		OutItemID:          "🎟️",
 		ItemName:           long,

@@ -14,7 +14,7 @@ import (
 
 // withLedger opens the store named by db, runs fn on a ledger over it, and closes it.
 func withLedger(ctx context.Context, db string, fn func(*daodian.Ledger) error) error {
-	s, err := openStore(ctx, db)
+	s, err := openStore(ctx, db, false)
 	if err != nil {
 		return err
 	}

@@ -21,7 +21,9 @@ import (
 const defaultDB = "daodian.db"
 
 // openStore opens the embedded store at a path, or PostgreSQL for a postgres:// URL.
-func openStore(ctx context.Context, db string) (daodian.Store, error) {
+// The server owns an embedded file exclusively (one serving process per file);
+// admin commands open it shared, so they work while the server runs.
+func openStore(ctx context.Context, db string, server bool) (daodian.Store, error) {
 	if strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://") {
 		s, err := postgres.Open(ctx, db, postgres.Options{})
 		if err != nil {
@@ -29,7 +31,7 @@ func openStore(ctx context.Context, db string) (daodian.Store, error) {
 		}
 		return s, nil
 	}
-	s, err := sqlite.Open(ctx, db, sqlite.Options{})
+	s, err := sqlite.Open(ctx, db, sqlite.Options{Shared: !server})
 	if err != nil {
 		return nil, fmt.Errorf("open embedded store %s: %w", db, err)
 	}
@@ -64,9 +66,14 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	skew := fs.Duration("timestamp-skew", 10*time.Minute, "accepted distance of `timestamp` from server time")
 	maxBody := fs.Int64("max-body", 1<<20, "largest accepted request body in bytes")
 	cpuProfile := fs.String("cpu-profile", "", "write a pprof CPU profile of the whole run to this file")
+	maxConcurrent := fs.Int("max-concurrent", gateway.DefaultMaxConcurrent, "most TOP requests served at once; beyond it a request is answered at once with code 15 isp.server-busy (negative: no limit)")
+	headerTimeout := fs.Duration("read-header-timeout", readHeaderTimeout, "how long a client may take to send the request headers (slow clients are cut off)")
 	demoFlag := fs.Bool("demo", false, "on an empty database, seed a demo merchant, shop, app and tickets and print how to call them")
 	if _, err := parse(e, fs, args); err != nil {
 		return err
+	}
+	if *maxConcurrent == 0 || *headerTimeout <= 0 {
+		return errors.New("--max-concurrent must not be 0 (negative: no limit) and --read-header-timeout must be positive")
 	}
 	logger := slog.Default()
 	if f, ok := e.stdout.(*os.File); ok {
@@ -85,13 +92,13 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	store, err := openStore(ctx, *db)
+	store, err := openStore(ctx, *db, true)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
 	ledger := daodian.NewLedger(store, daodian.Config{ReverseWindow: *window, FutureSkew: *skew, Logger: logger})
-	gw := gateway.New(ledger, gateway.Config{MaxBodyBytes: *maxBody, TimestampSkew: *skew, Logger: logger})
+	gw := gateway.New(ledger, gateway.Config{MaxBodyBytes: *maxBody, TimestampSkew: *skew, Logger: logger, MaxConcurrent: *maxConcurrent})
 
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -99,7 +106,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	srv := &http.Server{
 		Handler:           gw.Handler(),
-		ReadHeaderTimeout: readHeaderTimeout,
+		ReadHeaderTimeout: *headerTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,

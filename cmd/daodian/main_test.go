@@ -1,0 +1,179 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer is a bytes.Buffer safe for a writer and a polling reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// cli runs one command in-process and returns its exit code, stdout and stderr.
+func cli(t *testing.T, envv map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb syncBuffer
+	e := &env{stdout: &out, stderr: &errb, stdin: strings.NewReader(""), getenv: func(k string) string { return envv[k] }}
+	code := run(context.Background(), e, args)
+	return code, out.String(), errb.String()
+}
+
+// server runs `daodian serve` in-process on a free port until the test ends and
+// returns its URL and its stderr.
+func server(t *testing.T, args ...string) (string, *syncBuffer) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errb syncBuffer
+	e := &env{stdout: &out, stderr: &errb, stdin: strings.NewReader(""), getenv: func(string) string { return "" }}
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, e, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("serve exited %d: %s", code, errb.String())
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("serve did not stop after its context was cancelled")
+		}
+	})
+	re := regexp.MustCompile(`serving on (http://\S+)`)
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := re.FindStringSubmatch(errb.String()); m != nil {
+			return m[1], &errb
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("serve exited %d: %s", code, errb.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	t.Fatalf("serve did not start: %s", errb.String())
+	return "", nil
+}
+
+func TestServeOnEmptyDirectoryAndSignedCalls(t *testing.T) {
+	dir := t.TempDir()
+	wd, _ := os.Getwd()
+	if err := os.Chdir(dir); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Chdir(wd) })
+
+	// The admin commands work on the default ./daodian.db while serve runs on it.
+	url, _ := server(t)
+	code, out, errs := cli(t, nil, "app", "create", "--name", "pos", "--merchant", "m1", "--json")
+	if code != 0 {
+		t.Fatalf("app create: %d %s", code, errs)
+	}
+	var app struct{ AppKey, AppSecret string }
+	if err := json.Unmarshal([]byte(strings.NewReplacer("app_key", "AppKey", "app_secret", "AppSecret").Replace(out)), &app); err != nil || app.AppKey == "" || len(app.AppSecret) < 32 {
+		t.Fatalf("app create --json: %q %v", out, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "daodian.db")); err != nil {
+		t.Fatalf("no database file in the working directory: %v", err)
+	}
+	if code, _, errs := cli(t, nil, "shop", "add", "--merchant", "m1", "--shop-id", "s1"); code != 0 {
+		t.Fatalf("shop add: %s", errs)
+	}
+	code, out, errs = cli(t, nil, "ticket", "issue", "--merchant", "m1", "--count", "2", "--json")
+	if code != 0 {
+		t.Fatalf("ticket issue: %s", errs)
+	}
+	var issued struct {
+		AlscOrderNo    string `json:"alsc_order_no"`
+		AlscSubOrderNo string `json:"alsc_sub_order_no"`
+		Tickets        []struct {
+			TicketID   string `json:"ticket_id"`
+			TicketCode string `json:"ticket_code"`
+		} `json:"tickets"`
+	}
+	if err := json.Unmarshal([]byte(out), &issued); err != nil || len(issued.Tickets) != 2 || len(issued.Tickets[0].TicketID) != 19 || len(issued.Tickets[0].TicketCode) != 12 || issued.AlscSubOrderNo == "" {
+		t.Fatalf("ticket issue --json: %q %v", out, err)
+	}
+
+	// Credentials from the environment, as DAODIAN_* variables.
+	envv := map[string]string{"DAODIAN_URL": url, "DAODIAN_APP_KEY": app.AppKey, "DAODIAN_APP_SECRET": app.AppSecret}
+	for _, sm := range []string{"md5", "hmac", "hmac-sha256"} {
+		for _, f := range []string{"json", "xml"} {
+			code, out, errs = cli(t, envv, "call", "taobao.time.get", "--sign-method", sm, "--format", f)
+			if code != 0 || !strings.Contains(out, "time_get_response") {
+				t.Fatalf("call %s %s: %d %q %s", sm, f, code, out, errs)
+			}
+		}
+	}
+	code, out, _ = cli(t, envv, "call", "alibaba.alsc.merchant.ext.ticketcode.use",
+		`use_request={"ticket_code":"`+issued.Tickets[0].TicketCode+`","shop_id":"s1","ticket_request_id":"u1"}`)
+	if code != 0 || !strings.Contains(out, "ticket_trans_id") {
+		t.Fatalf("call use: %d %q", code, out)
+	}
+	// An error_response is printed and exits 1.
+	code, out, _ = cli(t, envv, "call", "alibaba.alsc.daodian.ticket.consult")
+	if code != 1 || !strings.Contains(out, "isv.missing-parameter:consult_request") {
+		t.Fatalf("call with a missing parameter: %d %q", code, out)
+	}
+	// Latest-use reversal through the retrying helper, then audit.
+	code, out, errs = cli(t, envv, "reverse", "--ticket-id", issued.Tickets[0].TicketID, "--request-id", "r1")
+	if code != 0 || !strings.Contains(out, `"success": true`) {
+		t.Fatalf("reverse: %d %q %s", code, out, errs)
+	}
+	code, out, errs = cli(t, envv, "reverse", "--ticket-id", "2100000000000999999")
+	if code != 1 || !strings.Contains(errs, "TICKET_NOT_FOUND") {
+		t.Fatalf("reverse of an unknown ticket: %d %q %s", code, out, errs)
+	}
+	code, out, errs = cli(t, nil, "audit")
+	if code != 0 || !strings.Contains(out, "ok") {
+		t.Fatalf("audit: %d %q %s", code, out, errs)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"nope"},
+		{"app"},
+		{"app", "create"},
+		{"call"},
+		{"reverse", "--app-key", "k", "--app-secret", "s"},
+		{"serve", "--no-such-flag"},
+	} {
+		code, _, errs := cli(t, nil, args...)
+		if code == 0 || errs == "" {
+			t.Errorf("%v: exit %d, stderr %q; want a non-zero exit and a message", args, code, errs)
+		}
+	}
+}
+
+func TestDemoSeedsAnEmptyDatabaseOnly(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "demo.db")
+	_, errb := server(t, "--db", db, "--demo")
+	out := errb.String()
+	for _, want := range []string{"app_key", "app_secret", "daodian call alibaba.alsc.daodian.ticket.consult", "daodian call alibaba.alsc.merchant.ext.ticketcode.use", "daodian call alibaba.alsc.daodian.ticket.reserve"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+}
