@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/daodian/daodian"
 )
 
 // syncBuffer is a bytes.Buffer safe for a writer and a polling reader.
@@ -175,5 +177,38 @@ func TestDemoSeedsAnEmptyDatabaseOnly(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Fatalf("demo output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+func TestAuditNamesAViolation(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "audit.db")
+	code, out, errs := cli(t, nil, "ticket", "issue", "--merchant", "m1", "--quantity", "3", "--json", "--db", db)
+	if code != 0 {
+		t.Fatalf("ticket issue: %s", errs)
+	}
+	var issued struct {
+		Tickets []struct {
+			TicketID string `json:"ticket_id"`
+		} `json:"tickets"`
+	}
+	if err := json.Unmarshal([]byte(out), &issued); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs := cli(t, nil, "audit", "--db", db); code != 0 {
+		t.Fatalf("audit of a clean ledger: %d %s", code, errs)
+	}
+	// Corrupt the ledger behind the rules' back: two units vanish without a use.
+	ctx := context.Background()
+	s, err := openStore(ctx, db, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Update(ctx, func(tx daodian.Tx) error { return tx.SetAvailable(ctx, issued.Tickets[0].TicketID, 1) }); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	code, out, errs = cli(t, nil, "audit", "--db", db)
+	if code != 1 || !strings.Contains(out, "VIOLATION ticket "+issued.Tickets[0].TicketID) || !strings.Contains(errs, "1 invariant violations") {
+		t.Fatalf("audit of a corrupted ledger: exit %d\n%s\n%s", code, out, errs)
 	}
 }
