@@ -67,6 +67,9 @@ type ReadTx interface {
 	EachIdem(ctx context.Context, fn func(*IdemRecord) error) error
 	// Counts returns the number of rows of the main tables, for tests and metrics.
 	Counts(ctx context.Context) (Counts, error)
+	// FaultRules returns the fault rules (faults.go) in id order, at most
+	// MaxFaultRules.
+	FaultRules(ctx context.Context) ([]FaultRule, error)
 }
 
 // Counts is the number of rows of each ledger table.
@@ -106,6 +109,17 @@ type Tx interface {
 	InsertOrder(ctx context.Context, o *Order) error
 	// InsertTicket records a ticket; ErrDuplicate on a repeated id or code.
 	InsertTicket(ctx context.Context, t *Ticket) error
+
+	// PutFaultRule stores a new fault rule; ErrDuplicate on a repeated id.
+	PutFaultRule(ctx context.Context, r *FaultRule) error
+	// DeleteFaultRules deletes the fault rules of appKey with id ("" matches any
+	// app, any id) and returns how many it deleted.
+	DeleteFaultRules(ctx context.Context, appKey, id string) (int, error)
+	// ConsumeFaultRule takes one injection from a fault rule: a counted rule's
+	// count goes down by one, and the rule is deleted when it reaches zero. It
+	// reports false, changing nothing, when the rule does not exist; an
+	// unlimited rule (count 0) is left as it is and reports true.
+	ConsumeFaultRule(ctx context.Context, id string) (bool, error)
 }
 
 // Clock returns the current time. Tests replace it to move through reversal windows.

@@ -419,17 +419,16 @@ func (r *RefundResponse) EncodeTOP(e *top.Encoder) {
 // Yuan renders cents as yuan with two decimals ("12.30"), the unit of the use
 // method's published page.
 func Yuan(cents int64) string {
-	neg := cents < 0
-	if neg {
-		cents = -cents
-	}
+	// The magnitude as uint64: -cents overflows for math.MinInt64.
+	mag := uint64(cents)
 	b := make([]byte, 0, 24)
-	if neg {
+	if cents < 0 {
+		mag = -mag
 		b = append(b, '-')
 	}
-	b = strconv.AppendInt(b, cents/100, 10)
+	b = strconv.AppendUint(b, mag/100, 10)
 	b = append(b, '.')
-	c := cents % 100
+	c := mag % 100
 	b = append(b, byte('0'+c/10), byte('0'+c%10))
 	return string(b)
 }

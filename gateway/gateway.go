@@ -36,8 +36,19 @@ type Config struct {
 	Clock func() time.Time
 	// Logger receives one line per request (default slog.Default()).
 	Logger *slog.Logger
-	// Observer, if set, is told about every answered request (metrics).
+	// Observer, if set, is told about every answered request, in addition to
+	// Metrics.
 	Observer Observer
+	// Metrics is the gateway's Prometheus instrumentation, served at GET
+	// /metrics (metrics.go). Default: NewMetrics(), a registry of this gateway's
+	// own. Set it to also feed it from elsewhere, such as the store's commits.
+	Metrics *Metrics
+	// MaxConcurrent bounds the requests of /router/rest served at once; beyond
+	// it a request is answered at once with code 15 isp.server-busy (limits.go).
+	// Default DefaultMaxConcurrent; negative means unbounded.
+	MaxConcurrent int
+	// Faults configures the injection of the store's fault rules (faults.go).
+	Faults FaultOptions
 }
 
 // Observer is told about every answered request. Implementations must be fast and
@@ -54,6 +65,7 @@ type Gateway struct {
 	apps    *appCache
 	limits  *limiter
 	ready   func(ctx context.Context) error
+	faults  *faults // nil when fault injection is disabled
 
 	ridPrefix string
 	ridSeq    atomic.Uint64
@@ -77,6 +89,17 @@ func New(ledger *daodian.Ledger, cfg Config) *Gateway {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.MaxConcurrent == 0 {
+		cfg.MaxConcurrent = DefaultMaxConcurrent
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics()
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = cfg.Metrics
+	} else {
+		cfg.Observer = observers{cfg.Metrics, cfg.Observer}
+	}
 	g := &Gateway{
 		cfg:     cfg,
 		ledger:  ledger,
@@ -84,6 +107,7 @@ func New(ledger *daodian.Ledger, cfg Config) *Gateway {
 		apps:    newAppCache(ledger.Store(), cfg.AppCacheTTL, cfg.Clock),
 		limits:  newLimiter(),
 		ready:   ledger.Store().Ping,
+		faults:  newFaults(ledger, cfg),
 	}
 	var seed [8]byte
 	_, _ = rand.Read(seed[:])
@@ -101,10 +125,10 @@ func (g *Gateway) Register(m *Method) {
 }
 
 // Handler returns the HTTP handler with every route of the process: /router/rest,
-// /healthz and /readyz.
+// /healthz, /readyz and /metrics.
 func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/router/rest", g)
+	mux.Handle("/router/rest", g.limit(g.cfg.MaxConcurrent, g))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
@@ -120,8 +144,12 @@ func (g *Gateway) Handler() http.Handler {
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	mux.Handle("GET /metrics", g.cfg.Metrics.Handler())
 	return mux
 }
+
+// Metrics returns the gateway's Prometheus instrumentation.
+func (g *Gateway) Metrics() *Metrics { return g.cfg.Metrics }
 
 // newRequestID returns the per-request trace id: a random per-process prefix and a
 // counter, unique without coordination and cheap on the hot path.
@@ -140,13 +168,18 @@ type call struct {
 	method    string
 	appKey    string
 	outcome   string
+	// w and fault serve fault injection (faults.go).
+	w     http.ResponseWriter
+	fault faultCall
 }
 
 // ServeHTTP answers one TOP request. Every protocol-level answer is HTTP 200, as on
 // the real platform.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	c := call{requestID: g.newRequestID()}
+	g.cfg.Metrics.inFlight.Inc()
+	defer g.cfg.Metrics.inFlight.Dec()
+	c := call{requestID: g.newRequestID(), w: w}
 	bp := g.bufs.Get().(*[]byte)
 	buf := (*bp)[:0]
 	defer func() {
@@ -179,7 +212,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		buf = top.AppendSuccess(buf, c.format, c.simplify, c.method, body, c.requestID)
 	}
-	g.write(w, c.format, buf)
+	g.answer(w, &c, buf)
 }
 
 func (g *Gateway) write(w http.ResponseWriter, f top.Format, buf []byte) {
@@ -279,7 +312,7 @@ func (g *Gateway) serve(r *http.Request, c *call) (top.Body, *top.Error) {
 	if terr := decodeParams(m, p, in); terr != nil {
 		return nil, terr
 	}
-	body, terr := m.Handle(r.Context(), in)
+	body, terr := g.handle(r, c, m, in)
 	if terr == nil {
 		c.outcome = outcomeOf(body)
 	}

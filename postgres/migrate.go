@@ -139,6 +139,24 @@ CREATE TABLE idem (
 	PRIMARY KEY (app_key, op, request_id)
 );
 `,
+	// 2: fault rules (daodian/faults.go). remaining 0 is an unlimited rule; wait_us
+	// is in microseconds. Not keyed by ticket: a rule is read by every gateway and
+	// may name no ticket, so on a distributed engine it is a small reference table.
+	`
+CREATE TABLE fault_rules (
+	id          text COLLATE "C" PRIMARY KEY,
+	app_key     text COLLATE "C" NOT NULL,
+	method      text NOT NULL,
+	ticket_id   text COLLATE "C" NOT NULL,
+	ticket_code text COLLATE "C" NOT NULL,
+	kind        text NOT NULL,
+	remaining   integer NOT NULL,
+	probability double precision NOT NULL,
+	code        integer NOT NULL,
+	wait_us     bigint NOT NULL,
+	created_at  timestamptz
+);
+`,
 }
 
 // migrate brings the schema to the latest version. It runs in one transaction

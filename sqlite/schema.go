@@ -10,7 +10,7 @@ import (
 
 // schemaVersion is the version this binary writes; migrations[i] brings a
 // database from version i to i+1.
-const schemaVersion = 1
+const schemaVersion = 2
 
 // migrations are applied in order, each in the same transaction as the update
 // of meta.schema_version, so a crash leaves the database at one version or the
@@ -106,6 +106,23 @@ var migrations = [][]string{
 			answer      BLOB NOT NULL,
 			created_at  INTEGER NOT NULL,
 			PRIMARY KEY (app_key, op, request_id)
+		) WITHOUT ROWID`,
+	},
+	// 1 → 2: fault rules (faults.go). remaining 0 is an unlimited rule; wait is
+	// in microseconds.
+	{
+		`CREATE TABLE IF NOT EXISTS fault_rules (
+			id          TEXT PRIMARY KEY,
+			app_key     TEXT NOT NULL,
+			method      TEXT NOT NULL,
+			ticket_id   TEXT NOT NULL,
+			ticket_code TEXT NOT NULL,
+			kind        TEXT NOT NULL,
+			remaining   INTEGER NOT NULL,
+			probability REAL NOT NULL,
+			code        INTEGER NOT NULL,
+			wait        INTEGER NOT NULL,
+			created_at  INTEGER NOT NULL
 		) WITHOUT ROWID`,
 	},
 }

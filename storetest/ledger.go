@@ -620,6 +620,120 @@ func RunLedger(t *testing.T, f Factory) {
 		}
 	})
 
+	// SPEC §7: a reversal racing a late use. A POS timed out on a use and sent a
+	// latest-use reversal; the original use arrives at the same moment. Whatever
+	// the order the store picks, the ticket must end with its unit back: either
+	// the reversal ran first (empty, fence) and the late use is fenced, or the
+	// use ran first and the reversal reversed it. A use left active is the
+	// hanging the fence exists to prevent.
+	t.Run("ReversalRacesLateUse", func(t *testing.T) {
+		w := world(t)
+		late := w.Clock.Now().Add(-time.Second).Truncate(time.Second)
+		fenced, reversed := 0, 0
+		for i := range 20 {
+			tk := w.Issue(1, 1).Tickets[0]
+			var useErr error
+			var rev daodian.ReverseResult
+			var revErr error
+			parallel(2, func(j int) {
+				if j == 0 {
+					_, useErr = w.Ledger.Use(w.Ctx, w.A, daodian.UseRequest{TicketCode: tk.Code, ShopID: S1, RequestID: fmt.Sprintf("late%d", i), GmtBiz: late})
+				} else {
+					rev, revErr = w.Ledger.Reverse(w.Ctx, w.A, daodian.ReverseRequest{RequestID: fmt.Sprintf("rev%d", i), TicketID: tk.ID})
+				}
+			})
+			must(t, revErr)
+			ok(t, rev)
+			if useErr != nil {
+				refusal(t, useErr, daodian.SubUseFencedByReversal)
+				fenced++
+			} else {
+				reversed++
+			}
+			s := w.Snap()
+			for _, u := range s.Uses {
+				if u.TicketID == tk.ID && !u.Reversed {
+					t.Fatalf("round %d: the late use %s is left active after its reversal answered success", i, u.TransID)
+				}
+			}
+			if got := w.Available(tk.ID); got != 1 {
+				t.Fatalf("round %d: available %d, want 1", i, got)
+			}
+		}
+		t.Logf("late use fenced %d times, used then reversed %d times", fenced, reversed)
+	})
+
+	// SPEC §7: a refund racing a reversal of the same use. Exactly one of them
+	// takes effect: the refund wins (the reversal answers TICKET_STATUS_INVALID,
+	// the units stay consumed) or the reversal wins (the refund is refused with
+	// isv.use-already-reversed, the units come back).
+	t.Run("RefundRacesReversal", func(t *testing.T) {
+		w := world(t)
+		for i := range 20 {
+			tk := w.Issue(1, 1).Tickets[0]
+			u := w.MustUse(w.A, tk.Code, 1, fmt.Sprintf("u%d", i))
+			var refErr, revErr error
+			var rev daodian.ReverseResult
+			parallel(2, func(j int) {
+				if j == 0 {
+					_, refErr = w.Ledger.Refund(w.Ctx, w.A2, daodian.RefundRequest{TransID: u.TransID, TicketCode: tk.Code, RequestID: fmt.Sprintf("f%d", i)})
+				} else {
+					rev, revErr = w.Ledger.Reverse(w.Ctx, w.A, daodian.ReverseRequest{RequestID: fmt.Sprintf("r%d", i), TicketID: tk.ID, TransID: u.TransID})
+				}
+			})
+			must(t, revErr)
+			row := w.Snap().Uses[u.TransID]
+			switch {
+			case refErr == nil:
+				failed(t, rev, daodian.CodeTicketStatusInvalid)
+				if !row.Refunded || row.Reversed || w.Available(tk.ID) != 0 {
+					t.Fatalf("round %d: refund won but use %+v, available %d", i, row, w.Available(tk.ID))
+				}
+			default:
+				refusal(t, refErr, daodian.SubUseAlreadyReversed)
+				ok(t, rev)
+				if row.Refunded || !row.Reversed || w.Available(tk.ID) != 1 {
+					t.Fatalf("round %d: reversal won but use %+v, available %d", i, row, w.Available(tk.ID))
+				}
+			}
+		}
+	})
+
+	// Concurrent latest-use reversals under different request ids reverse each
+	// use once, newest first, and the ones left over are empty reversals.
+	t.Run("ConcurrentLatestReversals", func(t *testing.T) {
+		w := world(t)
+		tk := w.Issue(1, 5).Tickets[0]
+		for i := range 3 {
+			w.MustUse(w.A, tk.Code, 1, fmt.Sprintf("u%d", i))
+		}
+		before := w.Snap().Counts.Fences
+		parallel(8, func(i int) {
+			r, err := w.Ledger.Reverse(w.Ctx, w.A, daodian.ReverseRequest{RequestID: fmt.Sprintf("r%d", i), TicketID: tk.ID})
+			if err != nil || !r.Success {
+				t.Errorf("reversal %d: %+v %v", i, r, err)
+			}
+		})
+		s := w.Snap()
+		by := map[string]int{}
+		for _, u := range s.Uses {
+			if u.TicketID == tk.ID {
+				if !u.Reversed {
+					t.Fatalf("use %s left active after 8 latest-use reversals", u.TransID)
+				}
+				by[u.ReversalRequestID]++
+			}
+		}
+		for rid, n := range by {
+			if n != 1 {
+				t.Fatalf("reversal %s reversed %d uses", rid, n)
+			}
+		}
+		if len(by) != 3 || w.Available(tk.ID) != 5 || s.Counts.Fences != before+1 {
+			t.Fatalf("%d reversals took effect, available %d, fences %d; want 3, 5, %d", len(by), w.Available(tk.ID), s.Counts.Fences, before+1)
+		}
+	})
+
 	t.Run("TransientFailureRecordsNothing", func(t *testing.T) {
 		base := open(t)
 		fs := &FailingStore{Store: base}

@@ -100,7 +100,8 @@ func runShopAdd(ctx context.Context, e *env, args []string) error {
 
 func runTicket(ctx context.Context, e *env, args []string) error {
 	return subcommand(ctx, e, "ticket", args, map[string]func(context.Context, *env, []string) error{
-		"issue": runTicketIssue,
+		"issue":  runTicketIssue,
+		"import": runTicketImport,
 	})
 }
 

@@ -43,13 +43,14 @@ type env struct {
 
 func commands() []command {
 	return []command{
-		{"serve", "run the gateway (/router/rest, /healthz, /readyz)", runServe},
+		{"serve", "run the gateway (/router/rest, /healthz, /readyz, /metrics)", runServe},
 		{"app", "create apps: app create --name N --merchant M [--json]", runApp},
 		{"shop", "register shops: shop add --merchant M --shop-id S [--name N]", runShop},
-		{"ticket", "issue tickets: ticket issue --merchant M …", runTicket},
+		{"ticket", "issue tickets: ticket issue --merchant M … | ticket import FILE.csv", runTicket},
 		{"call", "a signed call: call METHOD [name=value …] --app-key K --app-secret S", runCall},
 		{"reverse", "a reversal that retries while retry=true: reverse --ticket-id T …", runReverse},
 		{"audit", "check every ledger invariant; exit 1 on any violation", runAudit},
+		{"fault", "inject faults for integration tests: fault add|list|clear …", runFault},
 		{"bench", "the load generator of SPEC §6: ledger vs bare net/http baseline", runBench},
 	}
 }
@@ -57,6 +58,13 @@ func commands() []command {
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first SIGINT/SIGTERM asks for a graceful stop (serve finishes its
+	// in-flight requests); restoring the default action then lets a second one
+	// end the process at once, as an impatient operator expects.
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 	e := &env{stdout: os.Stdout, stderr: os.Stderr, stdin: os.Stdin, getenv: os.Getenv}
 	os.Exit(run(ctx, e, os.Args[1:]))
 }

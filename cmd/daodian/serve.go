@@ -7,15 +7,18 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/daodian/daodian"
 	"github.com/daodian/daodian/gateway"
 	"github.com/daodian/daodian/postgres"
 	"github.com/daodian/daodian/sqlite"
+	"golang.org/x/term"
 )
 
 const defaultDB = "daodian.db"
@@ -24,6 +27,23 @@ const defaultDB = "daodian.db"
 // The server owns an embedded file exclusively (one serving process per file);
 // admin commands open it shared, so they work while the server runs.
 func openStore(ctx context.Context, db string, server bool) (daodian.Store, error) {
+	return openStoreWith(ctx, db, storeOptions{server: server})
+}
+
+// storeOptions are the settings of openStoreWith beyond the database name.
+type storeOptions struct {
+	server bool
+	// onCommit receives the embedded store's group commits (batch size, time to
+	// durable) for the metrics. PostgreSQL commits one transaction per
+	// operation and reports nothing.
+	onCommit func(batchSize int, d time.Duration)
+	// logger receives the embedded store's background failures (default
+	// slog.Default()).
+	logger *slog.Logger
+}
+
+func openStoreWith(ctx context.Context, db string, o storeOptions) (daodian.Store, error) {
+	server := o.server
 	if strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://") {
 		s, err := postgres.Open(ctx, db, postgres.Options{})
 		if err != nil {
@@ -31,7 +51,7 @@ func openStore(ctx context.Context, db string, server bool) (daodian.Store, erro
 		}
 		return s, nil
 	}
-	s, err := sqlite.Open(ctx, db, sqlite.Options{Shared: !server})
+	s, err := sqlite.Open(ctx, db, sqlite.Options{Shared: !server, OnCommit: o.onCommit, Logger: o.logger})
 	if err != nil {
 		return nil, fmt.Errorf("open embedded store %s: %w", db, err)
 	}
@@ -41,10 +61,17 @@ func openStore(ctx context.Context, db string, server bool) (daodian.Store, erro
 // newLogger logs JSON when w is not a terminal (collected by machines), text on a
 // terminal (read by people).
 func newLogger(w *os.File) *slog.Logger {
-	if fi, err := w.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+	if isTerminal(w) {
 		return slog.New(slog.NewTextHandler(w, nil))
 	}
 	return slog.New(slog.NewJSONHandler(w, nil))
+}
+
+// isTerminal reports whether w is a terminal. It asks the terminal driver rather
+// than checking for a character device, which /dev/null also is.
+func isTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // Server limits. Each bounds what one client can hold: a slow client (slowloris)
@@ -68,6 +95,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	cpuProfile := fs.String("cpu-profile", "", "write a pprof CPU profile of the whole run to this file")
 	maxConcurrent := fs.Int("max-concurrent", gateway.DefaultMaxConcurrent, "most TOP requests served at once; beyond it a request is answered at once with code 15 isp.server-busy (negative: no limit)")
 	headerTimeout := fs.Duration("read-header-timeout", readHeaderTimeout, "how long a client may take to send the request headers (slow clients are cut off)")
+	noFaults := fs.Bool("no-faults", false, "ignore the store's fault rules (daodian fault): a production server never injects faults")
 	demoFlag := fs.Bool("demo", false, "on an empty database, seed a demo merchant, shop, app and tickets and print how to call them")
 	if _, err := parse(e, fs, args); err != nil {
 		return err
@@ -92,13 +120,19 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	store, err := openStore(ctx, *db, true)
+	metrics := gateway.NewMetrics()
+	store, err := openStoreWith(ctx, *db, storeOptions{server: true, onCommit: metrics.ObserveCommit, logger: logger})
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	// Closed once: explicitly after the last request, to report its error, or
+	// by the defer on an early return.
+	closeStore := sync.OnceValue(store.Close)
+	defer closeStore()
 	ledger := daodian.NewLedger(store, daodian.Config{ReverseWindow: *window, FutureSkew: *skew, Logger: logger})
-	gw := gateway.New(ledger, gateway.Config{MaxBodyBytes: *maxBody, TimestampSkew: *skew, Logger: logger, MaxConcurrent: *maxConcurrent})
+	gw := gateway.New(ledger, gateway.Config{Metrics: metrics, MaxBodyBytes: *maxBody, TimestampSkew: *skew, Logger: logger, MaxConcurrent: *maxConcurrent,
+		Faults: gateway.FaultOptions{Disabled: *noFaults}})
+	announceFaults(ctx, e.stderr, ledger, *noFaults)
 
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -113,6 +147,8 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	// Uses held by hold faults finish with the in-flight requests.
+	srv.RegisterOnShutdown(gw.ReleaseHeld)
 	url := fmt.Sprintf("http://%s/router/rest", ln.Addr())
 	if *demoFlag {
 		d, err := seedDemo(ctx, ledger)
@@ -138,21 +174,36 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("shutdown: %w", err)
+		return fmt.Errorf("shutdown: requests still running after %s: %w", shutdownTimeout, err)
 	}
-	logger.Info("stopped")
+	// Every request has been answered: no Update is pending, so closing the
+	// store loses nothing (each answered change was durable before its answer).
+	if err := closeStore(); err != nil {
+		return fmt.Errorf("close store: %w", err)
+	}
+	logger.Info("stopped: every in-flight request answered, store closed")
 	return nil
 }
 
-// describeDB names the store without the password a URL may hold.
+// describeDB names the store without the secrets a URL may hold: the password of
+// its user part and any password parameter of its query (PostgreSQL accepts
+// password= and sslpassword= there).
 func describeDB(db string) string {
-	if strings.Contains(db, "://") {
-		if i := strings.Index(db, "@"); i >= 0 {
-			if j := strings.Index(db, "://"); j >= 0 && j < i {
-				return db[:j+3] + "…" + db[i:]
+	if !strings.Contains(db, "://") {
+		return db + " (embedded)"
+	}
+	u, err := url.Parse(db)
+	if err != nil {
+		return "(a database URL that does not parse)" // it may hold a password: never echo it
+	}
+	if u.RawQuery != "" {
+		q := u.Query()
+		for k := range q {
+			if strings.Contains(strings.ToLower(k), "password") {
+				q.Set(k, "xxxxx")
 			}
 		}
-		return db
+		u.RawQuery = q.Encode()
 	}
-	return db + " (embedded)"
+	return u.Redacted()
 }

@@ -1,0 +1,7 @@
+package gateway
+
+import "github.com/daodian/daodian/top"
+
+// DecodeObject exposes the decoding of a JSON-object business parameter to the
+// external tests (fuzz_test.go).
+func DecodeObject(name, v string, dst any) *top.Error { return decodeObject(name, v, dst) }

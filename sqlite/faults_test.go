@@ -1,0 +1,112 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/daodian/daodian"
+	"github.com/daodian/daodian/storetest"
+)
+
+// TestFaults runs the fault-rule contract on the embedded store.
+func TestFaults(t *testing.T) {
+	storetest.RunFaults(t, storetest.Factory{
+		Open: func(t *testing.T) daodian.Store { return openAt(t, tempPath(t), Options{}) },
+		Reopen: func(t *testing.T, s daodian.Store) daodian.Store {
+			st := s.(*Store)
+			if err := st.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			return openAt(t, st.Path(), Options{})
+		},
+	})
+}
+
+// TestFaultRulesAcrossProcesses: a rule added by an admin command (a Shared
+// store) is seen by the serving store's next read, and a counted rule gives
+// exactly its count across both writers.
+func TestFaultRulesAcrossProcesses(t *testing.T) {
+	path := tempPath(t)
+	serving := openAt(t, path, Options{})
+	admin := openAt(t, path, Options{Shared: true})
+	ctx := context.Background()
+	rule := &daodian.FaultRule{ID: "2100000000000000001", AppKey: "a", Kind: daodian.FaultError, Count: 30, Probability: 1}
+	if err := admin.Update(ctx, func(tx daodian.Tx) error { return tx.PutFaultRule(ctx, rule) }); err != nil {
+		t.Fatal(err)
+	}
+	var rules []daodian.FaultRule
+	if err := serving.View(ctx, func(tx daodian.ReadTx) error {
+		var err error
+		rules, err = tx.FaultRules(ctx)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(rules) != 1 || rules[0].ID != rule.ID {
+		t.Fatalf("serving store sees %+v", rules)
+	}
+	var won atomic.Int32
+	var wg sync.WaitGroup
+	for g := range 8 {
+		s := serving
+		if g%2 == 0 {
+			s = admin
+		}
+		wg.Go(func() {
+			for range 6 {
+				var ok bool
+				err := s.Update(ctx, func(tx daodian.Tx) error {
+					var err error
+					ok, err = tx.ConsumeFaultRule(ctx, rule.ID)
+					return err
+				})
+				if err != nil {
+					t.Errorf("consume: %v", err)
+					return
+				}
+				if ok {
+					won.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := won.Load(); n != 30 {
+		t.Fatalf("%d injections from a rule of count 30", n)
+	}
+}
+
+// TestFaultMigration: a database of schema version 1 gains the fault_rules
+// table when opened.
+func TestFaultMigration(t *testing.T) {
+	path := tempPath(t)
+	s, err := Open(context.Background(), path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{`DROP TABLE fault_rules`, `UPDATE meta SET value = '1' WHERE key = 'schema_version'`} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openAt(t, path, Options{})
+	ctx := context.Background()
+	if err := s2.Update(ctx, func(tx daodian.Tx) error {
+		return tx.PutFaultRule(ctx, &daodian.FaultRule{ID: "2100000000000000001", AppKey: "a", Kind: daodian.FaultError, Probability: 1})
+	}); err != nil {
+		t.Fatalf("fault rule after migrating from version 1: %v", err)
+	}
+}
