@@ -30,7 +30,8 @@ import (
 //     and closes the connection without writing a byte;
 //   - delay: runs the method, then holds the answer back;
 //   - hold: keeps a use request, unexecuted, until another request of the same
-//     app has been answered, then executes it: the use arrives after the request
+//     app that passed the protocol checks has been answered (or a bound passed),
+//     then executes it: the use arrives after the request
 //     that released it (typically its reversal).
 //
 // Rules are read from the store, not from flags, so that `daodian fault add` in
@@ -422,10 +423,10 @@ func (f *faults) unhold(app string, h *heldUse) {
 	f.nheld.Add(-1)
 }
 
-// wait blocks until h is released or max passes, and says by what: the request
+// wait blocks until h is released or limit passes, and says by what: the request
 // id of the releasing answer, "shutdown" or "timeout".
-func (f *faults) wait(app string, h *heldUse, max time.Duration) string {
-	t := time.NewTimer(max)
+func (f *faults) wait(app string, h *heldUse, limit time.Duration) string {
+	t := time.NewTimer(limit)
 	defer t.Stop()
 	select {
 	case <-h.release:

@@ -50,6 +50,7 @@ func commands() []command {
 		{"call", "a signed call: call METHOD [name=value …] --app-key K --app-secret S", runCall},
 		{"reverse", "a reversal that retries while retry=true: reverse --ticket-id T …", runReverse},
 		{"audit", "check every ledger invariant; exit 1 on any violation", runAudit},
+		{"backup", "copy the embedded database while it serves: backup --to FILE [--db …]", runBackup},
 		{"fault", "inject faults for integration tests: fault add|list|clear …", runFault},
 		{"bench", "the load generator of SPEC §6: ledger vs bare net/http baseline", runBench},
 	}
