@@ -28,8 +28,9 @@ type Config struct {
 // use: every operation is one Store transaction, and the store serialises the
 // transactions on one ticket.
 type Ledger struct {
-	store Store
-	cfg   Config
+	store   Store
+	cfg     Config
+	answers *answerCache
 }
 
 // NewLedger returns a ledger over store.
@@ -46,7 +47,7 @@ func NewLedger(store Store, cfg Config) *Ledger {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Ledger{store: store, cfg: cfg}
+	return &Ledger{store: store, cfg: cfg, answers: newAnswerCache(maxAnswers)}
 }
 
 // Store returns the ledger's store.
@@ -74,17 +75,16 @@ func (l *Ledger) Reverse(ctx context.Context, app *App, req ReverseRequest) (Rev
 	}
 	key := IdemKey{AppKey: app.Key, Op: OpReverse, RequestID: req.RequestID}
 	fp := req.TicketID + "\x00" + req.TransID
-	var res ReverseResult
-	if rec := l.recorded(ctx, key); rec != nil {
-		if rec.Fingerprint != fp {
+	if a, ok := l.answers.get(key); ok {
+		if a.fingerprint != fp {
 			return failure(CodeRequestIDConflict), nil
 		}
-		if err := json.Unmarshal(rec.Answer, &res); err == nil {
-			return res, nil
-		}
+		return a.answer.(ReverseResult), nil
 	}
+	var res ReverseResult
+	var final bool // res is the key's recorded answer
 	err := l.store.Update(ctx, func(tx Tx) error {
-		res = ReverseResult{}
+		res, final = ReverseResult{}, false
 		// Lock the ticket before reading the idempotency row: a concurrent duplicate
 		// on another process then sees the winner's record once it gets the lock.
 		t, err := tx.Ticket(ctx, req.TicketID)
@@ -96,10 +96,12 @@ func (l *Ledger) Reverse(ctx context.Context, app *App, req ReverseRequest) (Rev
 				res = failure(CodeRequestIDConflict)
 				return nil
 			}
+			final = true
 			return json.Unmarshal(rec.Answer, &res)
 		} else if !errors.Is(err, ErrNotFound) {
 			return err
 		}
+		final = true
 		if t == nil || !app.CanSee(t.MerchantID) {
 			res = failure(CodeTicketNotFound)
 			return l.record(ctx, tx, key, fp, req.TicketID, res, now)
@@ -116,6 +118,9 @@ func (l *Ledger) Reverse(ctx context.Context, app *App, req ReverseRequest) (Rev
 		}
 		l.loud(err)
 		return ReverseResult{}, err
+	}
+	if final {
+		l.answers.put(key, fp, res)
 	}
 	return res, nil
 }
@@ -220,24 +225,6 @@ func (l *Ledger) record(ctx context.Context, tx Tx, key IdemKey, fp, ticketID st
 		return err
 	}
 	return tx.PutIdem(ctx, &IdemRecord{IdemKey: key, Fingerprint: fp, TicketID: ticketID, Answer: b, CreatedAt: now})
-}
-
-// recorded returns the recorded answer of key, read outside any write
-// transaction, or nil. A record is written once, never changes, and is visible only
-// once durable, so a replay can be answered from it without queueing behind writes:
-// replays are what a POS sends after a lost response, often in bursts. Any failure
-// to read returns nil and the caller takes the write path, which decides for sure.
-func (l *Ledger) recorded(ctx context.Context, key IdemKey) *IdemRecord {
-	var rec *IdemRecord
-	err := l.store.View(ctx, func(tx ReadTx) error {
-		var err error
-		rec, err = tx.Idem(ctx, key)
-		return err
-	})
-	if err != nil {
-		return nil
-	}
-	return rec
 }
 
 func (l *Ledger) loud(err error) {

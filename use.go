@@ -21,18 +21,18 @@ func (l *Ledger) Use(ctx context.Context, app *App, req UseRequest) (UseResult, 
 	if req.GmtBiz.IsZero() {
 		req.GmtBiz = now
 	}
-	var res UseResult
-	if rec := l.recorded(ctx, key); rec != nil {
-		if rec.Fingerprint != fp {
+	if a, ok := l.answers.get(key); ok {
+		if a.fingerprint != fp {
 			return UseResult{}, refuse(SubRequestIDConflict, subMsgRequestIDConflict)
 		}
-		if err := json.Unmarshal(rec.Answer, &res); err == nil {
-			res.BizCode = BizTicketAlreadyUsed
-			return res, nil
-		}
+		res := a.answer.(UseResult)
+		res.BizCode = BizTicketAlreadyUsed
+		return res, nil
 	}
+	var res UseResult
+	var replayed bool
 	err := l.store.Update(ctx, func(tx Tx) error {
-		res = UseResult{}
+		res, replayed = UseResult{}, false
 		var t *Ticket
 		var err error
 		if req.TicketCode != "" {
@@ -47,11 +47,8 @@ func (l *Ledger) Use(ctx context.Context, app *App, req UseRequest) (UseResult, 
 			if rec.Fingerprint != fp {
 				return refuse(SubRequestIDConflict, subMsgRequestIDConflict)
 			}
-			if err := json.Unmarshal(rec.Answer, &res); err != nil {
-				return err
-			}
-			res.BizCode = BizTicketAlreadyUsed
-			return nil
+			replayed = true
+			return json.Unmarshal(rec.Answer, &res)
 		} else if !errors.Is(err, ErrNotFound) {
 			return err
 		}
@@ -91,6 +88,12 @@ func (l *Ledger) Use(ctx context.Context, app *App, req UseRequest) (UseResult, 
 	if err != nil {
 		l.loud(err)
 		return UseResult{}, err
+	}
+	// Whether fresh or replayed from the store, res is now the key's recorded
+	// first answer; a replay reports it as already used.
+	l.answers.put(key, fp, res)
+	if replayed {
+		res.BizCode = BizTicketAlreadyUsed
 	}
 	return res, nil
 }
@@ -339,15 +342,13 @@ func (l *Ledger) Refund(ctx context.Context, app *App, req RefundRequest) (Refun
 	now := l.cfg.Clock()
 	key := IdemKey{AppKey: app.Key, Op: OpRefund, RequestID: req.RequestID}
 	fp := req.TicketCode + "\x00" + req.TransID
-	var res RefundResult
-	if rec := l.recorded(ctx, key); rec != nil {
-		if rec.Fingerprint != fp {
+	if a, ok := l.answers.get(key); ok {
+		if a.fingerprint != fp {
 			return RefundResult{}, refuse(SubRequestIDConflict, subMsgRequestIDConflict)
 		}
-		if err := json.Unmarshal(rec.Answer, &res); err == nil {
-			return res, nil
-		}
+		return a.answer.(RefundResult), nil
 	}
+	var res RefundResult
 	err := l.store.Update(ctx, func(tx Tx) error {
 		res = RefundResult{}
 		t, err := tx.TicketByCode(ctx, req.TicketCode)
@@ -393,5 +394,6 @@ func (l *Ledger) Refund(ctx context.Context, app *App, req RefundRequest) (Refun
 		l.loud(err)
 		return RefundResult{}, err
 	}
+	l.answers.put(key, fp, res)
 	return res, nil
 }

@@ -235,10 +235,21 @@ func RunLedger(t *testing.T, f Factory) {
 		if r2.BizCode != daodian.BizTicketAlreadyUsed || r2.TransID != r1.TransID || !r2.UseDate.Equal(r1.UseDate) {
 			t.Fatalf("replay: %+v, first %+v", r2, r1)
 		}
+		// A second ledger on the same store (another process, or this one after a
+		// restart) has no cached answers: it replays from the store.
+		fresh := daodian.NewLedger(w.Store, daodian.Config{Clock: w.Clock.Now})
+		r3, err := fresh.Use(w.Ctx, w.A, daodian.UseRequest{TicketCode: tk.Code, ShopID: S1, Quantity: 2, RequestID: "u1"})
+		must(t, err)
+		if r3.BizCode != daodian.BizTicketAlreadyUsed || r3.TransID != r1.TransID || !r3.UseDate.Equal(r1.UseDate) {
+			t.Fatalf("replay from the store: %+v, first %+v", r3, r1)
+		}
+		if _, err := fresh.Use(w.Ctx, w.A, daodian.UseRequest{TicketCode: tk.Code, ShopID: S1, Quantity: 1, RequestID: "u1"}); err == nil {
+			t.Fatal("conflict not detected from the store")
+		}
 		if d := before.Diff(w.Snap(), true); d != "" {
 			t.Fatalf("replay changed the ledger: %s", d)
 		}
-		_, err := w.Use(w.A, tk.Code, 1, "u1")
+		_, err = w.Use(w.A, tk.Code, 1, "u1")
 		refusal(t, err, daodian.SubRequestIDConflict)
 		// Another app's key space is its own.
 		w.MustUse(w.A2, tk.Code, 1, "u1")
@@ -338,8 +349,16 @@ func RunLedger(t *testing.T, f Factory) {
 			t.Fatal("reversal did not restore the unit")
 		}
 		before := w.Snap()
-		// Replay: same answer, nothing touched.
+		// Replay: same answer, nothing touched — from this ledger's memory and
+		// from the store.
 		ok(t, w.Reverse(w.A, "r1", tk.ID, u.TransID))
+		fresh := daodian.NewLedger(w.Store, daodian.Config{Clock: w.Clock.Now})
+		fr, err := fresh.Reverse(w.Ctx, w.A, daodian.ReverseRequest{RequestID: "r1", TicketID: tk.ID, TransID: u.TransID})
+		must(t, err)
+		ok(t, fr)
+		fr, err = fresh.Reverse(w.Ctx, w.A, daodian.ReverseRequest{RequestID: "r1", TicketID: tk.ID})
+		must(t, err)
+		failed(t, fr, daodian.CodeRequestIDConflict)
 		// Already reversed, under a new request id: success, no second effect.
 		ok(t, w.Reverse(w.A, "r2", tk.ID, u.TransID))
 		// Any app of the merchant may reverse it.
