@@ -85,7 +85,7 @@ func NewMetrics() *Metrics {
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricRequests,
-			Help: "TOP requests answered, by method and outcome (success, a business error_code, the sub_code of a code-50 refusal, code_N for other platform errors, server_busy for requests shed by the concurrency limit).",
+			Help: "TOP requests answered, by method and outcome: success, a business error_code (result.success=false), the sub_code of a code-50 refusal, code_N for other platform errors, server_busy (shed by the concurrency limit), fault_error or fault_lose_response (injected by a fault rule).",
 		}, []string{"method", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    MetricRequestDuration,

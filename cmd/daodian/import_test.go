@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/daodian/daodian"
 	"github.com/daodian/daodian/top"
+	"github.com/jackc/pgx/v5"
 )
 
 func writeFile(t *testing.T, name, content string) string {
@@ -402,5 +404,70 @@ func TestImportNextToServer(t *testing.T) {
 		`use_request={"ticket_code":"`+recs[1][5]+`","shop_id":"s1","quantity":2,"ticket_request_id":"u1"}`)
 	if code != 0 || !strings.Contains(out, "ticket_trans_id") {
 		t.Fatalf("use of an imported ticket: %d %s %s", code, out, errs)
+	}
+}
+
+// freshPostgres creates a database on the server of DAODIAN_TEST_POSTGRES for
+// the test and returns its URL; without the variable the test is skipped.
+func freshPostgres(t *testing.T) string {
+	t.Helper()
+	base := os.Getenv("DAODIAN_TEST_POSTGRES")
+	if base == "" {
+		t.Skip("DAODIAN_TEST_POSTGRES is not set")
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatalf("connect to DAODIAN_TEST_POSTGRES: %v", err)
+	}
+	name := fmt.Sprintf("daodian_cmd_%d", time.Now().UnixNano())
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		conn.Close(ctx)
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+		conn.Close(ctx)
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+// TestImportPostgres: the import works the same on PostgreSQL, and a server on
+// PostgreSQL records no commit batches (one transaction per operation).
+func TestImportPostgres(t *testing.T) {
+	db := freshPostgres(t)
+	csvPath := writeFile(t, "t.csv", "merchant_id,count,quantity\nm1,2,1\nm1,1,5\nm2,1,1\n")
+	code, out, errs := cli(t, nil, "ticket", "import", csvPath, "--db", db, "--batch", "2")
+	if code != 0 || !strings.Contains(out, "imported 3 orders, 4 tickets") {
+		t.Fatalf("import: %d %s %s", code, out, errs)
+	}
+	code, out, errs = cli(t, nil, "audit", "--db", db, "--json")
+	if code != 0 || !strings.Contains(out, `"tickets": 4`) {
+		t.Fatalf("audit: %d %s %s", code, out, errs)
+	}
+	code, out, errs = cli(t, nil, "app", "create", "--name", "pos", "--merchant", "m1", "--json", "--db", db)
+	if code != 0 {
+		t.Fatal(errs)
+	}
+	var app struct {
+		Key    string `json:"app_key"`
+		Secret string `json:"app_secret"`
+	}
+	if err := json.Unmarshal([]byte(out), &app); err != nil {
+		t.Fatal(err)
+	}
+	p := startServeInProcess(t, "--db", db)
+	// A reversal that finds nothing still writes: its answer is recorded.
+	envv := map[string]string{"DAODIAN_URL": p.url, "DAODIAN_APP_KEY": app.Key, "DAODIAN_APP_SECRET": app.Secret}
+	if code, _, errs := cli(t, envv, "reverse", "--ticket-id", "2100000000000999999"); code != 1 || !strings.Contains(errs, "TICKET_NOT_FOUND") {
+		t.Fatalf("reverse: exit %d %s", code, errs)
+	}
+	if v, ok := metricValue(t, p.base, "daodian_store_commit_batch_size_count"); !ok || v != 0 {
+		t.Fatalf("commit batches on PostgreSQL: %v %v, want 0", v, ok)
 	}
 }

@@ -383,6 +383,16 @@ func TestServeLogs(t *testing.T) {
 		}
 	}
 	signs = append(signs, "0123456789ABCDEF0123456789ABCDEF")
+	// A request's line is written just after its answer: wait for each.
+	deadline := time.Now().Add(10 * time.Second)
+	for _, s := range all {
+		for !strings.Contains(p.stdout.String(), `"request_id":"`+s.rid+`"`) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no log line for request %s:\n%s", s.rid, p.stdout.String())
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
 	logs := p.stdout.String()
 	byRID := map[string]map[string]any{}
 	for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
@@ -432,6 +442,7 @@ func TestServeMetrics(t *testing.T) {
 	if _, err := c.Use(context.Background(), alsc.UseTopRequest{TicketCode: tk.Code, ShopID: "s1", TicketRequestID: "u1"}); err != nil {
 		t.Fatal(err)
 	}
+	waitInFlight(t, p.base, 0) // the use is counted just after its answer
 	if v, ok := metricValue(t, p.base, `daodian_requests_total{method="`+alsc.MethodUse+`",outcome="success"}`); !ok || v != 1 {
 		t.Fatalf("use success count %v %v, want 1", v, ok)
 	}
