@@ -84,6 +84,8 @@ func TestLogs(t *testing.T) {
 		Outcome   string  `json:"outcome"`
 		Duration  float64 `json:"duration_ms"`
 	}
+	// A request's line is written just after its answer: wait for all of them.
+	waitFor(t, func() bool { return strings.Count(logs.String(), "\n") >= len(cases) })
 	byID := map[string][]line{}
 	for _, s := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
 		var l line
@@ -194,6 +196,8 @@ func TestObserver(t *testing.T) {
 		alsc.MethodConsult + " TICKET_CODE_INVALID",
 		alsc.MethodConsult + " isv.invalid-parameter",
 	}
+	// Observations are made just after each answer is written: wait for them.
+	waitFor(t, func() bool { o.mu.Lock(); defer o.mu.Unlock(); return len(o.got) >= len(want) })
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if fmt.Sprint(o.got) != fmt.Sprint(want) {
@@ -318,4 +322,16 @@ func looseRequestID(b []byte) string {
 		}
 	}
 	return ""
+}
+
+// waitFor polls cond until it holds or 10 s pass.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached within 10s")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
