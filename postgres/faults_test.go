@@ -13,31 +13,7 @@ import (
 // TestFaults runs the fault-rule contract on PostgreSQL.
 func TestFaults(t *testing.T) {
 	needDB(t)
-	var mu sync.Mutex
-	urls := make(map[daodian.Store]string)
-	storetest.RunFaults(t, storetest.Factory{
-		Open: func(t *testing.T) daodian.Store {
-			s, u := newStoreURL(t, Options{})
-			mu.Lock()
-			urls[s] = u
-			mu.Unlock()
-			return s
-		},
-		Reopen: func(t *testing.T, old daodian.Store) daodian.Store {
-			mu.Lock()
-			u := urls[old]
-			mu.Unlock()
-			if err := old.Close(); err != nil {
-				t.Fatal(err)
-			}
-			s, err := Open(context.Background(), u, Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = s.Close() })
-			return s
-		},
-	})
+	storetest.RunFaults(t, factory())
 }
 
 // TestFaultConsumeAcrossProcesses: two stores on one database (two gateway

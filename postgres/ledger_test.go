@@ -3,14 +3,11 @@ package postgres
 import (
 	"testing"
 
-	"github.com/daodian/daodian"
 	"github.com/daodian/daodian/storetest"
 )
 
 // TestLedgerRules runs the business rules of SPEC §4 on PostgreSQL.
 func TestLedgerRules(t *testing.T) {
 	needDB(t)
-	storetest.RunLedger(t, storetest.Factory{
-		Open: func(t *testing.T) daodian.Store { return newStore(t, Options{}) },
-	})
+	storetest.RunLedger(t, factory())
 }

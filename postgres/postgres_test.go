@@ -1083,9 +1083,15 @@ func TestOpenErrorsHideThePassword(t *testing.T) {
 // TestContract runs the contract suite every store passes.
 func TestContract(t *testing.T) {
 	needDB(t)
+	storetest.Run(t, factory())
+}
+
+// factory makes the stores of the shared suites: each on a fresh schema, and
+// reopenable on the same database.
+func factory() storetest.Factory {
 	var mu sync.Mutex
 	urls := make(map[daodian.Store]string)
-	storetest.Run(t, storetest.Factory{
+	return storetest.Factory{
 		Open: func(t *testing.T) daodian.Store {
 			s, u := newStoreURL(t, Options{})
 			mu.Lock()
@@ -1110,5 +1116,5 @@ func TestContract(t *testing.T) {
 			mu.Unlock()
 			return s
 		},
-	})
+	}
 }
