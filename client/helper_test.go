@@ -2,15 +2,9 @@ package client_test
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/md5"
-	"crypto/sha256"
-	"encoding/hex"
-	"hash"
+	"github.com/daodian/daodian/internal/spectest"
 	"log/slog"
 	"net/http/httptest"
-	"sort"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -130,32 +124,5 @@ func (e *env) issue(n int) *daodian.Issued {
 
 // specSign is SPEC §3.3 written out independently of package top.
 func specSign(params map[string]string, secret, method string) string {
-	names := make([]string, 0, len(params))
-	for k, v := range params {
-		if k != "sign" && v != "" {
-			names = append(names, k)
-		}
-	}
-	sort.Strings(names)
-	var s strings.Builder
-	for _, k := range names {
-		s.WriteString(k + params[k])
-	}
-	var sum []byte
-	switch method {
-	case "md5":
-		h := md5.Sum([]byte(secret + s.String() + secret))
-		sum = h[:]
-	case "hmac", "hmac-sha256":
-		var fn func() hash.Hash = md5.New
-		if method == "hmac-sha256" {
-			fn = sha256.New
-		}
-		m := hmac.New(fn, []byte(secret))
-		m.Write([]byte(s.String()))
-		sum = m.Sum(nil)
-	default:
-		panic("specSign: unknown method " + method)
-	}
-	return strings.ToUpper(hex.EncodeToString(sum))
+	return spectest.Sign(params, secret, method)
 }

@@ -3,19 +3,14 @@ package gateway_test
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/md5"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"encoding/xml"
-	"hash"
+	"github.com/daodian/daodian/internal/spectest"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -134,36 +129,7 @@ func (e *env) addApp(app daodian.App) *daodian.App {
 // that the gateway is checked against the specification and not against itself.
 
 func specSign(params map[string]string, secret, method string) string {
-	names := make([]string, 0, len(params))
-	for k, v := range params {
-		if k == "sign" || v == "" {
-			continue
-		}
-		names = append(names, k)
-	}
-	sort.Strings(names) // byte order
-	var s strings.Builder
-	for _, k := range names {
-		s.WriteString(k)
-		s.WriteString(params[k])
-	}
-	var sum []byte
-	switch method {
-	case "md5":
-		h := md5.Sum([]byte(secret + s.String() + secret))
-		sum = h[:]
-	case "hmac", "hmac-sha256":
-		var fn func() hash.Hash = md5.New
-		if method == "hmac-sha256" {
-			fn = sha256.New
-		}
-		m := hmac.New(fn, []byte(secret))
-		m.Write([]byte(s.String()))
-		sum = m.Sum(nil)
-	default:
-		panic("specSign: unknown method " + method)
-	}
-	return strings.ToUpper(hex.EncodeToString(sum))
+	return spectest.Sign(params, secret, method)
 }
 
 // pubParams returns the public parameters of a valid call of method by key at the

@@ -2,15 +2,10 @@ package top
 
 import (
 	"bytes"
-	"crypto/hmac"
-	"crypto/md5"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"hash"
+	"github.com/daodian/daodian/internal/spectest"
 	"os"
-	"sort"
 	"strings"
 	"testing"
 )
@@ -169,32 +164,7 @@ func TestSignLongSecretAndValues(t *testing.T) {
 // referenceSign is the straightforward reading of SPEC §3.3, kept apart from the
 // optimised signer so that each checks the other.
 func referenceSign(m map[string]string, secret, method string) string {
-	names := make([]string, 0, len(m))
-	for k, v := range m {
-		if k != "sign" && v != "" {
-			names = append(names, k)
-		}
-	}
-	sort.Strings(names)
-	var s strings.Builder
-	for _, k := range names {
-		s.WriteString(k)
-		s.WriteString(m[k])
-	}
-	var sum []byte
-	switch method {
-	case SignMD5:
-		d := md5.Sum([]byte(secret + s.String() + secret))
-		sum = d[:]
-	case SignHMAC, SignHMACSHA256:
-		h := map[string]func() hash.Hash{SignHMAC: md5.New, SignHMACSHA256: sha256.New}[method]
-		mac := hmac.New(h, []byte(secret))
-		mac.Write([]byte(s.String()))
-		sum = mac.Sum(nil)
-	default:
-		return ""
-	}
-	return strings.ToUpper(hex.EncodeToString(sum))
+	return spectest.Sign(m, secret, method)
 }
 
 func clone(m map[string]string) map[string]string {
