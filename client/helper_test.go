@@ -2,7 +2,6 @@ package client_test
 
 import (
 	"context"
-	"github.com/daodian/daodian/internal/spectest"
 	"log/slog"
 	"net/http/httptest"
 	"sync"
@@ -12,6 +11,7 @@ import (
 	"github.com/daodian/daodian"
 	"github.com/daodian/daodian/client"
 	"github.com/daodian/daodian/gateway"
+	"github.com/daodian/daodian/internal/spectest"
 	"github.com/daodian/daodian/sqlite"
 )
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/xml"
-	"github.com/daodian/daodian/internal/spectest"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/daodian/daodian"
 	"github.com/daodian/daodian/gateway"
+	"github.com/daodian/daodian/internal/spectest"
 	"github.com/daodian/daodian/sqlite"
 )
 

@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"github.com/daodian/daodian/internal/spectest"
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/daodian/daodian/internal/spectest"
 )
 
 type signCase struct {
