@@ -50,8 +50,15 @@ type syncer struct {
 	queue []syncRecord
 	spare []syncRecord
 	kick  chan struct{} // capacity 1
-	stop  chan struct{}
-	done  chan struct{}
+	// busy is set from push until a flush leaves nothing queued; idle
+	// (capacity 1) is signalled when it clears. The writer keeps its batch
+	// open while the syncer is busy: a commit made now would wait for the
+	// running fdatasync anyway, and every op it adds meanwhile shares the next
+	// one (see writer.extend).
+	busy atomic.Bool
+	idle chan struct{}
+	stop chan struct{}
+	done chan struct{}
 
 	// committed is the sequence number of the last COMMIT the writer started;
 	// a commit becomes visible to readers only after its number is taken.
@@ -77,6 +84,7 @@ func newSyncer(walPath string, onCommit func(int, time.Duration), syncFile func(
 		syncFile: syncFile,
 		onCommit: onCommit,
 		kick:     make(chan struct{}, 1),
+		idle:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 		waitCh:   make(chan struct{}),
@@ -91,6 +99,7 @@ func (y *syncer) begin() uint64 { return y.committed.Add(1) }
 func (y *syncer) push(r syncRecord) {
 	y.mu.Lock()
 	y.queue = append(y.queue, r)
+	y.busy.Store(true)
 	y.mu.Unlock()
 	select {
 	case y.kick <- struct{}{}:
@@ -118,6 +127,7 @@ func (y *syncer) flush() {
 	y.queue, y.spare = y.spare[:0], nil
 	y.mu.Unlock()
 	if len(recs) == 0 {
+		y.markIdle()
 		return
 	}
 	err := y.failure()
@@ -156,6 +166,21 @@ func (y *syncer) flush() {
 	y.mu.Lock()
 	y.spare = recs[:0]
 	y.mu.Unlock()
+	y.markIdle()
+}
+
+// markIdle clears busy if nothing is queued, and wakes a writer waiting for it.
+func (y *syncer) markIdle() {
+	y.mu.Lock()
+	defer y.mu.Unlock()
+	if len(y.queue) > 0 {
+		return // the loop is kicked: it flushes again at once
+	}
+	y.busy.Store(false)
+	select {
+	case y.idle <- struct{}{}:
+	default:
+	}
 }
 
 // failure is the error that stopped the store, if any.

@@ -702,6 +702,65 @@ func TestLinger(t *testing.T) {
 	}
 }
 
+// TestBatchGrowsWhileSyncing: while the WAL is being synced, the writer keeps
+// its next transaction open and runs Updates into it as they arrive, one at a
+// time, then commits them together once the sync ends; none of them is
+// answered before its own batch is synced.
+func TestBatchGrowsWhileSyncing(t *testing.T) {
+	var c commits
+	var hold atomic.Bool
+	entered, gate := make(chan struct{}, 1), make(chan struct{})
+	s := openAt(t, tempPath(t), Options{OnCommit: c.record, syncFile: func(f *os.File) error {
+		if hold.Swap(false) {
+			entered <- struct{}{}
+			<-gate
+		}
+		return fdatasync(f)
+	}})
+	ctx := context.Background()
+	hold.Store(true)
+	first := make(chan error, 1)
+	go func() { first <- s.Update(ctx, putTicket(0)) }()
+	<-entered // committed alone; its sync is held
+
+	const n = 20
+	errs := make(chan error, n)
+	for i := 1; i <= n; i++ {
+		// Each Update is sent only after the previous one has run, so a
+		// writer that committed whatever it had would commit each alone.
+		ran := make(chan struct{})
+		go func() {
+			errs <- s.Update(ctx, func(tx daodian.Tx) error {
+				defer close(ran)
+				return putTicket(i)(tx)
+			})
+		}()
+		<-ran
+	}
+	select {
+	case err := <-errs:
+		t.Fatalf("an Update returned (%v) while the sync before its commit was held", err)
+	case err := <-first:
+		t.Fatalf("the first Update returned (%v) before its sync ended", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(gate)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := c.get(); !slices.Equal(got, []int{1, n}) {
+		t.Fatalf("batch sizes %v, want [1 %d]", got, n)
+	}
+	if got := count(t, s).Tickets; got != n+1 {
+		t.Fatalf("%d tickets, want %d", got, n+1)
+	}
+}
+
 // TestCloseFinishesQueued: Close lets every queued Update finish, then refuses
 // new ones.
 func TestCloseFinishesQueued(t *testing.T) {

@@ -74,6 +74,9 @@ type writer struct {
 	// tail is set by the checkpointer when the WAL should restart: the writer
 	// then checkpoints the remainder itself before its next batch.
 	tail atomic.Bool
+	// closed is set once the queue is closed and drained: the loop ends after
+	// the batch in hand.
+	closed bool
 
 	// NewID state, touched only by the writer goroutine. The writer hands out
 	// ids from a block [next, limit) that it reserved by raising
@@ -140,10 +143,10 @@ func (w *writer) loop(done chan<- struct{}) {
 			return
 		}
 		batch = append(batch[:0], o)
-		open := w.fill(&batch, timer)
-		w.process(batch)
+		w.closed = !w.fill(&batch, timer)
+		batch = w.process(batch)
 		clear(batch) // let answered ops and their closures be collected
-		if !open {
+		if w.closed {
 			return
 		}
 	}
@@ -184,12 +187,14 @@ drain:
 }
 
 // process runs a batch; ops that an aborted transaction left unstarted run in
-// a fresh one.
-func (w *writer) process(batch []*op) {
+// a fresh one. It returns the batch as extended while it ran (see extend), so
+// that the caller can clear every slot used.
+func (w *writer) process(batch []*op) []*op {
+	all := batch
 	for len(batch) > 0 {
 		var rest []*op
 		err := w.s.raw(func() error {
-			rest = w.runBatch(batch)
+			rest, all = w.runBatch(batch, all)
 			return nil
 		})
 		if err != nil {
@@ -200,19 +205,46 @@ func (w *writer) process(batch []*op) {
 					o.done <- terr
 				}
 			}
-			return
+			return all
 		}
 		batch = rest
 	}
+	return all
 }
 
-// runBatch runs one transaction over the batch. Answers: an op whose fn failed
-// gets its own error at once (its savepoint is rolled back, so it wrote
-// nothing whatever happens next); the others get nil after COMMIT, or the
-// commit error, transient. If the transaction breaks half-way, the ops already
-// run get a transient error and the ops not yet started are returned to run
-// again.
-func (w *writer) runBatch(batch []*op) (rest []*op) {
+// extend waits for one more op to add to the open batch while the syncer is
+// busy with the previous one, and returns nil once it is idle (commit now:
+// the disk is free), the batch is full, or the queue is closed. Waiting costs
+// no latency: the batch could not become durable before the running
+// fdatasync ends anyway, and each op run meanwhile is one fewer for the next
+// batch, whose pages it shares (fewer WAL frames, one fdatasync).
+func (w *writer) extend(n int) *op {
+	if w.sync == nil || w.closed || n >= w.maxBatch {
+		return nil
+	}
+	for w.sync.busy.Load() {
+		select {
+		case o, ok := <-w.queue:
+			if !ok {
+				w.closed = true
+				return nil
+			}
+			return o
+		case <-w.sync.idle:
+			// Re-check busy: the signal may be left over from an earlier flush.
+		}
+	}
+	return nil
+}
+
+// runBatch runs one transaction over the batch, extended with what extend
+// adds. Answers: an op whose fn failed gets its own error at once (its
+// savepoint is rolled back, so it wrote nothing whatever happens next); the
+// others get nil after COMMIT, or the commit error, transient. If the
+// transaction breaks half-way, the ops already run get a transient error and
+// the ops not yet started are returned to run again. all is the slice batch
+// came from; it is returned with the ops added to it.
+func (w *writer) runBatch(batch, all []*op) (rest, _ []*op) {
 	s := w.s
 	s.broken = nil
 	if w.sync != nil {
@@ -223,7 +255,7 @@ func (w *writer) runBatch(batch []*op) (rest []*op) {
 					o.done <- terr
 				}
 			}
-			return nil
+			return nil, all
 		}
 	}
 	if w.tail.Swap(false) {
@@ -238,10 +270,21 @@ func (w *writer) runBatch(batch []*op) (rest []*op) {
 				o.done <- terr
 			}
 		}
-		return nil
+		return nil, all
 	}
 	ran, succeeded := 0, 0
-	for i, o := range batch {
+	for i := 0; ; i++ {
+		if i == len(batch) {
+			// batch is the tail of all, so appending to it fills all's next
+			// slot (all has room for maxBatch ops, and extend stops there).
+			o := w.extend(len(all))
+			if o == nil {
+				break
+			}
+			batch = append(batch, o)
+			all = all[:len(all)+1]
+		}
+		o := batch[i]
 		if o == nil {
 			continue
 		}
@@ -269,7 +312,7 @@ func (w *writer) runBatch(batch []*op) (rest []*op) {
 					p.done <- abortErr
 				}
 			}
-			return batch[i+1:]
+			return batch[i+1:], all
 		}
 		if err != nil {
 			o.done <- err
@@ -281,13 +324,13 @@ func (w *writer) runBatch(batch []*op) (rest []*op) {
 	if succeeded == 0 && !w.limitDirty {
 		// Nothing to keep: no fsync needed.
 		w.rollback()
-		return nil
+		return nil, all
 	}
 	limitWritten := false
 	if w.limitDirty {
 		if _, err := s.exec(s.w.raiseIDLimit, strconv.FormatUint(w.limit, 10)); err != nil {
 			w.abort(batch, daodian.Transient(fmt.Errorf("sqlite: persist id limit: %w", err)))
-			return nil
+			return nil, all
 		}
 		limitWritten = true
 	}
@@ -301,7 +344,7 @@ func (w *writer) runBatch(batch []*op) (rest []*op) {
 		if w.sync != nil {
 			w.sync.push(syncRecord{seq: seq}) // let Views waiting on seq go
 		}
-		return nil
+		return nil, all
 	}
 	if limitWritten {
 		w.limitDirty = false
@@ -317,7 +360,7 @@ func (w *writer) runBatch(batch []*op) (rest []*op) {
 			}
 		}
 		w.sync.push(syncRecord{seq: seq, ops: ops, ran: ran, start: start})
-		return nil
+		return nil, all
 	}
 	if w.onCommit != nil {
 		w.onCommit(ran, time.Since(start))
@@ -327,7 +370,7 @@ func (w *writer) runBatch(batch []*op) (rest []*op) {
 			o.done <- nil
 		}
 	}
-	return nil
+	return nil, all
 }
 
 // checkpointTail checkpoints what the background checkpointer has not yet

@@ -140,12 +140,18 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	progress("ledger: use → reverse → replay cycles, %d clients, %s …", *conc, *dur)
+	// CPU per request of the load generator (this process) and of the server
+	// (a child, counted once it has exited): on a machine they share, what one
+	// spends the other cannot, so both are reported.
+	self0, children0, cpuOK := cpuTimes()
 	res, err := bench.Run(ctx, cfg)
 	if err != nil {
 		return err
 	}
+	self1, _, _ := cpuTimes()
 	// The embedded store has one owner at a time: stop our server before auditing.
 	stopServer()
+	_, children1, _ := cpuTimes()
 
 	var rep *daodian.AuditReport
 	if err := withLedger(ctx, *db, func(l *daodian.Ledger) error {
@@ -163,6 +169,14 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		"baseline_p99_ms": base.P99ms, "errors": res.Errors + base.Errors, "first_error": res.FirstError,
 		"requests": res.Requests, "tickets": *tickets, "concurrency": *conc, "duration_s": round3(res.DurationS),
 		"issue_s": round3(issueS), "store": storeKind(*db), "audit_violations": len(rep.Violations),
+	}
+	if cpuOK && res.Requests > 0 {
+		perOp := func(d time.Duration) float64 { return round3(float64(d.Microseconds()) / float64(res.Requests)) }
+		out["client_cpu_us_per_op"] = perOp(self1 - self0)
+		if *target == "" {
+			// The server's whole life: start-up and shutdown are a small part of it.
+			out["server_cpu_us_per_op"] = perOp(children1 - children0)
+		}
 	}
 	if *asJSON {
 		if err := printJSON(e.stdout, out); err != nil {
