@@ -78,6 +78,12 @@ type Counts struct {
 }
 
 // Tx reads and writes the ledger inside Store.Update.
+//
+// A write's failure is reported by the write itself or, on a store that
+// pipelines writes (PostgreSQL holds back the writes of uses and reversals to
+// send them with the next statement), by a later call of the same transaction
+// or by Update. Either way the transaction does not commit: after a failed
+// write, fn must return an error.
 type Tx interface {
 	ReadTx
 	// PutIdem records a final answer; ErrDuplicate if the key already has one.

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -254,6 +255,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	shares := make([][]Ticket, cfg.Concurrency)
 	for i, t := range cfg.Tickets {
 		shares[i%cfg.Concurrency] = append(shares[i%cfg.Concurrency], t)
+	}
+	// Each client visits its tickets in its own random order, so that a run
+	// touches tickets all over the ledger, as a till's customers do, and a
+	// ledger larger than the caches costs what it costs (in id order, the
+	// clients together would sweep one narrow, cache-friendly band of it).
+	for i, share := range shares {
+		r := rand.New(rand.NewPCG(uint64(i), 0x5eed))
+		r.Shuffle(len(share), func(a, b int) { share[a], share[b] = share[b], share[a] })
 	}
 	elapsed := drive(ctx, cfg.Duration, len(workers), func(ctx context.Context, i int) { workers[i].run(ctx, i, shares[i]) })
 	res := &Result{DurationS: elapsed.Seconds()}

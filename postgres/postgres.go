@@ -266,24 +266,19 @@ func (s *Store) updateOnce(ctx context.Context, fn func(tx daodian.Tx) error) (e
 	defer conn.Release()
 	t := &pgTx{c: conn.Conn(), begin: beginUpdate, lock: true}
 	if ferr := fn(t); ferr != nil {
-		rollback(ctx, t)
-		if conn.Conn().IsClosed() {
-			// The connection died under fn, whatever fn made of the error it got:
-			// the server has rolled the transaction back, so a new attempt is safe.
-			return classRetry, ferr
-		}
-		if errors.Is(ferr, daodian.ErrDuplicate) {
-			return classDuplicate, ferr
-		}
-		return classify(ferr), ferr
+		return failed(ctx, t, ferr)
 	}
-	if !t.began() {
+	if !t.began() && len(t.pending) == 0 {
 		return classPermanent, nil // fn ran no statement: nothing to commit
 	}
 	if s.beforeCommit != nil {
 		s.beforeCommit(conn)
 	}
-	tag, err := t.c.Exec(ctx, "COMMIT")
+	committing, tag, err := t.commit(ctx)
+	if !committing {
+		// A held-back write failed: the transaction did not commit.
+		return failed(ctx, t, err)
+	}
 	if err != nil {
 		return commitErr(err)
 	}
@@ -293,6 +288,21 @@ func (s *Store) updateOnce(ctx context.Context, fn func(tx daodian.Tx) error) (e
 		return classPermanent, errors.New("postgres: commit: the transaction was rolled back because a statement inside it had failed")
 	}
 	return classPermanent, nil
+}
+
+// failed ends a transaction whose function (or one of its held-back writes)
+// failed with ferr, and says how the failure may be handled.
+func failed(ctx context.Context, t *pgTx, ferr error) (errClass, error) {
+	rollback(ctx, t)
+	if t.c.IsClosed() {
+		// The connection died under fn, whatever fn made of the error it got:
+		// the server has rolled the transaction back, so a new attempt is safe.
+		return classRetry, ferr
+	}
+	if errors.Is(ferr, daodian.ErrDuplicate) {
+		return classDuplicate, ferr
+	}
+	return classify(ferr), ferr
 }
 
 // commitErr classifies a failed COMMIT. Only an answer from the server tells that

@@ -371,8 +371,6 @@ func TestNotFoundAndDuplicate(t *testing.T) {
 	duplicates := map[string]func(tx daodian.Tx) error{
 		"ticket id":   func(tx daodian.Tx) error { return tx.InsertTicket(ctx, dup) },
 		"ticket code": func(tx daodian.Tx) error { return tx.InsertTicket(ctx, dupCode) },
-		"use":         func(tx daodian.Tx) error { return tx.InsertUse(ctx, u) },
-		"idem":        func(tx daodian.Tx) error { return tx.PutIdem(ctx, rec) },
 		"shop":        func(tx daodian.Tx) error { return tx.InsertShop(ctx, &daodian.Shop{MerchantID: "m1", ID: "s1"}) },
 		"app":         func(tx daodian.Tx) error { return tx.InsertApp(ctx, &daodian.App{Key: "k"}) },
 		"order":       func(tx daodian.Tx) error { return tx.InsertOrder(ctx, &daodian.Order{SubOrderNo: "so1"}) },
@@ -389,6 +387,29 @@ func TestNotFoundAndDuplicate(t *testing.T) {
 			t.Errorf("%s: got %v (Update: %v), want ErrDuplicate", name, got, err)
 		}
 		mustView(t, s, func(tx daodian.ReadTx) error { _, err := tx.Merchant(ctx, "after-"+name); return err })
+	}
+	// A use and an idempotency record are held back and pipelined (pgTx.pending):
+	// their duplicate is reported later, by Update, and nothing of the
+	// transaction is kept.
+	for name, f := range map[string]func(tx daodian.Tx) error{
+		"use":  func(tx daodian.Tx) error { return tx.InsertUse(ctx, u) },
+		"idem": func(tx daodian.Tx) error { return tx.PutIdem(ctx, rec) },
+	} {
+		calls := 0
+		err := s.Update(ctx, func(tx daodian.Tx) error {
+			calls++
+			if err := tx.PutMerchant(ctx, &daodian.Merchant{ID: "held-" + name}); err != nil {
+				return err
+			}
+			return f(tx)
+		})
+		if !errors.Is(err, daodian.ErrDuplicate) || errors.Is(err, daodian.ErrTransient) || calls != 1+DefaultRetries {
+			t.Errorf("%s: Update returned %v after %d calls, want ErrDuplicate after %d", name, err, calls, 1+DefaultRetries)
+		}
+		err = s.View(ctx, func(tx daodian.ReadTx) error { _, err := tx.Merchant(ctx, "held-"+name); return err })
+		if !errors.Is(err, daodian.ErrNotFound) {
+			t.Errorf("%s: the write before the duplicate was kept (%v)", name, err)
+		}
 	}
 	// Returned by fn, a duplicate that persists is a real one: ErrDuplicate, not
 	// transient.
@@ -950,13 +971,39 @@ func TestTransientFailures(t *testing.T) {
 		calls := 0
 		err := s2.Update(ctx, func(tx daodian.Tx) error {
 			calls++
-			return tx.SetAvailable(ctx, tk.ID, 1)
+			if err := tx.SetAvailable(ctx, tk.ID, 1); err != nil {
+				return err
+			}
+			// The read sends the held-back write: only COMMIT is left to send.
+			_, err := tx.Ticket(ctx, tk.ID)
+			return err
 		})
 		if !errors.Is(err, daodian.ErrTransient) || calls != 1 {
 			t.Fatalf("got %v after %d calls, want a transient error after 1", err, calls)
 		}
 		s2.beforeCommit = nil
 		assertAvailable(t, s2, tk.ID, 5)
+	})
+
+	t.Run("connection lost with held writes sent with commit", func(t *testing.T) {
+		// Held-back writes that can fail only on the server go in one pipeline
+		// with COMMIT: when it is lost, the outcome is unknown and Update must
+		// not run fn again.
+		s2 := newStore(t, Options{})
+		s2.beforeCommit = func(c *pgxpool.Conn) { terminate(t, admin, c.Conn().PgConn().PID()) }
+		calls := 0
+		rec := &daodian.IdemRecord{IdemKey: daodian.IdemKey{AppKey: "a", Op: daodian.OpReverse, RequestID: "lost-commit"},
+			Fingerprint: "f", TicketID: tk.ID, Answer: []byte("{}"), CreatedAt: time.Now()}
+		err := s2.Update(ctx, func(tx daodian.Tx) error {
+			calls++
+			if _, err := tx.Ticket(ctx, tk.ID); err != nil && !errors.Is(err, daodian.ErrNotFound) {
+				return err
+			}
+			return tx.PutIdem(ctx, rec)
+		})
+		if !errors.Is(err, daodian.ErrTransient) || calls != 1 {
+			t.Fatalf("got %v after %d calls, want a transient error after 1", err, calls)
+		}
 	})
 
 	t.Run("lock wait beyond the statement timeout", func(t *testing.T) {

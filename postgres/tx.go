@@ -32,7 +32,32 @@ type pgTx struct {
 	// the transaction ends (SELECT … FOR UPDATE). A View's read-only transaction
 	// cannot lock, and needs not.
 	lock bool
+	// pending are the writes of the ledger's hot path (uses, reversals) not yet
+	// sent: they go in one pipeline with the next read, or with COMMIT. A
+	// reversal then makes five round trips instead of eight, a use seven
+	// instead of ten. Their failures are reported by the call that sends them
+	// (a later read, or Update itself); the ledger returns on any write error,
+	// so it does not matter which call reports it, and the transaction is rolled
+	// back either way (see daodian.Tx).
+	pending []pendingWrite
 }
+
+// pendingWrite is a write held back to be pipelined.
+type pendingWrite struct {
+	sql  string
+	args []any
+	// check turns the statement's outcome into the write's error.
+	check func(tag pgconn.CommandTag, err error) error
+	// strict is set when the write can fail only by a server error, which
+	// aborts the transaction: it may then be sent in one pipeline with COMMIT,
+	// which turns into a rollback if it failed. A write that can fail by
+	// changing no row (an UPDATE that found none) is not strict.
+	strict bool
+}
+
+// maxPending bounds the writes held back; a transaction that makes more sends
+// them in pipelines of this size.
+const maxPending = 16
 
 // BEGIN statements of Update and View. The isolation level is explicit so that a
 // server or database default cannot change it.
@@ -45,63 +70,134 @@ const (
 // commit or roll back.
 func (t *pgTx) began() bool { return t.begin == "" }
 
-// withBegin sends BEGIN and the statement in one pipeline and returns the batch
-// positioned on the statement's result.
-func (t *pgTx) withBegin(ctx context.Context, sql string, args []any) (pgx.BatchResults, error) {
+// pipeline sends what is waiting — BEGIN if not yet sent, the pending writes —
+// followed by sql (if not ""), and returns the batch positioned on sql's
+// result, with the pending writes' outcomes, whose checks the caller runs
+// once the batch is closed (a check may itself query).
+func (t *pgTx) pipeline(ctx context.Context, sql string, args []any) (pgx.BatchResults, []sentWrite, error) {
 	b := &pgx.Batch{}
-	b.Queue(t.begin)
-	b.Queue(sql, args...)
-	t.begin = ""
-	br := t.c.SendBatch(ctx, b)
-	if _, err := br.Exec(); err != nil {
-		_ = br.Close()
-		t.broken = err
-		return nil, err
+	begin := !t.began()
+	if begin {
+		b.Queue(t.begin)
+		t.begin = ""
 	}
-	return br, nil
+	for _, w := range t.pending {
+		b.Queue(w.sql, w.args...)
+	}
+	if sql != "" {
+		b.Queue(sql, args...)
+	}
+	sent := make([]sentWrite, len(t.pending))
+	for i, w := range t.pending {
+		sent[i].check = w.check
+	}
+	clear(t.pending)
+	t.pending = t.pending[:0]
+	br := t.c.SendBatch(ctx, b)
+	if begin {
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			t.broken = err
+			return nil, nil, err
+		}
+	}
+	for i := range sent {
+		sent[i].tag, sent[i].err = br.Exec()
+	}
+	return br, sent, nil
+}
+
+// sentWrite is the outcome of a pending write that has been sent.
+type sentWrite struct {
+	tag   pgconn.CommandTag
+	err   error
+	check func(pgconn.CommandTag, error) error
+}
+
+// checkSent runs the checks of sent writes and returns the first failure. A
+// server error aborts the transaction, so the statements after it failed only
+// because of it: the first error is the one that tells.
+func checkSent(sent []sentWrite) error {
+	for _, w := range sent {
+		if err := w.check(w.tag, w.err); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// direct reports whether a statement can be sent on its own.
+func (t *pgTx) direct() bool { return t.began() && len(t.pending) == 0 }
+
+// hold holds back a write of the hot path to send it with the next statement.
+func (t *pgTx) hold(ctx context.Context, w pendingWrite) error {
+	if t.broken != nil {
+		return t.broken
+	}
+	if !t.lock {
+		// Not inside Update: nothing would commit it. Sent now, the read-only
+		// transaction refuses it.
+		return w.check(t.exec(ctx, w.sql, w.args...))
+	}
+	if len(t.pending) >= maxPending {
+		if err := t.flush(ctx); err != nil {
+			return err
+		}
+	}
+	t.pending = append(t.pending, w)
+	return nil
+}
+
+// flush sends the pending writes (and BEGIN) and reports their first failure.
+func (t *pgTx) flush(ctx context.Context) error {
+	if t.broken != nil {
+		return t.broken
+	}
+	if t.direct() {
+		return nil
+	}
+	br, sent, err := t.pipeline(ctx, "", nil)
+	if err != nil {
+		return err
+	}
+	err = br.Close()
+	if cerr := checkSent(sent); cerr != nil {
+		return cerr
+	}
+	return err
 }
 
 func (t *pgTx) queryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 	if t.broken != nil {
 		return errRow{t.broken}
 	}
-	if t.began() {
+	if t.direct() {
 		return t.c.QueryRow(ctx, sql, args...)
 	}
-	br, err := t.withBegin(ctx, sql, args)
+	br, sent, err := t.pipeline(ctx, sql, args)
 	if err != nil {
 		return errRow{err}
 	}
-	return batchRow{br.QueryRow(), br}
+	return batchRow{br.QueryRow(), br, sent}
 }
 
 func (t *pgTx) query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	if t.broken != nil {
-		return nil, t.broken
-	}
-	if t.began() {
-		return t.c.Query(ctx, sql, args...)
-	}
-	br, err := t.withBegin(ctx, sql, args)
-	if err != nil {
+	// Rows stay open while the caller reads them, so the pending writes' checks
+	// (which may query) must run first: send them on their own.
+	if err := t.flush(ctx); err != nil {
 		return nil, err
 	}
-	rows, err := br.Query()
-	if err != nil {
-		_ = br.Close()
-		return nil, err
-	}
-	return &batchRows{Rows: rows, br: br}, nil
+	return t.c.Query(ctx, sql, args...)
 }
 
 func (t *pgTx) exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
 	if t.broken != nil {
 		return pgconn.CommandTag{}, t.broken
 	}
-	if t.began() {
+	if t.direct() {
 		return t.c.Exec(ctx, sql, args...)
 	}
-	br, err := t.withBegin(ctx, sql, args)
+	br, sent, err := t.pipeline(ctx, sql, args)
 	if err != nil {
 		return pgconn.CommandTag{}, err
 	}
@@ -109,7 +205,50 @@ func (t *pgTx) exec(ctx context.Context, sql string, args ...any) (pgconn.Comman
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
+	if cerr := checkSent(sent); cerr != nil {
+		return pgconn.CommandTag{}, cerr
+	}
 	return tag, err
+}
+
+// commit sends COMMIT, in one pipeline with the pending writes if they are all
+// strict (a failed one turns COMMIT into a rollback); otherwise it sends them
+// first and commits only if every check passed. A failed write returns
+// (false, its error); a COMMIT that failed or could not be sent returns
+// (true, that error), for commitErr to classify.
+func (t *pgTx) commit(ctx context.Context) (committing bool, tag pgconn.CommandTag, err error) {
+	for _, w := range t.pending {
+		if !w.strict {
+			if err := t.flush(ctx); err != nil {
+				return false, tag, err
+			}
+			break
+		}
+	}
+	if t.direct() {
+		tag, err = t.c.Exec(ctx, "COMMIT")
+		return true, tag, err
+	}
+	br, sent, err := t.pipeline(ctx, "COMMIT", nil)
+	if err != nil {
+		return false, tag, err
+	}
+	tag, err = br.Exec()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	for _, w := range sent {
+		if w.err != nil && !isServerError(w.err) {
+			// The connection failed: whether COMMIT ran is unknown.
+			return true, tag, w.err
+		}
+	}
+	if werr := checkSent(sent); werr != nil {
+		// A write failed on the server, which aborted the transaction and
+		// turned COMMIT into a rollback: the write's failure is the answer.
+		return false, tag, werr
+	}
+	return true, tag, err
 }
 
 // errRow is a pgx.Row that failed before it was read.
@@ -117,10 +256,12 @@ type errRow struct{ err error }
 
 func (r errRow) Scan(...any) error { return r.err }
 
-// batchRow is the row of a pipelined statement; scanning it ends the pipeline.
+// batchRow is the row of a pipelined statement; scanning it ends the pipeline
+// and checks the writes sent before it, whose failure then is the answer.
 type batchRow struct {
-	row pgx.Row
-	br  pgx.BatchResults
+	row  pgx.Row
+	br   pgx.BatchResults
+	sent []sentWrite
 }
 
 func (r batchRow) Scan(dest ...any) error {
@@ -128,30 +269,10 @@ func (r batchRow) Scan(dest ...any) error {
 	if cerr := r.br.Close(); err == nil {
 		err = cerr
 	}
+	if werr := checkSent(r.sent); werr != nil {
+		return werr
+	}
 	return err
-}
-
-// batchRows are the rows of a pipelined statement; closing them ends the pipeline.
-type batchRows struct {
-	pgx.Rows
-	br       pgx.BatchResults
-	closeErr error
-	closed   bool
-}
-
-func (r *batchRows) Close() {
-	r.Rows.Close()
-	if !r.closed {
-		r.closed = true
-		r.closeErr = r.br.Close()
-	}
-}
-
-func (r *batchRows) Err() error {
-	if err := r.Rows.Err(); err != nil {
-		return err
-	}
-	return r.closeErr
 }
 
 var _ daodian.Tx = (*pgTx)(nil)
@@ -210,11 +331,15 @@ const (
 	// fail the statement: a failed statement would abort the whole transaction,
 	// while a duplicate must only be reported (ErrDuplicate), as on the embedded
 	// store. A conflicting insert still waits for the transaction holding the key
-	// and reports the duplicate only if that one commits.
-	sqlPutIdem      = `INSERT INTO idem (` + idemCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`
+	// and reports the duplicate only if that one commits. The exceptions are the
+	// idempotency record and the use: they are held back and pipelined
+	// (pgTx.pending), the record with COMMIT, and only a write that fails on the
+	// server can be (see pendingWrite.strict). The ledger ends the transaction
+	// on their duplicate anyway.
+	sqlPutIdem      = `INSERT INTO idem (` + idemCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7)`
 	sqlSetAvailable = `UPDATE tickets SET available = $2 WHERE id = $1`
 	sqlInsertUse    = `INSERT INTO uses (` + useCols + `)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) ON CONFLICT DO NOTHING`
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`
 	// Reversal and refund fields are set once and never cleared (SPEC §4.4): the
 	// guards keep a second write from replacing them.
 	sqlMarkReversed = `UPDATE uses SET reversed = $2, reversed_at = $3, reversal_app_key = $4, reversal_request_id = $5,
@@ -553,48 +678,66 @@ func (t *pgTx) PutIdem(ctx context.Context, rec *daodian.IdemRecord) error {
 	if answer == nil {
 		answer = []byte{} // NOT NULL: an empty answer is still an answer
 	}
-	tag, err := t.exec(ctx, sqlPutIdem, esc(rec.AppKey), esc(string(rec.Op)), esc(rec.RequestID), []byte(rec.Fingerprint), esc(rec.TicketID),
-		answer, ts(rec.CreatedAt))
-	return insertErr("put idem", tag, err)
+	return t.hold(ctx, pendingWrite{
+		sql: sqlPutIdem,
+		args: []any{esc(rec.AppKey), esc(string(rec.Op)), esc(rec.RequestID), []byte(rec.Fingerprint), esc(rec.TicketID),
+			answer, ts(rec.CreatedAt)},
+		check:  func(tag pgconn.CommandTag, err error) error { return insertErr("put idem", tag, err) },
+		strict: true,
+	})
 }
 
 // SetAvailable stores a ticket's available units. A value outside [0, quantity]
 // is refused by the table's CHECK constraint and reported as an InvariantError.
 func (t *pgTx) SetAvailable(ctx context.Context, ticketID string, available int) error {
-	tag, err := t.exec(ctx, sqlSetAvailable, esc(ticketID), available)
-	if err != nil {
-		if isCheckViolation(err) {
-			return &daodian.InvariantError{TicketID: ticketID, What: fmt.Sprintf("available %d outside [0, quantity]", available)}
-		}
-		return wrapErr("set available", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return daodian.ErrNotFound
-	}
-	return nil
+	return t.hold(ctx, pendingWrite{
+		sql:  sqlSetAvailable,
+		args: []any{esc(ticketID), available},
+		check: func(tag pgconn.CommandTag, err error) error {
+			if err != nil {
+				if isCheckViolation(err) {
+					return &daodian.InvariantError{TicketID: ticketID, What: fmt.Sprintf("available %d outside [0, quantity]", available)}
+				}
+				return wrapErr("set available", err)
+			}
+			if tag.RowsAffected() == 0 {
+				return daodian.ErrNotFound
+			}
+			return nil
+		},
+	})
 }
 
 // InsertUse records a new use; ErrDuplicate on a repeated transaction id.
 func (t *pgTx) InsertUse(ctx context.Context, u *daodian.Use) error {
-	tag, err := t.exec(ctx, sqlInsertUse, esc(u.TransID), esc(u.GroupTransID), esc(u.TicketID), esc(u.AppKey),
-		esc(u.RequestID), esc(u.ShopID), u.Units, ts(u.GmtBiz), ts(u.CreatedAt), u.Reversed, ts(u.ReversedAt),
-		esc(u.ReversalAppKey), esc(u.ReversalRequestID), ts(u.ReversalBizDate), u.Refunded, ts(u.RefundedAt),
-		esc(u.RefundAppKey), esc(u.RefundRequestID))
-	return insertErr("insert use", tag, err)
+	return t.hold(ctx, pendingWrite{
+		sql: sqlInsertUse,
+		args: []any{esc(u.TransID), esc(u.GroupTransID), esc(u.TicketID), esc(u.AppKey),
+			esc(u.RequestID), esc(u.ShopID), u.Units, ts(u.GmtBiz), ts(u.CreatedAt), u.Reversed, ts(u.ReversedAt),
+			esc(u.ReversalAppKey), esc(u.ReversalRequestID), ts(u.ReversalBizDate), u.Refunded, ts(u.RefundedAt),
+			esc(u.RefundAppKey), esc(u.RefundRequestID)},
+		check:  func(tag pgconn.CommandTag, err error) error { return insertErr("insert use", tag, err) },
+		strict: true,
+	})
 }
 
 // MarkReversed stores the reversal fields of a use. They are written once: marking
 // a reversed use again is an InvariantError, an unknown use ErrNotFound.
 func (t *pgTx) MarkReversed(ctx context.Context, u *daodian.Use) error {
-	tag, err := t.exec(ctx, sqlMarkReversed, esc(u.TransID), u.Reversed, ts(u.ReversedAt), esc(u.ReversalAppKey),
-		esc(u.ReversalRequestID), ts(u.ReversalBizDate))
-	if err != nil {
-		return wrapErr("mark reversed", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return t.markMissed(ctx, u, "reversed")
-	}
-	return nil
+	return t.hold(ctx, pendingWrite{
+		sql: sqlMarkReversed,
+		args: []any{esc(u.TransID), u.Reversed, ts(u.ReversedAt), esc(u.ReversalAppKey),
+			esc(u.ReversalRequestID), ts(u.ReversalBizDate)},
+		check: func(tag pgconn.CommandTag, err error) error {
+			if err != nil {
+				return wrapErr("mark reversed", err)
+			}
+			if tag.RowsAffected() == 0 {
+				return t.markMissed(ctx, u, "reversed")
+			}
+			return nil
+		},
+	})
 }
 
 // MarkRefunded stores the refund fields of a use. They are written once: marking a
@@ -622,11 +765,17 @@ func (t *pgTx) markMissed(ctx context.Context, u *daodian.Use, what string) erro
 
 // PutFence creates or replaces the fence of (ticket, app).
 func (t *pgTx) PutFence(ctx context.Context, f *daodian.Fence) error {
-	if _, err := t.exec(ctx, sqlPutFence, esc(f.TicketID), esc(f.AppKey), ts(f.At), esc(f.RequestID),
-		ts(f.CreatedAt)); err != nil {
-		return wrapErr("put fence", err)
-	}
-	return nil
+	return t.hold(ctx, pendingWrite{
+		sql:  sqlPutFence,
+		args: []any{esc(f.TicketID), esc(f.AppKey), ts(f.At), esc(f.RequestID), ts(f.CreatedAt)},
+		check: func(_ pgconn.CommandTag, err error) error {
+			if err != nil {
+				return wrapErr("put fence", err)
+			}
+			return nil
+		},
+		strict: true, // an upsert: it fails only on the server
+	})
 }
 
 // NewID returns the next value of the daodian_ids sequence as 19 digits. A
