@@ -16,3 +16,5 @@ SELECT (2200000000000000000 + j)::text, (2200000000000000000 + j)::text, (210000
 	'app1', 'r' || j, 'shop1', 1, now(), now()
 FROM generate_series(0, 256 * 400 - 1) j;
 ANALYZE;
+-- The shop of pgbench_use.sql.
+INSERT INTO shops (merchant_id, shop_id, name) VALUES ('m1', 'shop1', 'shop') ON CONFLICT DO NOTHING;
