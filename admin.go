@@ -3,10 +3,12 @@ package daodian
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math/big"
+	"math"
+	"strconv"
 	"time"
 )
 
@@ -251,8 +253,17 @@ func (l *Ledger) IssueMany(ctx context.Context, reqs []IssueRequest) ([]*Issued,
 	var out []*Issued
 	err := l.store.Update(ctx, func(tx Tx) error {
 		out = out[:0]
+		// A batch is mostly a few merchants' orders: each is looked up (and
+		// created if new) once per transaction, not once per order.
+		merchants := make(map[string]bool)
 		for i := range reqs {
-			o, err := issueInTx(ctx, tx, &reqs[i], now)
+			if !merchants[reqs[i].MerchantID] {
+				if err := ensureMerchant(ctx, tx, reqs[i].MerchantID); err != nil {
+					return err
+				}
+				merchants[reqs[i].MerchantID] = true
+			}
+			o, err := issueOrder(ctx, tx, &reqs[i], now)
 			if err != nil {
 				return err
 			}
@@ -275,6 +286,11 @@ func issueInTx(ctx context.Context, tx Tx, req *IssueRequest, now time.Time) (*I
 	if err := ensureMerchant(ctx, tx, req.MerchantID); err != nil {
 		return nil, err
 	}
+	return issueOrder(ctx, tx, req, now)
+}
+
+// issueOrder writes an order and its tickets; the merchant exists.
+func issueOrder(ctx context.Context, tx Tx, req *IssueRequest, now time.Time) (*Issued, error) {
 	orderNo, err := tx.NewID(ctx)
 	if err != nil {
 		return nil, err
@@ -327,31 +343,47 @@ func issueInTx(ctx context.Context, tx Tx, req *IssueRequest, now time.Time) (*I
 // collision is rare until the space is nearly full.
 const codeTries = 16
 
+// insertWithFreshCode inserts the ticket under a random code, drawing again
+// when the code is taken. The store's unique index on codes tells (InsertTicket
+// reports ErrDuplicate and writes nothing): looking each code up first would
+// cost a second index descent per ticket. The ticket's id is fresh, so a
+// duplicate can only be its code.
 func insertWithFreshCode(ctx context.Context, tx Tx, t *Ticket) error {
 	for range codeTries {
 		code, err := NewTicketCode()
 		if err != nil {
 			return err
 		}
-		if _, err := tx.TicketByCode(ctx, code); err == nil {
-			continue
-		} else if !errors.Is(err, ErrNotFound) {
+		t.Code = code
+		err = tx.InsertTicket(ctx, t)
+		if !errors.Is(err, ErrDuplicate) {
 			return err
 		}
-		t.Code = code
-		return tx.InsertTicket(ctx, t)
 	}
+	t.Code = ""
 	return errors.New("could not find a free ticket code")
 }
 
-var codeSpace = big.NewInt(900_000_000_000)
+// Ticket codes are 12 digits with a first digit other than zero: codeBase plus
+// a number below codeSpace.
+const (
+	codeBase  = 100_000_000_000
+	codeSpace = 900_000_000_000
+	// codeLimit is the largest multiple of codeSpace a uint64 holds: a draw at
+	// or above it is rejected, so that every code is equally likely.
+	codeLimit = math.MaxUint64 - math.MaxUint64%codeSpace
+)
 
 // NewTicketCode returns a random 12-digit ticket code (first digit not zero), so
 // codes cannot be guessed from each other.
 func NewTicketCode() (string, error) {
-	n, err := rand.Int(rand.Reader, codeSpace)
-	if err != nil {
-		return "", err
+	var b [8]byte
+	for {
+		if _, err := rand.Read(b[:]); err != nil {
+			return "", err
+		}
+		if n := binary.LittleEndian.Uint64(b[:]); n < codeLimit {
+			return strconv.FormatUint(codeBase+n%codeSpace, 10), nil
+		}
 	}
-	return fmt.Sprintf("%012d", n.Int64()+100_000_000_000), nil
 }

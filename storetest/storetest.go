@@ -486,6 +486,23 @@ func testTicket(t *testing.T, f Factory) {
 	dupCode.Code = tk.Code
 	err = updateErr(t, s, func(ctx context.Context, tx daodian.Tx) error { return tx.InsertTicket(ctx, dupCode) })
 	wantErr(t, "InsertTicket(duplicate code)", err, daodian.ErrDuplicate)
+	// Issuing relies on this: a taken code is reported, nothing is written, and
+	// the transaction goes on to insert the ticket under another code.
+	update(t, s, func(ctx context.Context, tx daodian.Tx) error {
+		if err := tx.InsertTicket(ctx, dupCode); !errors.Is(err, daodian.ErrDuplicate) {
+			return fmt.Errorf("InsertTicket(duplicate code) in a transaction: %v, want ErrDuplicate", err)
+		}
+		dupCode.Code = "S000004-second-try"
+		return tx.InsertTicket(ctx, dupCode)
+	})
+	view(t, s, func(ctx context.Context, tx daodian.ReadTx) error {
+		got, err := tx.TicketByCode(ctx, dupCode.Code)
+		if err != nil {
+			return err
+		}
+		same(t, "Ticket inserted after a taken code", dupCode, got)
+		return nil
+	})
 
 	view(t, s, func(ctx context.Context, tx daodian.ReadTx) error {
 		for _, want := range []*daodian.Ticket{tk, zero} {
@@ -510,8 +527,8 @@ func testTicket(t *testing.T, f Factory) {
 	if !got.ValidFrom.IsZero() || !got.ValidTo.IsZero() || !got.CreatedAt.IsZero() {
 		t.Errorf("zero times read back as %v, %v, %v", got.ValidFrom, got.ValidTo, got.CreatedAt)
 	}
-	if c := counts(t, s); c.Tickets != 2 {
-		t.Errorf("Counts.Tickets = %d, want 2", c.Tickets)
+	if c := counts(t, s); c.Tickets != 3 {
+		t.Errorf("Counts.Tickets = %d, want 3 (two, and the one inserted after a taken code)", c.Tickets)
 	}
 }
 
