@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -42,40 +41,24 @@ func cli(t *testing.T, envv map[string]string, args ...string) (int, string, str
 	return code, out.String(), errb.String()
 }
 
-// server runs `daodian serve` in-process on a free port until the test ends and
-// returns its URL and its stderr.
+// server runs `daodian serve` in-process on a free port until the test ends,
+// when it must exit cleanly, and returns its /router/rest URL and its stderr.
 func server(t *testing.T, args ...string) (string, *syncBuffer) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	var out, errb syncBuffer
-	e := &env{stdout: &out, stderr: &errb, stdin: strings.NewReader(""), getenv: func(string) string { return "" }}
-	done := make(chan int, 1)
-	go func() { done <- run(ctx, e, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)) }()
+	p := startServeInProcess(t, args...)
 	t.Cleanup(func() {
-		cancel()
+		p.cancel()
 		select {
-		case code := <-done:
+		case code := <-p.done:
+			p.done <- code
 			if code != 0 {
-				t.Errorf("serve exited %d: %s", code, errb.String())
+				t.Errorf("serve exited %d: %s", code, p.stderr.String())
 			}
 		case <-time.After(20 * time.Second):
 			t.Error("serve did not stop after its context was cancelled")
 		}
 	})
-	re := regexp.MustCompile(`serving on (http://\S+)`)
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if m := re.FindStringSubmatch(errb.String()); m != nil {
-			return m[1], &errb
-		}
-		select {
-		case code := <-done:
-			t.Fatalf("serve exited %d: %s", code, errb.String())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	t.Fatalf("serve did not start: %s", errb.String())
-	return "", nil
+	return p.url, p.stderr
 }
 
 func TestServeOnEmptyDirectoryAndSignedCalls(t *testing.T) {
