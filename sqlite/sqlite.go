@@ -6,7 +6,10 @@
 // queued (up to Options.MaxBatch) in one transaction, each function under its
 // own savepoint so that it fails alone, and makes the whole batch durable with
 // one fsync of the WAL, which a separate goroutine performs while the writer
-// runs the next batch (durability.go). Functions run one after another, each
+// runs the next batch (durability.go); that next batch stays open, taking each
+// function as it arrives, until the fsync is done (writer.extend), so that a
+// slow disk makes batches larger rather than more numerous. Functions run one
+// after another, each
 // seeing the effects of the previous ones, which serialises every
 // read-modify-write without locks. Reads (View) run on a pool of read-only
 // connections, each View in one read transaction (a consistent snapshot).
@@ -50,7 +53,8 @@ type Options struct {
 	QueueLen int
 	// Linger is how long the writer waits for more Updates after it has drained
 	// the queue, before committing a batch smaller than MaxBatch (default 0: no
-	// waiting; batches form from whatever queued up during the previous commit).
+	// fixed wait; batches form from whatever queued up during the previous
+	// commit, and grow while the previous batch is being synced).
 	Linger time.Duration
 	// Readers is the number of read connections serving View and Ping (default
 	// twice GOMAXPROCS, at least 4).
