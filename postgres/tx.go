@@ -18,8 +18,8 @@ import (
 // text is a constant, so that pgx prepares each once per connection.
 //
 // The transaction's BEGIN is not sent on its own: it goes in one pipeline with the
-// first statement of fn, which saves a round trip per transaction (a reversal makes
-// seven instead of eight).
+// first statement of fn, which saves a round trip per transaction. The writes of
+// uses and reversals are held back likewise (pending, below).
 type pgTx struct {
 	c *pgx.Conn
 	// begin is the BEGIN statement still to be sent; "" once it has been.
