@@ -1165,3 +1165,67 @@ func factory() storetest.Factory {
 		},
 	}
 }
+
+// TestHeldWrites: more held-back writes than one pipeline takes (maxPending)
+// are all applied, in order, at commit; and when one of them fails in a way the
+// server does not see (an update that finds no row), the transaction commits
+// nothing, whichever pipeline carried the failing write.
+func TestHeldWrites(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t, Options{})
+	const n = 3*maxPending + 5
+	var tickets []*daodian.Ticket
+	for i := range n {
+		tk := sampleTicket(fmt.Sprintf("21000000000000%05d", i), fmt.Sprintf("1000000%05d", i), fmt.Sprintf("so%d", i), 9)
+		tickets = append(tickets, tk)
+	}
+	mustUpdate(t, s, func(tx daodian.Tx) error {
+		for _, tk := range tickets {
+			if err := tx.InsertTicket(ctx, tk); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+
+	// Every write held back, none followed by a read: they go out in
+	// pipelines of maxPending, the last with COMMIT. Later writes of one row
+	// must win over earlier ones.
+	mustUpdate(t, s, func(tx daodian.Tx) error {
+		for i, tk := range tickets {
+			if err := tx.SetAvailable(ctx, tk.ID, 1); err != nil {
+				return err
+			}
+			if err := tx.SetAvailable(ctx, tk.ID, i%9); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for i, tk := range tickets {
+		assertAvailable(t, s, tk.ID, i%9)
+	}
+
+	for _, at := range []int{0, maxPending - 1, maxPending, n - 1} {
+		t.Run(fmt.Sprint("missing ticket at ", at), func(t *testing.T) {
+			err := s.Update(ctx, func(tx daodian.Tx) error {
+				for i, tk := range tickets {
+					id := tk.ID
+					if i == at {
+						id = "2199999999999999999"
+					}
+					if err := tx.SetAvailable(ctx, id, 8); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if !errors.Is(err, daodian.ErrNotFound) {
+				t.Fatalf("Update: %v, want ErrNotFound", err)
+			}
+			for i, tk := range tickets {
+				assertAvailable(t, s, tk.ID, i%9)
+			}
+		})
+	}
+}
