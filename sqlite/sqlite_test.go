@@ -761,6 +761,44 @@ func TestBatchGrowsWhileSyncing(t *testing.T) {
 	}
 }
 
+// TestSlowDiskFullBatches: on a disk slower than the Updates arrive, batches
+// fill up to MaxBatch while the previous one syncs, are committed full and
+// queued for the syncer behind it; every Update still succeeds, once.
+func TestSlowDiskFullBatches(t *testing.T) {
+	var c commits
+	s := openAt(t, tempPath(t), Options{OnCommit: c.record, MaxBatch: 8, syncFile: func(f *os.File) error {
+		time.Sleep(5 * time.Millisecond)
+		return fdatasync(f)
+	}})
+	var wg sync.WaitGroup
+	const n = 200
+	for i := range n {
+		wg.Go(func() {
+			if err := s.Update(context.Background(), putTicket(i)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	sizes := c.get()
+	total, full := 0, 0
+	for _, b := range sizes {
+		if b > 8 {
+			t.Fatalf("batch of %d with MaxBatch 8", b)
+		}
+		total += b
+		if b == 8 {
+			full++
+		}
+	}
+	if total != n || count(t, s).Tickets != n {
+		t.Fatalf("%d Updates committed, %d tickets; want %d", total, count(t, s).Tickets, n)
+	}
+	if full == 0 {
+		t.Fatalf("batch sizes %v: none reached MaxBatch on a slow disk", sizes)
+	}
+}
+
 // TestCloseFinishesQueued: Close lets every queued Update finish, then refuses
 // new ones.
 func TestCloseFinishesQueued(t *testing.T) {
