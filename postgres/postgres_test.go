@@ -985,6 +985,29 @@ func TestTransientFailures(t *testing.T) {
 		assertAvailable(t, s2, tk.ID, 5)
 	})
 
+	t.Run("connection lost before BEGIN of a transaction of held writes only", func(t *testing.T) {
+		// Nothing was sent before commit: BEGIN and the writes go first, on
+		// their own, and their loss means COMMIT was never sent — safe to run
+		// fn again.
+		s2 := newStore(t, Options{})
+		s2.beforeCommit = func(c *pgxpool.Conn) { terminate(t, admin, c.Conn().PgConn().PID()) }
+		calls := 0
+		rec := &daodian.IdemRecord{IdemKey: daodian.IdemKey{AppKey: "a", Op: daodian.OpReverse, RequestID: "writes-only"},
+			Fingerprint: "f", TicketID: tk.ID, Answer: []byte("{}"), CreatedAt: time.Now()}
+		err := s2.Update(ctx, func(tx daodian.Tx) error {
+			calls++
+			return tx.PutIdem(ctx, rec)
+		})
+		if !errors.Is(err, daodian.ErrTransient) || calls != 1+DefaultRetries {
+			t.Fatalf("got %v after %d calls, want a transient error after %d", err, calls, 1+DefaultRetries)
+		}
+		s2.beforeCommit = nil
+		err = s2.View(ctx, func(tx daodian.ReadTx) error { _, err := tx.Idem(ctx, rec.IdemKey); return err })
+		if !errors.Is(err, daodian.ErrNotFound) {
+			t.Fatalf("the record of a transaction that never committed: %v", err)
+		}
+	})
+
 	t.Run("connection lost with held writes sent with commit", func(t *testing.T) {
 		// Held-back writes that can fail only on the server go in one pipeline
 		// with COMMIT: when it is lost, the outcome is unknown and Update must

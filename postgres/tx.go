@@ -217,12 +217,16 @@ func (t *pgTx) exec(ctx context.Context, sql string, args ...any) (pgconn.Comman
 // (false, its error); a COMMIT that failed or could not be sent returns
 // (true, that error), for commitErr to classify.
 func (t *pgTx) commit(ctx context.Context) (committing bool, tag pgconn.CommandTag, err error) {
+	// BEGIN never goes in one pipeline with COMMIT: a connection lost while
+	// reading BEGIN's answer would then leave the commit's outcome unknown,
+	// yet look like a transaction that never began.
+	flushFirst := !t.began()
 	for _, w := range t.pending {
-		if !w.strict {
-			if err := t.flush(ctx); err != nil {
-				return false, tag, err
-			}
-			break
+		flushFirst = flushFirst || !w.strict
+	}
+	if flushFirst {
+		if err := t.flush(ctx); err != nil {
+			return false, tag, err
 		}
 	}
 	if t.direct() {
