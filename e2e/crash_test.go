@@ -220,7 +220,14 @@ func (w *crashWorld) load(c *client.Client, cycle, n, killAfter int, seed uint64
 			}
 		}()
 	}
-	<-enough
+	select {
+	case <-enough:
+	case <-time.After(time.Minute):
+		// A ledger that answers nothing must fail the test, not hang it.
+		cancel()
+		wg.Wait()
+		w.t.Fatalf("cycle %d: %d answers in a minute, want %d before the kill", cycle, answers.Load(), killAfter)
+	}
 	// Requests are in flight at this moment; the kill lands among them.
 	return func() { cancel(); wg.Wait() }
 }
@@ -334,6 +341,10 @@ func (w *crashWorld) replay(c *client.Client, cycle int) {
 		}
 	}
 	w.mu.Unlock()
+	// A ledger that answers nothing definitive must fail the test, not hang it:
+	// every replay of the cycle shares one deadline.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range 4 {
@@ -345,7 +356,7 @@ func (w *crashWorld) replay(c *client.Client, cycle int) {
 				if i >= len(todo) {
 					return
 				}
-				w.replayOne(c, todo[i])
+				w.replayOne(ctx, c, todo[i])
 			}
 		}()
 	}
@@ -368,12 +379,11 @@ func (w *crashWorld) replay(c *client.Client, cycle int) {
 	w.mu.Unlock()
 }
 
-func (w *crashWorld) replayOne(c *client.Client, r *crashReq) {
+func (w *crashWorld) replayOne(ctx context.Context, c *client.Client, r *crashReq) {
 	t := w.t
-	ctx := context.Background()
 	for attempt := 0; ; attempt++ {
-		if attempt == 20 {
-			t.Errorf("request %s: no definitive answer after 20 attempts", r.rid)
+		if attempt == 20 || ctx.Err() != nil {
+			t.Errorf("request %s: no definitive answer after %d attempts (%v)", r.rid, attempt, ctx.Err())
 			return
 		}
 		if r.use != nil {
