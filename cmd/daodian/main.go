@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"syscall"
@@ -177,4 +178,24 @@ func subcommand(ctx context.Context, e *env, group string, args []string, subs m
 		return &exitError{2, fmt.Sprintf("unknown subcommand %q; one of: %s", args[0], strings.Join(names, ", "))}
 	}
 	return f(ctx, e, args[1:])
+}
+
+// startCPUProfile writes a pprof CPU profile to path ("" for none) until the
+// returned stop is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"runtime/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -109,17 +108,11 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	} else {
 		logger = slog.New(slog.NewJSONHandler(e.stdout, nil))
 	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	metrics := gateway.NewMetrics()
 	store, err := openStoreWith(ctx, *db, storeOptions{server: true, onCommit: metrics.ObserveCommit, logger: logger})
 	if err != nil {
