@@ -3,8 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/daodian/daodian"
@@ -32,51 +30,7 @@ func TestFaultRulesAcrossProcesses(t *testing.T) {
 	path := tempPath(t)
 	serving := openAt(t, path, Options{})
 	admin := openAt(t, path, Options{Shared: true})
-	ctx := context.Background()
-	rule := &daodian.FaultRule{ID: "2100000000000000001", AppKey: "a", Kind: daodian.FaultError, Count: 30, Probability: 1}
-	if err := admin.Update(ctx, func(tx daodian.Tx) error { return tx.PutFaultRule(ctx, rule) }); err != nil {
-		t.Fatal(err)
-	}
-	var rules []daodian.FaultRule
-	if err := serving.View(ctx, func(tx daodian.ReadTx) error {
-		var err error
-		rules, err = tx.FaultRules(ctx)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if len(rules) != 1 || rules[0].ID != rule.ID {
-		t.Fatalf("serving store sees %+v", rules)
-	}
-	var won atomic.Int32
-	var wg sync.WaitGroup
-	for g := range 8 {
-		s := serving
-		if g%2 == 0 {
-			s = admin
-		}
-		wg.Go(func() {
-			for range 6 {
-				var ok bool
-				err := s.Update(ctx, func(tx daodian.Tx) error {
-					var err error
-					ok, err = tx.ConsumeFaultRule(ctx, rule.ID)
-					return err
-				})
-				if err != nil {
-					t.Errorf("consume: %v", err)
-					return
-				}
-				if ok {
-					won.Add(1)
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if n := won.Load(); n != 30 {
-		t.Fatalf("%d injections from a rule of count 30", n)
-	}
+	storetest.FaultConsumeAcrossStores(t, admin, serving)
 }
 
 // TestFaultMigration: a database of schema version 1 gains the fault_rules

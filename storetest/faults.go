@@ -206,10 +206,32 @@ func testFaultConcurrentConsume(t *testing.T, f Factory) {
 	r := faultRule(1)
 	r.Count = 25
 	putFaults(t, s, r)
+	raceConsume(t, r, s)
+}
+
+// FaultConsumeAcrossStores checks that two Stores on one ledger (two gateway
+// processes, or a server and an admin command) see the fault rule one of them
+// adds and, racing to consume it, take exactly its count of injections in all.
+func FaultConsumeAcrossStores(t *testing.T, a, b daodian.Store) {
+	t.Helper()
+	r := faultRule(1)
+	r.Count = 30
+	putFaults(t, a, r)
+	if got := readFaults(t, b); len(got) != 1 || got[0].ID != r.ID {
+		t.Fatalf("the other store sees %+v, want the rule just added", got)
+	}
+	raceConsume(t, r, a, b)
+}
+
+// raceConsume consumes r from 60 goroutines spread over stores, and checks that
+// exactly r.Count of them got an injection and that the spent rule is gone.
+func raceConsume(t *testing.T, r *daodian.FaultRule, stores ...daodian.Store) {
+	t.Helper()
 	var won atomic.Int32
 	var wg sync.WaitGroup
 	errs := make(chan error, 60)
-	for range 60 {
+	for i := range 60 {
+		s := stores[i%len(stores)]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -234,11 +256,13 @@ func testFaultConcurrentConsume(t *testing.T, f Factory) {
 	for err := range errs {
 		t.Errorf("concurrent consume: %v", err)
 	}
-	if n := won.Load(); n != 25 {
-		t.Fatalf("%d consumes succeeded, want exactly 25", n)
+	if n := won.Load(); n != int32(r.Count) {
+		t.Fatalf("%d consumes succeeded, want exactly %d", n, r.Count)
 	}
-	if got := readFaults(t, s); len(got) != 0 {
-		t.Fatalf("a spent rule is left: %+v", got)
+	for _, s := range stores {
+		if got := readFaults(t, s); len(got) != 0 {
+			t.Fatalf("a spent rule is left: %+v", got)
+		}
 	}
 }
 
