@@ -2,9 +2,7 @@ package client_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +12,7 @@ import (
 	"github.com/daodian/daodian/alsc"
 	"github.com/daodian/daodian/client"
 	"github.com/daodian/daodian/gateway"
+	"github.com/daodian/daodian/internal/spectest"
 	"github.com/daodian/daodian/top"
 )
 
@@ -214,38 +213,12 @@ func TestPlatformError(t *testing.T) {
 	}
 }
 
-type signVector struct {
-	Name       string            `json:"name"`
-	Secret     string            `json:"secret"`
-	SignMethod string            `json:"sign_method"`
-	Params     map[string]string `json:"params"`
-	Sign       string            `json:"sign"`
-}
-
-func loadVectors(t *testing.T) []signVector {
-	t.Helper()
-	b, err := os.ReadFile("testdata/sign.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var f struct {
-		Cases []signVector `json:"cases"`
-	}
-	if err := json.Unmarshal(b, &f); err != nil {
-		t.Fatal(err)
-	}
-	if len(f.Cases) < 6 {
-		t.Fatalf("only %d vectors", len(f.Cases))
-	}
-	return f.Cases
-}
-
 // TestSignVectors: the SDK reproduces every worked case of vectors/sign.json, both
 // through top.SignMap and through a client building the same parameters.
 func TestSignVectors(t *testing.T) {
 	public := map[string]bool{"method": true, "app_key": true, "timestamp": true, "v": true, "sign_method": true, "format": true, "simplify": true, "session": true}
 	same := 0
-	for _, v := range loadVectors(t) {
+	for _, v := range spectest.SignVectors(t) {
 		t.Run(v.Name, func(t *testing.T) {
 			if got := specSign(v.Params, v.Secret, v.SignMethod); got != v.Sign {
 				t.Fatalf("the test's own signer gives %s, vector says %s", got, v.Sign)

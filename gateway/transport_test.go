@@ -6,7 +6,6 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -16,6 +15,7 @@ import (
 	"github.com/daodian/daodian"
 	"github.com/daodian/daodian/alsc"
 	"github.com/daodian/daodian/gateway"
+	"github.com/daodian/daodian/internal/spectest"
 )
 
 // consultOutcome decodes the result of a successful JSON consult answer.
@@ -218,32 +218,6 @@ func TestSignMethods(t *testing.T) {
 	}
 }
 
-type signVector struct {
-	Name       string            `json:"name"`
-	Secret     string            `json:"secret"`
-	SignMethod string            `json:"sign_method"`
-	Params     map[string]string `json:"params"`
-	Sign       string            `json:"sign"`
-}
-
-func loadVectors(t *testing.T) []signVector {
-	t.Helper()
-	b, err := os.ReadFile("testdata/sign.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var f struct {
-		Cases []signVector `json:"cases"`
-	}
-	if err := json.Unmarshal(b, &f); err != nil {
-		t.Fatal(err)
-	}
-	if len(f.Cases) < 6 {
-		t.Fatalf("only %d vectors", len(f.Cases))
-	}
-	return f.Cases
-}
-
 // vectorTime parses a vector's timestamp by SPEC §3.2: GMT+8 text or epoch ms.
 func vectorTime(t *testing.T, ts string) time.Time {
 	t.Helper()
@@ -260,7 +234,7 @@ func vectorTime(t *testing.T, ts string) time.Time {
 // TestSignVectors: the gateway accepts every worked case of vectors/sign.json, sent
 // both in the query and in a POST body, and refuses it with one character changed.
 func TestSignVectors(t *testing.T) {
-	for _, v := range loadVectors(t) {
+	for _, v := range spectest.SignVectors(t) {
 		t.Run(v.Name, func(t *testing.T) {
 			t.Parallel()
 			if got := specSign(v.Params, v.Secret, v.SignMethod); got != v.Sign {
@@ -398,6 +372,6 @@ func (c countingBody) Read(p []byte) (int, error) {
 }
 
 // appFor is the app a vector was signed for.
-func appFor(v signVector) daodian.App {
+func appFor(v spectest.SignVector) daodian.App {
 	return daodian.App{Key: v.Params["app_key"], Secret: v.Secret, Enabled: true}
 }

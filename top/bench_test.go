@@ -5,10 +5,12 @@ import (
 	"net/http"
 	"net/url"
 	"testing"
+
+	"github.com/daodian/daodian/internal/spectest"
 )
 
 func reserveParams(tb testing.TB) *Params {
-	for _, c := range loadSignVectors(tb) {
+	for _, c := range spectest.SignVectors(tb) {
 		if c.Name == "reserve-md5" {
 			return NewParams(c.Params)
 		}

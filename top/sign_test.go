@@ -1,59 +1,16 @@
 package top
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/daodian/daodian/internal/spectest"
 )
 
-type signCase struct {
-	Name       string            `json:"name"`
-	Secret     string            `json:"secret"`
-	SignMethod string            `json:"sign_method"`
-	Params     map[string]string `json:"params"`
-	Sign       string            `json:"sign"`
-}
-
-const (
-	vectorsCopy   = "testdata/sign.json"
-	vectorsShared = "../../shared/vectors/sign.json"
-)
-
-// loadSignVectors reads the package's copy of the shared vectors, so the test runs in a
-// clean clone, and insists the copy has not drifted from the shared file when present.
-func loadSignVectors(t testing.TB) []signCase {
-	t.Helper()
-	data, err := os.ReadFile(vectorsCopy)
-	if err != nil {
-		t.Fatalf("read %s: %v", vectorsCopy, err)
-	}
-	if shared, err := os.ReadFile(vectorsShared); err == nil {
-		if !bytes.Equal(data, shared) {
-			t.Fatalf("%s differs from %s: copy the shared vectors again", vectorsCopy, vectorsShared)
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("read %s: %v", vectorsShared, err)
-	}
-	var file struct {
-		Cases []signCase `json:"cases"`
-	}
-	if err := json.Unmarshal(data, &file); err != nil {
-		t.Fatalf("parse %s: %v", vectorsCopy, err)
-	}
-	if len(file.Cases) == 0 {
-		t.Fatalf("%s has no cases", vectorsCopy)
-	}
-	return file.Cases
-}
-
 func TestSignVectors(t *testing.T) {
 	methods := map[string]bool{}
-	for _, c := range loadSignVectors(t) {
+	for _, c := range spectest.SignVectors(t) {
 		t.Run(c.Name, func(t *testing.T) {
 			methods[c.SignMethod] = true
 			p := NewParams(c.Params)
