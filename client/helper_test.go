@@ -13,6 +13,7 @@ import (
 	"github.com/daodian/daodian/gateway"
 	"github.com/daodian/daodian/internal/spectest"
 	"github.com/daodian/daodian/sqlite"
+	"github.com/daodian/daodian/storetest"
 )
 
 // t0 is the instant every test starts at: 2024-05-01 12:00:00 GMT+8.
@@ -81,22 +82,7 @@ func (e *env) addApp(app daodian.App) {
 		app.Name = "test app"
 	}
 	app.CreatedAt = t0
-	ctx := context.Background()
-	err := e.store.Update(ctx, func(tx daodian.Tx) error {
-		for _, m := range app.Merchants {
-			if _, err := tx.Merchant(ctx, m); err == nil {
-				continue
-			}
-			if err := tx.PutMerchant(ctx, &daodian.Merchant{ID: m, Name: m}); err != nil {
-				return err
-			}
-		}
-		a := app
-		return tx.InsertApp(ctx, &a)
-	})
-	if err != nil {
-		e.t.Fatalf("InsertApp %q: %v", app.Key, err)
-	}
+	storetest.InsertApp(e.t, e.store, app)
 }
 
 // client returns an SDK client of the standard app on the env's clock.

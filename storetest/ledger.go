@@ -75,6 +75,28 @@ func NewWorld(t testing.TB, store daodian.Store) *World {
 	return w
 }
 
+// InsertApp stores app as it is — key and secret included, as tests that sign
+// with a known secret need — creating its merchants if new.
+func InsertApp(t testing.TB, store daodian.Store, app daodian.App) {
+	t.Helper()
+	ctx := context.Background()
+	err := store.Update(ctx, func(tx daodian.Tx) error {
+		for _, m := range app.Merchants {
+			if _, err := tx.Merchant(ctx, m); err == nil {
+				continue
+			}
+			if err := tx.PutMerchant(ctx, &daodian.Merchant{ID: m, Name: m}); err != nil {
+				return err
+			}
+		}
+		a := app
+		return tx.InsertApp(ctx, &a)
+	})
+	if err != nil {
+		t.Fatalf("InsertApp %q: %v", app.Key, err)
+	}
+}
+
 func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
