@@ -20,6 +20,7 @@ import (
 	"github.com/daodian/daodian"
 	"github.com/daodian/daodian/alsc"
 	"github.com/daodian/daodian/client"
+	"github.com/daodian/daodian/internal/pgtest"
 	"github.com/daodian/daodian/postgres"
 	"github.com/daodian/daodian/sqlite"
 )
@@ -56,7 +57,7 @@ func TestCrashRecovery(t *testing.T) {
 		runCrash(t, filepath.Join(t.TempDir(), "crash.db"), cycles)
 	})
 	t.Run("postgres", func(t *testing.T) {
-		runCrash(t, freshPostgres(t), cycles)
+		runCrash(t, pgtest.FreshDatabase(t), cycles)
 	})
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/daodian/daodian/alsc"
 	"github.com/daodian/daodian/client"
 	"github.com/daodian/daodian/gateway"
+	"github.com/daodian/daodian/internal/pgtest"
 	"github.com/daodian/daodian/sqlite"
 )
 
@@ -38,7 +39,7 @@ func TestLinearizability(t *testing.T) {
 		runLinearizability(t, s)
 	})
 	t.Run("postgres", func(t *testing.T) {
-		s := openDB(t, freshPostgres(t))
+		s := openDB(t, pgtest.FreshDatabase(t))
 		t.Cleanup(func() { s.Close() })
 		runLinearizability(t, s)
 	})

@@ -21,6 +21,7 @@ import (
 	"github.com/daodian/daodian/alsc"
 	"github.com/daodian/daodian/client"
 	"github.com/daodian/daodian/gateway"
+	"github.com/daodian/daodian/internal/pgtest"
 	"github.com/daodian/daodian/sqlite"
 	"github.com/daodian/daodian/storetest"
 	"github.com/daodian/daodian/top"
@@ -244,7 +245,7 @@ func TestMalformedRequests(t *testing.T) {
 		runMalformed(t, s)
 	})
 	t.Run("postgres", func(t *testing.T) {
-		s := openDB(t, freshPostgres(t))
+		s := openDB(t, pgtest.FreshDatabase(t))
 		t.Cleanup(func() { s.Close() })
 		runMalformed(t, s)
 	})

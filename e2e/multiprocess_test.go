@@ -12,6 +12,7 @@ import (
 	"github.com/daodian/daodian"
 	"github.com/daodian/daodian/alsc"
 	"github.com/daodian/daodian/client"
+	"github.com/daodian/daodian/internal/pgtest"
 	"github.com/daodian/daodian/postgres"
 )
 
@@ -19,7 +20,7 @@ import (
 // PostgreSQL database (SPEC §5.3) and splits concurrent requests across them:
 // correctness must come from the database, not from either process.
 func TestTwoGatewaysOnOnePostgres(t *testing.T) {
-	dbURL := freshPostgres(t)
+	dbURL := pgtest.FreshDatabase(t)
 	ctx := context.Background()
 	store, err := postgres.Open(ctx, dbURL, postgres.Options{})
 	if err != nil {

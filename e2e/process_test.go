@@ -2,11 +2,7 @@ package e2e
 
 import (
 	"bufio"
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,8 +12,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // binary is the daodian executable built once for the tests that run real
@@ -130,37 +124,4 @@ func (p *proc) stop(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Error("daodian serve did not stop within 30s of SIGTERM")
 	}
-}
-
-// freshPostgres creates a new database on the server of DAODIAN_TEST_POSTGRES and
-// returns its URL; the database is dropped when the test ends. Without the
-// variable the test is skipped.
-func freshPostgres(t *testing.T) string {
-	t.Helper()
-	base := os.Getenv("DAODIAN_TEST_POSTGRES")
-	if base == "" {
-		t.Skip("DAODIAN_TEST_POSTGRES is not set; skipping PostgreSQL tests (set it to a postgres:// URL of a server where a fresh database may be created)")
-	}
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("connect to DAODIAN_TEST_POSTGRES: %v", err)
-	}
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	name := "daodian_e2e_" + hex.EncodeToString(b)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		conn.Close(ctx)
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-		conn.Close(ctx)
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + name
-	return u.String()
 }

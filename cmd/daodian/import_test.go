@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,8 +15,8 @@ import (
 	"time"
 
 	"github.com/daodian/daodian"
+	"github.com/daodian/daodian/internal/pgtest"
 	"github.com/daodian/daodian/top"
-	"github.com/jackc/pgx/v5"
 )
 
 func writeFile(t *testing.T, name, content string) string {
@@ -407,40 +406,10 @@ func TestImportNextToServer(t *testing.T) {
 	}
 }
 
-// freshPostgres creates a database on the server of DAODIAN_TEST_POSTGRES for
-// the test and returns its URL; without the variable the test is skipped.
-func freshPostgres(t *testing.T) string {
-	t.Helper()
-	base := os.Getenv("DAODIAN_TEST_POSTGRES")
-	if base == "" {
-		t.Skip("DAODIAN_TEST_POSTGRES is not set")
-	}
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("connect to DAODIAN_TEST_POSTGRES: %v", err)
-	}
-	name := fmt.Sprintf("daodian_cmd_%d", time.Now().UnixNano())
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		conn.Close(ctx)
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-		conn.Close(ctx)
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + name
-	return u.String()
-}
-
 // TestImportPostgres: the import works the same on PostgreSQL, and a server on
 // PostgreSQL records no commit batches (one transaction per operation).
 func TestImportPostgres(t *testing.T) {
-	db := freshPostgres(t)
+	db := pgtest.FreshDatabase(t)
 	csvPath := writeFile(t, "t.csv", "merchant_id,count,quantity\nm1,2,1\nm1,1,5\nm2,1,1\n")
 	code, out, errs := cli(t, nil, "ticket", "import", csvPath, "--db", db, "--batch", "2")
 	if code != 0 || !strings.Contains(out, "imported 3 orders, 4 tickets") {
