@@ -14,6 +14,7 @@ import (
 	"github.com/daodian/daodian/client"
 	"github.com/daodian/daodian/internal/pgtest"
 	"github.com/daodian/daodian/postgres"
+	"github.com/daodian/daodian/storetest"
 )
 
 // TestTwoGatewaysOnOnePostgres runs two real `daodian serve` processes on one
@@ -80,7 +81,7 @@ func TestTwoGatewaysOnOnePostgres(t *testing.T) {
 			t.Fatal(err)
 		}
 		answers := make([]alsc.ReserveResult, 32)
-		fan(32, func(i int) {
+		storetest.Parallel(32, func(i int) {
 			r, err := clients[i%2].Reserve(ctx, alsc.TicketReverseTopRequest{RequestID: "same", TicketID: tk.ID, TicketUseTransID: u.TicketTransID})
 			if err != nil {
 				t.Error(err)
@@ -107,7 +108,7 @@ func TestTwoGatewaysOnOnePostgres(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fan(32, func(i int) {
+		storetest.Parallel(32, func(i int) {
 			r, err := clients[i%2].Reserve(ctx, alsc.TicketReverseTopRequest{RequestID: fmt.Sprintf("diff-%d", i), TicketID: tk.ID, TicketUseTransID: u.TicketTransID})
 			if err != nil || !r.Result.Success {
 				t.Errorf("reversal %d: %+v %v", i, r, err)
@@ -121,7 +122,7 @@ func TestTwoGatewaysOnOnePostgres(t *testing.T) {
 	t.Run("32 uses of a 5-unit ticket, exactly 5 succeed", func(t *testing.T) {
 		tk := issue(5)
 		var ok, refused atomic.Int32
-		fan(32, func(i int) {
+		storetest.Parallel(32, func(i int) {
 			_, err := use(clients[i%2], tk.Code, fmt.Sprintf("u5-%d", i))
 			var pe *client.Error
 			switch {
@@ -145,20 +146,4 @@ func TestTwoGatewaysOnOnePostgres(t *testing.T) {
 	if err != nil {
 		t.Fatalf("daodian audit: %v\n%s", err, out)
 	}
-}
-
-// fan runs fn(0..n-1) concurrently, released together.
-func fan(n int, fn func(i int)) {
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			fn(i)
-		}()
-	}
-	close(start)
-	wg.Wait()
 }

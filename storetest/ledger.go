@@ -609,7 +609,7 @@ func RunLedger(t *testing.T, f Factory) {
 		tk := w.Issue(1, 1).Tickets[0]
 		u := w.MustUse(w.A, tk.Code, 1, "u1")
 		results := make([]daodian.ReverseResult, 32)
-		parallel(32, func(i int) {
+		Parallel(32, func(i int) {
 			r, err := w.Ledger.Reverse(w.Ctx, w.A, daodian.ReverseRequest{RequestID: "same", TicketID: tk.ID, TransID: u.TransID})
 			if err != nil {
 				t.Error(err)
@@ -629,7 +629,7 @@ func RunLedger(t *testing.T, f Factory) {
 		tk := w.Issue(1, 3).Tickets[0]
 		w.MustUse(w.A, tk.Code, 1, "u0")
 		u := w.MustUse(w.A, tk.Code, 1, "u1")
-		parallel(32, func(i int) {
+		Parallel(32, func(i int) {
 			r, err := w.Ledger.Reverse(w.Ctx, w.A, daodian.ReverseRequest{RequestID: fmt.Sprintf("r%d", i), TicketID: tk.ID, TransID: u.TransID})
 			if err != nil || !r.Success {
 				t.Errorf("reversal %d: %+v %v", i, r, err)
@@ -644,7 +644,7 @@ func RunLedger(t *testing.T, f Factory) {
 		w := world(t)
 		tk := w.Issue(1, 5).Tickets[0]
 		var okN, refused atomic.Int32
-		parallel(32, func(i int) {
+		Parallel(32, func(i int) {
 			_, err := w.Use(w.A, tk.Code, 1, fmt.Sprintf("u%d", i))
 			var r *daodian.Refusal
 			switch {
@@ -676,7 +676,7 @@ func RunLedger(t *testing.T, f Factory) {
 			var useErr error
 			var rev daodian.ReverseResult
 			var revErr error
-			parallel(2, func(j int) {
+			Parallel(2, func(j int) {
 				if j == 0 {
 					_, useErr = w.Ledger.Use(w.Ctx, w.A, daodian.UseRequest{TicketCode: tk.Code, ShopID: S1, RequestID: fmt.Sprintf("late%d", i), GmtBiz: late})
 				} else {
@@ -715,7 +715,7 @@ func RunLedger(t *testing.T, f Factory) {
 			u := w.MustUse(w.A, tk.Code, 1, fmt.Sprintf("u%d", i))
 			var refErr, revErr error
 			var rev daodian.ReverseResult
-			parallel(2, func(j int) {
+			Parallel(2, func(j int) {
 				if j == 0 {
 					_, refErr = w.Ledger.Refund(w.Ctx, w.A2, daodian.RefundRequest{TransID: u.TransID, TicketCode: tk.Code, RequestID: fmt.Sprintf("f%d", i)})
 				} else {
@@ -749,7 +749,7 @@ func RunLedger(t *testing.T, f Factory) {
 			w.MustUse(w.A, tk.Code, 1, fmt.Sprintf("u%d", i))
 		}
 		before := w.Snap().Counts.Fences
-		parallel(8, func(i int) {
+		Parallel(8, func(i int) {
 			r, err := w.Ledger.Reverse(w.Ctx, w.A, daodian.ReverseRequest{RequestID: fmt.Sprintf("r%d", i), TicketID: tk.ID})
 			if err != nil || !r.Success {
 				t.Errorf("reversal %d: %+v %v", i, r, err)
@@ -803,7 +803,8 @@ func RunLedger(t *testing.T, f Factory) {
 	})
 }
 
-func parallel(n int, fn func(i int)) {
+// Parallel runs fn(0..n-1) concurrently, released together, and waits for all.
+func Parallel(n int, fn func(i int)) {
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for i := range n {
