@@ -706,67 +706,6 @@ func TestIdemRace(t *testing.T) {
 	}
 }
 
-func TestNewIDUnique(t *testing.T) {
-	s := newStore(t, Options{})
-	ctx := context.Background()
-	const goroutines, perTx, txs = 32, 25, 13 // 32 × 25 × 13 = 10 400 ids
-	var mu sync.Mutex
-	seen := make(map[string]bool, goroutines*perTx*txs)
-	var wg sync.WaitGroup
-	errs := make(chan error, goroutines)
-	for range goroutines {
-		wg.Go(func() {
-			for range txs {
-				var ids []string
-				err := s.Update(ctx, func(tx daodian.Tx) error {
-					ids = ids[:0]
-					for range perTx {
-						id, err := tx.NewID(ctx)
-						if err != nil {
-							return err
-						}
-						ids = append(ids, id)
-					}
-					return nil
-				})
-				if err != nil {
-					errs <- err
-					return
-				}
-				for i, id := range ids {
-					if i > 0 && id <= ids[i-1] {
-						errs <- fmt.Errorf("ids not increasing: %s after %s", id, ids[i-1])
-						return
-					}
-				}
-				mu.Lock()
-				for _, id := range ids {
-					if seen[id] {
-						mu.Unlock()
-						errs <- fmt.Errorf("id %s handed out twice", id)
-						return
-					}
-					seen[id] = true
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	for id := range seen {
-		if len(id) != 19 || id < "2100000000000000000" {
-			t.Fatalf("id %q is not a 19-digit id from 2100000000000000000", id)
-		}
-	}
-	if len(seen) != goroutines*perTx*txs {
-		t.Fatalf("%d ids", len(seen))
-	}
-}
-
 func TestViewSnapshot(t *testing.T) {
 	s := newStore(t, Options{})
 	ctx := context.Background()

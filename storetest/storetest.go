@@ -1328,6 +1328,14 @@ func testNewID(t *testing.T, f Factory) {
 					errs <- err
 					return
 				}
+				// Within a transaction ids increase: the latest use of a ticket
+				// is the one with the greatest id.
+				for i, id := range ids {
+					if i > 0 && id <= ids[i-1] {
+						errs <- fmt.Errorf("ids not increasing within a transaction: %s after %s", id, ids[i-1])
+						return
+					}
+				}
 				mu.Lock()
 				for _, id := range ids {
 					if all[id] {
