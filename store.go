@@ -98,7 +98,8 @@ type Tx interface {
 	MarkRefunded(ctx context.Context, u *Use) error
 	// PutFence creates or replaces the fence of (ticket, app).
 	PutFence(ctx context.Context, f *Fence) error
-	// NewID returns a fresh 19-digit identifier, unique among all identifiers the
+	// NewID returns a fresh 19-digit identifier (from 2100000000000000000, and
+	// increasing within a transaction), unique among all identifiers the
 	// store ever handed out, never reused even if the transaction aborts.
 	NewID(ctx context.Context) (string, error)
 
