@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 	"github.com/daodian/daodian/alsc"
 	"github.com/daodian/daodian/client"
 	"github.com/daodian/daodian/gateway"
+	"github.com/daodian/daodian/internal/testio"
 	"github.com/daodian/daodian/sqlite"
 	"github.com/daodian/daodian/storetest"
 	"github.com/daodian/daodian/top"
@@ -30,25 +29,11 @@ import (
 // faultReload is the rules' reload interval in these tests.
 const faultReload = 20 * time.Millisecond
 
-// lockedBuffer collects log lines written concurrently.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// lines returns the decoded JSON log lines whose msg starts with prefix.
-func (l *lockedBuffer) lines(t *testing.T, prefix string) []map[string]any {
-	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// logLines returns the decoded JSON log lines of logs whose msg starts with
+// prefix.
+func logLines(logs *testio.Buffer, prefix string) []map[string]any {
 	var out []map[string]any
-	for _, ln := range strings.Split(strings.TrimSpace(l.b.String()), "\n") {
+	for _, ln := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
 		var m map[string]any
 		if json.Unmarshal([]byte(ln), &m) == nil && strings.HasPrefix(m["msg"].(string), prefix) {
 			out = append(out, m)
@@ -61,7 +46,7 @@ type faultEnv struct {
 	*storetest.World
 	path string
 	gw   *gateway.Gateway
-	logs *lockedBuffer
+	logs *testio.Buffer
 	url  string
 	a    *client.Client
 }
@@ -75,7 +60,7 @@ func newFaultEnv(t *testing.T, opts gateway.FaultOptions) *faultEnv {
 	}
 	t.Cleanup(func() { s.Close() })
 	w := storetest.NewWorld(t, s)
-	logs := &lockedBuffer{}
+	logs := &testio.Buffer{}
 	if opts.Reload == 0 {
 		opts.Reload = faultReload
 	}
@@ -183,12 +168,12 @@ func TestFaultError(t *testing.T) {
 	if n := e.injected(t, daodian.FaultError); n != 3 {
 		t.Fatalf("%v error faults counted, want 3", n)
 	}
-	warns := e.logs.lines(t, "fault injected")
+	warns := logLines(e.logs, "fault injected")
 	if len(warns) != 3 || warns[0]["level"] != "WARN" || warns[0]["rule_id"] != rule.ID || warns[0]["app_key"] != e.A.Key ||
 		warns[0]["fault"] != "error" || warns[0]["method"] != alsc.MethodReserve || warns[0]["request_id"] == "" {
 		t.Fatalf("fault log lines: %v", warns)
 	}
-	reqs := e.logs.lines(t, "request")
+	reqs := logLines(e.logs, "request")
 	if reqs[len(reqs)-2]["outcome"] != gateway.OutcomeFaultError {
 		t.Fatalf("request log of an injected error: %v", reqs[len(reqs)-2])
 	}
@@ -310,7 +295,7 @@ func TestFaultLoseResponse(t *testing.T) {
 	if reversed != 1 {
 		t.Fatalf("%d uses reversed, want 1", reversed)
 	}
-	drop := e.logs.lines(t, "fault injected: answer dropped")
+	drop := logLines(e.logs, "fault injected: answer dropped")
 	if len(drop) != 1 || drop[0]["applied_outcome"] != "success" || e.injected(t, daodian.FaultLoseResponse) != 1 {
 		t.Fatalf("lost answer not reported: %v", drop)
 	}
@@ -402,7 +387,7 @@ func TestFaultHold(t *testing.T) {
 	if c.Uses != 0 || c.Fences != 1 || e.Available(tk.ID) != 1 || e.gw.HeldRequests() != 0 {
 		t.Fatalf("counts %+v, available %d: want the late use refused after an empty reversal", c, e.Available(tk.ID))
 	}
-	rel := e.logs.lines(t, "held use released")
+	rel := logLines(e.logs, "held use released")
 	if len(rel) != 1 || rel[0]["released_by"] == "timeout" {
 		t.Fatalf("release log: %v", rel)
 	}
@@ -447,7 +432,7 @@ func TestFaultHold(t *testing.T) {
 		if d := time.Since(start); d < 100*time.Millisecond {
 			t.Fatalf("held %v, want the max hold of 100ms", d)
 		}
-		rel := e.logs.lines(t, "held use released")
+		rel := logLines(e.logs, "held use released")
 		if rel[len(rel)-1]["released_by"] != "timeout" {
 			t.Fatalf("release log: %v", rel[len(rel)-1])
 		}
@@ -468,7 +453,7 @@ func TestFaultHold(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
-		if len(e2.logs.lines(t, "hold fault skipped")) != 1 {
+		if len(logLines(e2.logs, "hold fault skipped")) != 1 {
 			t.Fatal("the skipped hold was not logged")
 		}
 	})
@@ -513,7 +498,7 @@ func TestFaultsDisabled(t *testing.T) {
 	if _, err := e.a.Use(e.Ctx, e.useReq(tk.Code, "u1")); err != nil || e.gw.HeldRequests() != 0 {
 		t.Fatalf("use under disabled faults: %v", err)
 	}
-	if len(e.rules(t)) != 4 || len(e.logs.lines(t, "fault")) != 0 {
+	if len(e.rules(t)) != 4 || len(logLines(e.logs, "fault")) != 0 {
 		t.Fatal("a disabled gateway touched the rules")
 	}
 }

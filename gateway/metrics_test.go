@@ -11,14 +11,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/daodian/daodian"
-	"github.com/daodian/daodian/alsc"
-	"github.com/daodian/daodian/gateway"
-	"github.com/daodian/daodian/top"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/daodian/daodian"
+	"github.com/daodian/daodian/alsc"
+	"github.com/daodian/daodian/gateway"
+	"github.com/daodian/daodian/top"
 )
 
 // settle waits until no request is in flight. A request is observed (metrics,

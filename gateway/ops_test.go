@@ -16,25 +16,8 @@ import (
 	"github.com/daodian/daodian"
 	"github.com/daodian/daodian/alsc"
 	"github.com/daodian/daodian/gateway"
+	"github.com/daodian/daodian/internal/testio"
 )
-
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // requestIDOf returns the request_id of any answer.
 func requestIDOf(t *testing.T, a answer) string {
@@ -60,7 +43,7 @@ func requestIDOf(t *testing.T, a answer) string {
 // TestLogs: one line per request naming its request_id, app, method and outcome;
 // the app secret never appears.
 func TestLogs(t *testing.T) {
-	var logs syncBuffer
+	var logs testio.Buffer
 	e := stdEnv(t, envOpts{
 		cfg:   gateway.Config{Logger: slog.New(slog.NewJSONHandler(&logs, nil))},
 		setup: registerPanic,

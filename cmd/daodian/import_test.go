@@ -16,6 +16,7 @@ import (
 
 	"github.com/daodian/daodian"
 	"github.com/daodian/daodian/internal/pgtest"
+	"github.com/daodian/daodian/internal/testio"
 	"github.com/daodian/daodian/top"
 )
 
@@ -336,7 +337,7 @@ func TestImportStopsHonestly(t *testing.T) {
 	fs.n.Store(2) // two batches of 3 commit, the third fails
 	start := time.Now().Truncate(time.Second)
 	l := daodian.NewLedger(fs, daodian.Config{Clock: func() time.Time { return start }})
-	var out, errb syncBuffer
+	var out, errb testio.Buffer
 	e := &env{stdout: &out, stderr: &errb, getenv: func(string) string { return "" }}
 	sum := importSummary{File: csvPath}
 	if bad, err := validateImport(e, csvPath, 0, start, l, &sum); err != nil || bad != 0 {

@@ -1,41 +1,22 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/daodian/daodian"
+	"github.com/daodian/daodian/internal/testio"
 )
-
-// syncBuffer is a bytes.Buffer safe for a writer and a polling reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // cli runs one command in-process and returns its exit code, stdout and stderr.
 func cli(t *testing.T, envv map[string]string, args ...string) (int, string, string) {
 	t.Helper()
-	var out, errb syncBuffer
+	var out, errb testio.Buffer
 	e := &env{stdout: &out, stderr: &errb, stdin: strings.NewReader(""), getenv: func(k string) string { return envv[k] }}
 	code := run(context.Background(), e, args)
 	return code, out.String(), errb.String()
@@ -43,7 +24,7 @@ func cli(t *testing.T, envv map[string]string, args ...string) (int, string, str
 
 // server runs `daodian serve` in-process on a free port until the test ends,
 // when it must exit cleanly, and returns its /router/rest URL and its stderr.
-func server(t *testing.T, args ...string) (string, *syncBuffer) {
+func server(t *testing.T, args ...string) (string, *testio.Buffer) {
 	t.Helper()
 	p := startServeInProcess(t, args...)
 	t.Cleanup(func() {

@@ -20,6 +20,7 @@ import (
 	"github.com/daodian/daodian"
 	"github.com/daodian/daodian/alsc"
 	"github.com/daodian/daodian/client"
+	"github.com/daodian/daodian/internal/testio"
 	"github.com/daodian/daodian/top"
 )
 
@@ -116,8 +117,8 @@ func TestDemoCallLinesWork(t *testing.T) {
 type serveProc struct {
 	url    string // the gateway's /router/rest
 	base   string // http://host:port
-	stdout *syncBuffer
-	stderr *syncBuffer
+	stdout *testio.Buffer
+	stderr *testio.Buffer
 	cancel context.CancelFunc
 	done   chan int
 }
@@ -126,7 +127,7 @@ type serveProc struct {
 func startServeInProcess(t *testing.T, args ...string) *serveProc {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &serveProc{stdout: &syncBuffer{}, stderr: &syncBuffer{}, cancel: cancel, done: make(chan int, 1)}
+	p := &serveProc{stdout: &testio.Buffer{}, stderr: &testio.Buffer{}, cancel: cancel, done: make(chan int, 1)}
 	e := &env{stdout: p.stdout, stderr: p.stderr, stdin: strings.NewReader(""), getenv: func(string) string { return "" }}
 	go func() { p.done <- run(ctx, e, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)) }()
 	t.Cleanup(func() {
