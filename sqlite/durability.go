@@ -36,7 +36,7 @@ import (
 type syncRecord struct {
 	seq   uint64
 	ops   []*op // nil for a failed COMMIT: only seq matters then
-	ran   int
+	ran   int   // Updates run in the COMMIT; 0 for ops answered without one
 	start time.Time
 }
 
@@ -142,16 +142,16 @@ func (y *syncer) flush() {
 	}
 	now := time.Now()
 	for _, r := range recs {
-		if err == nil && r.ops != nil && y.onCommit != nil {
+		if err == nil && r.ran > 0 && y.onCommit != nil {
 			y.onCommit(r.ran, now.Sub(r.start))
 		}
-		for _, o := range r.ops {
-			if err != nil {
+		if err != nil {
+			for _, o := range r.ops {
 				o.done <- daodian.Transient(err)
-			} else {
-				o.done <- nil
 			}
+			continue
 		}
+		answer(r.ops)
 	}
 	if err == nil {
 		y.synced.Store(recs[len(recs)-1].seq)

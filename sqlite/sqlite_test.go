@@ -761,6 +761,65 @@ func TestBatchGrowsWhileSyncing(t *testing.T) {
 	}
 }
 
+// TestRefusalWaitsForItsBatch: an Update that fails is answered with its batch,
+// once the writes before it are durable — its failure may rest on them (a use
+// refused for units an earlier use in the batch took), and a reader must not
+// learn of it while a View still sees the units there.
+func TestRefusalWaitsForItsBatch(t *testing.T) {
+	var hold atomic.Bool
+	entered, gate := make(chan struct{}, 1), make(chan struct{})
+	s := openAt(t, tempPath(t), Options{syncFile: func(f *os.File) error {
+		if hold.Swap(false) {
+			entered <- struct{}{}
+			<-gate
+		}
+		return fdatasync(f)
+	}})
+	var release sync.Once
+	open := func() { release.Do(func() { close(gate) }) }
+	t.Cleanup(open) // before the store's Close, which waits for the syncer
+	ctx := context.Background()
+	hold.Store(true)
+	first := make(chan error, 1)
+	go func() { first <- s.Update(ctx, putTicket(0)) }()
+	<-entered // the first batch is syncing; the next one stays open
+
+	errRefused := errors.New("refused: ticket 1 exists")
+	wrote, refused := make(chan error, 1), make(chan error, 1)
+	ran := make(chan struct{})
+	go func() {
+		wrote <- s.Update(ctx, func(tx daodian.Tx) error {
+			defer close(ran)
+			return putTicket(1)(tx)
+		})
+	}()
+	<-ran
+	go func() {
+		refused <- s.Update(ctx, func(tx daodian.Tx) error {
+			if _, err := tx.Ticket(ctx, testTicket(1).ID); err == nil {
+				return errRefused // it saw the uncommitted ticket 1
+			}
+			return nil
+		})
+	}()
+	select {
+	case err := <-refused:
+		t.Fatalf("a refusal resting on an uncommitted write was answered (%v) before that write was durable", err)
+	case err := <-wrote:
+		t.Fatalf("an Update returned (%v) while the sync before its commit was held", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	open()
+	for _, ch := range []chan error{first, wrote} {
+		if err := <-ch; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-refused; !errors.Is(err, errRefused) {
+		t.Fatalf("refusal answered %v, want its own error", err)
+	}
+}
+
 // TestSlowDiskFullBatches: on a disk slower than the Updates arrive, batches
 // fill up to MaxBatch while the previous one syncs, are committed full and
 // queued for the syncer behind it; every Update still succeeds, once.

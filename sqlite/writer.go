@@ -38,13 +38,15 @@ type op struct {
 	fn    func(daodian.Tx) error
 	state atomic.Int32
 	done  chan error // buffered: the writer never blocks answering
+	// err is fn's error, held until the batch is durable (see runBatch).
+	err error
 }
 
 var opPool = sync.Pool{New: func() any { return &op{done: make(chan error, 1)} }}
 
 func getOp(ctx context.Context, fn func(daodian.Tx) error) *op {
 	o := opPool.Get().(*op)
-	o.ctx, o.fn = ctx, fn
+	o.ctx, o.fn, o.err = ctx, fn, nil
 	o.state.Store(opQueued)
 	return o
 }
@@ -315,15 +317,26 @@ func (w *writer) runBatch(batch, all []*op) (rest, _ []*op) {
 			return batch[i+1:], all
 		}
 		if err != nil {
-			o.done <- err
-			batch[i] = nil
+			// Answered with the batch, not now: a refusal may rest on what
+			// the ops before it in this batch wrote, or on the previous batch,
+			// and must not be seen before they are durable — a reader told
+			// "not enough units" must not then find them still there.
+			o.err = err
 			continue
 		}
 		succeeded++
 	}
 	if succeeded == 0 && !w.limitDirty {
-		// Nothing to keep: no fsync needed.
+		// Nothing to keep: no commit. The answers wait only for what was
+		// committed before, if it is not yet durable.
 		w.rollback()
+		if w.sync != nil {
+			if seq := w.sync.committed.Load(); w.sync.synced.Load() < seq {
+				w.sync.push(syncRecord{seq: seq, ops: live(batch)})
+				return nil, all
+			}
+		}
+		answer(batch)
 		return nil, all
 	}
 	limitWritten := false
@@ -353,24 +366,34 @@ func (w *writer) runBatch(batch, all []*op) (rest, _ []*op) {
 		w.ckpt.poke()
 	}
 	if w.sync != nil {
-		ops := make([]*op, 0, succeeded)
-		for _, o := range batch {
-			if o != nil {
-				ops = append(ops, o)
-			}
-		}
-		w.sync.push(syncRecord{seq: seq, ops: ops, ran: ran, start: start})
+		w.sync.push(syncRecord{seq: seq, ops: live(batch), ran: ran, start: start})
 		return nil, all
 	}
 	if w.onCommit != nil {
 		w.onCommit(ran, time.Since(start))
 	}
+	answer(batch)
+	return nil, all
+}
+
+// live returns the ops of a batch still waiting for their answer.
+func live(batch []*op) []*op {
+	ops := make([]*op, 0, len(batch))
 	for _, o := range batch {
 		if o != nil {
-			o.done <- nil
+			ops = append(ops, o)
 		}
 	}
-	return nil, all
+	return ops
+}
+
+// answer gives each op of a durable batch its own outcome.
+func answer(batch []*op) {
+	for _, o := range batch {
+		if o != nil {
+			o.done <- o.err
+		}
+	}
 }
 
 // checkpointTail checkpoints what the background checkpointer has not yet
