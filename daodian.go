@@ -46,9 +46,16 @@ func (s TicketStatus) Valid() bool {
 
 // App is a calling application (ISV).
 type App struct {
-	Key    string
+	Key string
+	// Secret is the current signing secret, in plain text in memory only: stores
+	// keep it sealed (SPEC §5.4).
 	Secret string
-	Name   string
+	// PreviousSecret is the secret the last rotation replaced. It still signs valid
+	// requests until PreviousSecretUntil, so that running POS terminals can be
+	// updated; empty when there is none.
+	PreviousSecret      string
+	PreviousSecretUntil time.Time
+	Name                string
 	// Merchants are the merchant ids whose tickets this app may see and change.
 	Merchants []string
 	Enabled   bool
@@ -68,6 +75,12 @@ func (a *App) CanSee(merchantID string) bool {
 		}
 	}
 	return false
+}
+
+// PreviousSecretValid reports whether PreviousSecret still signs valid requests at
+// now.
+func (a *App) PreviousSecretValid(now time.Time) bool {
+	return a.PreviousSecret != "" && now.Before(a.PreviousSecretUntil)
 }
 
 // Allows reports whether the app is granted the method.
