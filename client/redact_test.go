@@ -7,12 +7,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/daodian/daodian/client"
+	"github.com/daodian/daodian/internal/spectest"
 )
 
 // closedPort returns host:port where nothing listens.
@@ -27,15 +27,11 @@ func closedPort(t *testing.T) string {
 	return addr
 }
 
-// signedParts are what a signed request carries that an error must not: the
-// query's names and values (a replayable call while its timestamp is accepted).
-var signedParts = regexp.MustCompile(`sign=|app_key=|timestamp=|sign_method=|\?\w*=|\d{4}-\d\d-\d\d|%3A`)
-
 // assertRedacted fails if msg shows any part of the signed request or of the
 // URL's user part, or does not name the endpoint.
 func assertRedacted(t *testing.T, msg, endpoint string, secrets ...string) {
 	t.Helper()
-	if m := signedParts.FindString(msg); m != "" {
+	if m := spectest.SignedRequestParts.FindString(msg); m != "" {
 		t.Errorf("error shows %q of the signed request: %s", m, msg)
 	}
 	for _, s := range secrets {

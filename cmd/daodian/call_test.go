@@ -2,14 +2,11 @@ package main
 
 import (
 	"net"
-	"regexp"
 	"strings"
 	"testing"
-)
 
-// signedParts are what a signed request carries that no output may show: the
-// query's names and values, the GMT+8 timestamp in plain or URL-encoded form.
-var signedParts = regexp.MustCompile(`sign=|app_key=|timestamp=|sign_method=|\?\w*=|\d{4}-\d\d-\d\d|%3A`)
+	"github.com/daodian/daodian/internal/spectest"
+)
 
 // TestGatewayDownHidesSignedURL: with nothing listening, `call` and `reverse`
 // (on every retry and at the end) name the endpoint and the cause, never the
@@ -39,7 +36,7 @@ func TestGatewayDownHidesSignedURL(t *testing.T) {
 			if code != tc.exit || out != "" {
 				t.Errorf("%s: exit %d, stdout %q; want exit %d and nothing on stdout", name, code, out, tc.exit)
 			}
-			if m := signedParts.FindString(errs); m != "" {
+			if m := spectest.SignedRequestParts.FindString(errs); m != "" {
 				t.Errorf("%s: stderr shows %q of the signed request:\n%s", name, m, errs)
 			}
 			for _, s := range []string{key, secret, "hunter2", "pos@", "pos:"} {
