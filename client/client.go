@@ -29,7 +29,9 @@ const MaxResponseBytes = 8 << 20
 
 // Client sends signed calls to one gateway as one app.
 type Client struct {
-	url        string
+	url        *url.URL // the gateway; nil if it did not parse (urlErr says why)
+	urlErr     error
+	endpoint   string // scheme://host/path: how errors name the gateway
 	appKey     string
 	secret     string
 	signMethod string
@@ -69,14 +71,11 @@ func WithEpochMillis() Option {
 }
 
 // New returns a client of the gateway at url (e.g. http://127.0.0.1:8080/router/rest;
-// a URL without a path gets /router/rest).
+// a URL without a path gets /router/rest). A URL that does not parse makes every
+// call fail with an error saying so.
 func New(gatewayURL, appKey, secret string, opts ...Option) *Client {
-	if u, err := url.Parse(gatewayURL); err == nil && (u.Path == "" || u.Path == "/") {
-		u.Path = "/router/rest"
-		gatewayURL = u.String()
-	}
 	c := &Client{
-		url: gatewayURL, appKey: appKey, secret: secret,
+		appKey: appKey, secret: secret,
 		signMethod: top.SignHMACSHA256, format: top.JSON,
 		http:      &http.Client{Timeout: 10 * time.Second},
 		clock:     time.Now,
@@ -85,6 +84,21 @@ func New(gatewayURL, appKey, secret string, opts ...Option) *Client {
 	for _, o := range opts {
 		o(c)
 	}
+	u, err := url.Parse(gatewayURL)
+	if err != nil {
+		// Not the whole *url.Error: its URL may carry a password.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		c.urlErr = fmt.Errorf("invalid gateway URL: %w", err)
+		return c
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path, u.RawPath = "/router/rest", ""
+	}
+	c.url = u
+	c.endpoint = (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}).String()
 	return c
 }
 
@@ -166,20 +180,22 @@ func (c *Client) Call(ctx context.Context, method string, business map[string]st
 			form.Set(k, v)
 		}
 	}
-	u := c.url
-	if strings.Contains(u, "?") {
-		u += "&" + q.Encode()
-	} else {
-		u += "?" + q.Encode()
+	if c.urlErr != nil {
+		return nil, c.urlErr
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(form.Encode()))
+	u := *c.url
+	if u.RawQuery != "" {
+		u.RawQuery += "&"
+	}
+	u.RawQuery += q.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), strings.NewReader(form.Encode()))
 	if err != nil {
-		return nil, err
+		return nil, c.redact(err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded;charset=utf-8")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, &TransportError{err}
+		return nil, &TransportError{c.redact(err)}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
@@ -193,6 +209,19 @@ func (c *Client) Call(ctx context.Context, method string, business map[string]st
 		return nil, &TransportError{fmt.Errorf("HTTP %s", resp.Status)}
 	}
 	return body, nil
+}
+
+// redact returns err with the URL of its *url.Error (every error of
+// http.Client.Do is one) replaced by the endpoint. That URL is the signed request:
+// its query holds app_key, timestamp and sign, a replayable call for as long as the
+// timestamp is accepted, and its user part a password. The *url.Error stays, so
+// callers keep errors.Is (context.DeadlineExceeded) and net.Error's Timeout.
+func (c *Client) redact(err error) error {
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return err
+	}
+	return &url.Error{Op: ue.Op, URL: c.endpoint, Err: ue.Err}
 }
 
 // Execute sends req and decodes the answer into resp (one of the alsc response

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"strings"
 
 	"github.com/daodian/daodian/alsc"
@@ -74,7 +75,7 @@ func runCall(ctx context.Context, e *env, args []string) error {
 	}
 	body, err := c.Call(ctx, pos[0], params)
 	if err != nil {
-		return err
+		return explainNoAnswer(err)
 	}
 	if f == top.JSON {
 		var out bytes.Buffer
@@ -129,12 +130,32 @@ func runReverse(ctx context.Context, e *env, args []string) error {
 	}
 	if err != nil {
 		if errors.Is(err, client.ErrNotDefinitive) {
-			return &exitError{3, fmt.Sprintf("no definitive answer after %d attempts; retry later with --request-id %s", *attempts, *requestID)}
+			last := "the answer said retry=true"
+			var te *client.TransportError
+			var pe *client.Error
+			switch {
+			case errors.As(err, &te):
+				last = explainNoAnswer(te).Error()
+			case errors.As(err, &pe):
+				last = pe.Error()
+			}
+			return &exitError{3, fmt.Sprintf("no definitive answer after %d attempts; last: %s; retry later with --request-id %s", *attempts, oneLine(last), *requestID)}
 		}
-		return err
+		return explainNoAnswer(err)
 	}
 	if !res.Result.Success {
 		return &exitError{1, fmt.Sprintf("reversal refused: %s (%s)", res.Result.ErrorCode, res.Result.ErrorMsg)}
 	}
 	return nil
+}
+
+// explainNoAnswer adds what to check to a call that found nothing listening. The
+// SDK's error already names the endpoint (scheme, host and path: never the signed
+// query) and the cause.
+func explainNoAnswer(err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		return fmt.Errorf("%w (is daodian serve running there? see --url or DAODIAN_URL)", err)
+	}
+	return err
 }

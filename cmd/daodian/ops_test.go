@@ -66,15 +66,18 @@ func shellWords(t *testing.T, line string) []string {
 	return words
 }
 
-// TestDemoCallLinesWork: every `daodian call …` and `daodian reverse …` line that
-// serve --demo prints runs, as printed, and succeeds, in order.
+// TestDemoCallLinesWork: every `… call …` and `… reverse …` line that serve
+// --demo prints runs, as printed, and succeeds, in order. Each starts with the
+// command that runs this program (here the test binary: TestDemoLinesPasteIntoAShell
+// runs real binaries).
 func TestDemoCallLinesWork(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "demo.db")
 	_, errb := server(t, "--db", db, "--demo")
+	self := selfCommand()
 	var lines []string
 	for _, l := range strings.Split(errb.String(), "\n") {
 		l = strings.TrimSpace(l)
-		if strings.HasPrefix(l, "daodian call ") || strings.HasPrefix(l, "daodian reverse ") {
+		if strings.HasPrefix(l, self+" call ") || strings.HasPrefix(l, self+" reverse ") {
 			lines = append(lines, l)
 		}
 	}
@@ -90,8 +93,8 @@ func TestDemoCallLinesWork(t *testing.T) {
 	}
 	for _, l := range lines {
 		words := shellWords(t, l)
-		if words[0] != "daodian" {
-			t.Fatalf("not a daodian command: %s", l)
+		if words[0] != self {
+			t.Fatalf("not a command of this program (%s): %s", self, l)
 		}
 		code, out, errs := cli(t, nil, words[1:]...)
 		if code != 0 {
