@@ -154,11 +154,14 @@ type Ticket struct {
 	CreatedAt          time.Time
 }
 
-// Expired reports whether the ticket cannot be used at now because of its validity
-// window.
-func (t *Ticket) Expired(now time.Time) bool {
-	return now.Before(t.ValidFrom) || !now.Before(t.ValidTo)
-}
+// NotYetValid reports whether now is before the ticket's validity window.
+func (t *Ticket) NotYetValid(now time.Time) bool { return now.Before(t.ValidFrom) }
+
+// Expired reports whether the ticket's validity window has ended at now.
+func (t *Ticket) Expired(now time.Time) bool { return !now.Before(t.ValidTo) }
+
+// InWindow reports whether now is inside the ticket's validity window.
+func (t *Ticket) InWindow(now time.Time) bool { return !t.NotYetValid(now) && !t.Expired(now) }
 
 // Use is one redemption of units of one ticket. A group-buy use spanning several
 // tickets is several Use rows sharing a GroupTransID.

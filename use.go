@@ -64,6 +64,9 @@ func (l *Ledger) Use(ctx context.Context, app *App, req UseRequest) (UseResult, 
 		if t.Status != TicketValid {
 			return refuse(SubTicketStatusInvalid, subMsgStatusInvalid)
 		}
+		if t.NotYetValid(now) {
+			return refuse(SubTicketNotYetValid, subMsgTicketNotYetValid)
+		}
 		if t.Expired(now) {
 			return refuse(SubTicketExpired, subMsgTicketExpired)
 		}
@@ -124,7 +127,7 @@ func (l *Ledger) allocate(ctx context.Context, tx Tx, t *Ticket, quantity int, n
 		if need == 0 {
 			break
 		}
-		if s.ID == t.ID || s.Available == 0 || s.Status != TicketValid || s.Expired(now) || s.MerchantID != t.MerchantID {
+		if s.ID == t.ID || s.Available == 0 || s.Status != TicketValid || !s.InWindow(now) || s.MerchantID != t.MerchantID {
 			continue
 		}
 		n := min(s.Available, need)
@@ -284,6 +287,10 @@ func (l *Ledger) Consult(ctx context.Context, app *App, req ConsultRequest) (Con
 			res = ConsultResult{ErrorCode: CodeTicketStatusInvalid, ErrorMsg: msgConsultStatusInvalid}
 			return nil
 		}
+		if t.NotYetValid(now) {
+			fail(CodeTicketNotYetValid)
+			return nil
+		}
 		if t.Expired(now) {
 			fail(CodeTicketExpired)
 			return nil
@@ -302,7 +309,7 @@ func (l *Ledger) Consult(ctx context.Context, app *App, req ConsultRequest) (Con
 		}
 		for i := range siblings {
 			s := &siblings[i]
-			if s.Available == 0 || s.Status != TicketValid || s.Expired(now) {
+			if s.Available == 0 || s.Status != TicketValid || !s.InWindow(now) {
 				continue
 			}
 			ct := ConsultTicket{

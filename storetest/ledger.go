@@ -565,6 +565,53 @@ func RunLedger(t *testing.T, f Factory) {
 		}
 	})
 
+	// A ticket before its validity window has its own refusal, distinct from an
+	// expired one, in the order of SPEC §4.3: after the shop and the status,
+	// before the quantity. A reversal does not look at the window.
+	t.Run("NotYetValid", func(t *testing.T) {
+		w := world(t)
+		now := w.Clock.Now()
+		issue := func(status daodian.TicketStatus) daodian.Ticket {
+			o, err := w.Ledger.Issue(w.Ctx, daodian.IssueRequest{MerchantID: M1, Status: status,
+				ValidFrom: now.Add(time.Hour), ValidTo: now.Add(48 * time.Hour)})
+			must(t, err)
+			return o.Tickets[0]
+		}
+		tk, cancelled := issue(daodian.TicketValid), issue(daodian.TicketCancelled)
+		before := w.Snap()
+		for _, c := range []struct {
+			name string
+			req  daodian.UseRequest
+			sub  string
+		}{
+			{"not yet valid", daodian.UseRequest{TicketCode: tk.Code, ShopID: S1, RequestID: "n1"}, daodian.SubTicketNotYetValid},
+			{"shop first", daodian.UseRequest{TicketCode: tk.Code, ShopID: S2, RequestID: "n2"}, daodian.SubShopNotMatch},
+			{"status first", daodian.UseRequest{TicketCode: cancelled.Code, ShopID: S1, RequestID: "n3"}, daodian.SubTicketStatusInvalid},
+			{"before quantity", daodian.UseRequest{TicketCode: tk.Code, ShopID: S1, Quantity: 2, RequestID: "n4"}, daodian.SubTicketNotYetValid},
+		} {
+			_, err := w.Ledger.Use(w.Ctx, w.A, c.req)
+			var r *daodian.Refusal
+			if !errors.As(err, &r) || r.SubCode != c.sub {
+				t.Fatalf("%s: got %v, want %s", c.name, err, c.sub)
+			}
+			if c.sub == daodian.SubTicketNotYetValid && r.SubMsg == "" {
+				t.Fatalf("%s: no sub_msg", c.name)
+			}
+		}
+		if d := before.Diff(w.Snap(), false); d != "" {
+			t.Fatalf("a refused use changed the ledger: %s", d)
+		}
+		r, err := w.Ledger.Consult(w.Ctx, w.A, daodian.ConsultRequest{RequestID: "c", ShopID: S1, TicketCode: tk.Code})
+		must(t, err)
+		if r.Success || r.ErrorCode != daodian.CodeTicketNotYetValid || r.ErrorMsg != daodian.Message(daodian.CodeTicketNotYetValid) ||
+			r.ErrorMsg == "" || r.ErrorMsg == daodian.Message(daodian.CodeTicketExpired) || r.Retry {
+			t.Fatalf("consult of a ticket not yet valid: %+v", r)
+		}
+		ok(t, w.Reverse(w.A, "r1", tk.ID, ""))
+		w.Clock.Advance(time.Hour)
+		w.MustUse(w.A, tk.Code, 1, "n5")
+	})
+
 	t.Run("Refund", func(t *testing.T) {
 		w := world(t)
 		tk := w.Issue(1, 2).Tickets[0]
