@@ -144,7 +144,7 @@ func (l *Ledger) reverseTicket(ctx context.Context, tx Tx, app *App, t *Ticket, 
 				return ReverseResult{}, gerr
 			}
 			if g == nil {
-				return failure(CodeUseTransMismatch), nil
+				return l.foreignUse(ctx, tx, app, u)
 			}
 			u = g
 		}
@@ -183,6 +183,23 @@ func (l *Ledger) reverseTicket(ctx context.Context, tx Tx, app *App, t *Ticket, 
 		return ReverseResult{}, err
 	}
 	return ReverseResult{Success: true}, nil
+}
+
+// foreignUse answers a reversal naming a use of another ticket. MISMATCH would
+// tell that the use exists, so it is only for a use the app could see anyway;
+// a use of a ticket the app cannot see answers exactly like one that does not
+// exist, or any app could count every merchant's redemptions by probing the
+// sequential ids (SPEC §4.4 step 3). The use's ticket is not locked to learn its
+// merchant: a transaction holds one ticket's locks only.
+func (l *Ledger) foreignUse(ctx context.Context, tx Tx, app *App, u *Use) (ReverseResult, error) {
+	m, err := tx.TicketMerchant(ctx, u.TicketID)
+	if errors.Is(err, ErrNotFound) || (err == nil && !app.CanSee(m)) {
+		return failure(CodeUseTransNotFound), nil
+	}
+	if err != nil {
+		return ReverseResult{}, err
+	}
+	return failure(CodeUseTransMismatch), nil
 }
 
 // fence records an empty reversal. A fence only moves forward: an earlier empty

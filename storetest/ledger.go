@@ -410,6 +410,12 @@ func RunLedger(t *testing.T, f Factory) {
 		if _, err := w.Ledger.Refund(w.Ctx, w.A, daodian.RefundRequest{TransID: refunded.TransID, TicketCode: tk.Code, RequestID: "f1"}); err != nil {
 			t.Fatal(err)
 		}
+		// A ticket of merchant M2, used by its app B.
+		m2, err := w.Ledger.Issue(w.Ctx, daodian.IssueRequest{MerchantID: M2, Quantity: 2})
+		must(t, err)
+		tkB := m2.Tickets[0]
+		uB, err := w.Ledger.Use(w.Ctx, w.B, daodian.UseRequest{TicketCode: tkB.Code, ShopID: S2, RequestID: "u4"})
+		must(t, err)
 		before := w.Snap()
 		rows := []struct {
 			name string
@@ -421,6 +427,13 @@ func RunLedger(t *testing.T, f Factory) {
 			{"another merchant's ticket", w.B, daodian.ReverseRequest{RequestID: "e2", TicketID: tk.ID, TransID: u.TransID}, daodian.CodeTicketNotFound},
 			{"no such use", w.A, daodian.ReverseRequest{RequestID: "e3", TicketID: tk.ID, TransID: "2100000000000999999"}, daodian.CodeUseTransNotFound},
 			{"use of another ticket", w.A, daodian.ReverseRequest{RequestID: "e4", TicketID: tk.ID, TransID: uo.TransID}, daodian.CodeUseTransMismatch},
+			// SPEC §4.4 step 3: a use of a ticket the app cannot see answers
+			// exactly like a use that does not exist, or any app could count
+			// every merchant's redemptions by probing the sequential ids.
+			{"another merchant's use, on a visible ticket", w.B, daodian.ReverseRequest{RequestID: "e8", TicketID: tkB.ID, TransID: u.TransID}, daodian.CodeUseTransNotFound},
+			{"no such use, on the same ticket", w.B, daodian.ReverseRequest{RequestID: "e9", TicketID: tkB.ID, TransID: "2100000000000999999"}, daodian.CodeUseTransNotFound},
+			{"another merchant's use, the other way", w.A, daodian.ReverseRequest{RequestID: "e10", TicketID: tk.ID, TransID: uB.TransID}, daodian.CodeUseTransNotFound},
+			{"another merchant's group id", w.B, daodian.ReverseRequest{RequestID: "e11", TicketID: tkB.ID, TransID: uo.TransID}, daodian.CodeUseTransNotFound},
 			{"refunded use", w.A, daodian.ReverseRequest{RequestID: "e5", TicketID: tk.ID, TransID: refunded.TransID}, daodian.CodeTicketStatusInvalid},
 			{"latest use is refunded", w.A, daodian.ReverseRequest{RequestID: "e6", TicketID: tk.ID}, daodian.CodeTicketStatusInvalid},
 		}
@@ -434,6 +447,11 @@ func RunLedger(t *testing.T, f Factory) {
 			if r2 != r {
 				t.Fatalf("%s: replay %+v != %+v", row.name, r2, r)
 			}
+		}
+		// Nor does the refund tell another merchant's use from a missing one.
+		for i, trans := range []string{u.TransID, "2100000000000999999"} {
+			_, err := w.Ledger.Refund(w.Ctx, w.B, daodian.RefundRequest{TransID: trans, TicketCode: tkB.Code, RequestID: fmt.Sprintf("p%d", i)})
+			refusal(t, err, daodian.SubUseTransNotFound)
 		}
 		w.Clock.Advance(24*time.Hour + time.Second)
 		failed(t, w.Reverse(w.A, "e7", tk.ID, u.TransID), daodian.CodeReverseTimeExpired)
