@@ -15,6 +15,9 @@ import (
 const (
 	// MaxQuantity bounds the units of one ticket (an N-times card).
 	MaxQuantity = 10_000
+	// MaxUseQuantity bounds the units of one use (SPEC §4.3), which may span the
+	// tickets of a group-buy sub-order.
+	MaxUseQuantity = 10_000
 	// MaxTicketsPerOrder bounds the tickets of one sub-order, which a group-buy use
 	// may span.
 	MaxTicketsPerOrder = 100

@@ -238,8 +238,8 @@ func (l *Ledger) validateUse(req *UseRequest, now time.Time) error {
 	if req.Quantity == 0 {
 		req.Quantity = 1
 	}
-	if req.Quantity < 1 || req.Quantity > MaxQuantity*MaxTicketsPerOrder {
-		return invalid("quantity", "must be between 1 and "+strconv.Itoa(MaxQuantity*MaxTicketsPerOrder))
+	if req.Quantity < 1 || req.Quantity > MaxUseQuantity {
+		return invalid("quantity", "must be a whole number from 1 to "+strconv.Itoa(MaxUseQuantity))
 	}
 	if req.GmtBiz.IsZero() {
 		// Fingerprinted before defaulting so that a replay that also omits gmt_biz

@@ -484,7 +484,22 @@ func (m *mfEnv) valueRows() []mfRow {
 		return func() []byte { return m.object(o.method, o.param, m.buildObject(o.fields, name, raw), "json") }
 	}
 	long := func(n int) string { return `"` + strings.Repeat("a", n) + `"` }
-	return []mfRow{
+	// useReal names the usable ticket, so that a request wrongly accepted
+	// consumes a unit and shows in the ledger.
+	useReal := func(name, raw string) func() []byte {
+		o := objectFields[1]
+		fields := append([][2]string(nil), o.fields...)
+		fields[0][1] = `"$CODE"`
+		return func() []byte { return m.object(o.method, o.param, m.buildObject(fields, name, raw), "json") }
+	}
+	var rows []mfRow
+	// SPEC §4.3: a quantity given is a whole number from 1 to 10 000; anything
+	// else is refused and consumes nothing, never read as the default of 1.
+	for _, q := range []string{`0`, `"0"`, `-0`, `"-0"`, `0.0`, `"null"`, `""`, `1e2`, `"1e2"`, `1.0`, `"1.0"`, `"01"`, `" 1"`,
+		`"1 "`, `"+1"`, `10001`, `"10001"`, `false`} {
+		rows = append(rows, mfRow{name: "quantity " + q, send: useReal("quantity", q), want: mfWant{code: 50, sub: top.SubCodeInvalidParameter, subHas: "quantity"}})
+	}
+	return append(rows, []mfRow{
 		{name: "quantity 1e30", send: use("quantity", `1e30`), want: mfWant{code: 50, sub: top.SubCodeInvalidParameter, subHas: "quantity"}},
 		{name: "quantity 99999999999999999999", send: use("quantity", `99999999999999999999`), want: mfWant{code: 50, sub: top.SubCodeInvalidParameter, subHas: "quantity"}},
 		{name: `quantity "99999999999999999999"`, send: use("quantity", `"99999999999999999999"`), want: mfWant{code: 50, sub: top.SubCodeInvalidParameter, subHas: "quantity"}},
@@ -514,7 +529,7 @@ func (m *mfEnv) valueRows() []mfRow {
 		{name: "gmt_biz 30 February", send: use("gmt_biz", `"2026-02-30 10:00:00"`), want: mfWant{code: 50, sub: top.SubCodeInvalidParameter, subHas: "gmt_biz"}},
 		{name: "shop_type unknown", send: use("shop_type", `"MOON_SHOP"`), want: mfWant{code: 50, sub: top.SubCodeInvalidParameter, subHas: "shop_type"}},
 		{name: "deeply nested unknown field", send: consult("request_id", `"c"`+`,"x":`+strings.Repeat("[", 5000)+strings.Repeat("]", 5000)), want: mfWant{result: ""}},
-	}
+	}...)
 }
 
 // injectionRows: SQL and XML injection strings in every string field of every

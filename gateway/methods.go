@@ -67,6 +67,9 @@ func decodeObject(name, v string, dst any) *top.Error {
 		return top.ErrInvalidParameter(name + " 必须是JSON对象")
 	}
 	if err := json.Unmarshal(b, dst); err != nil {
+		if errors.Is(err, alsc.ErrQuantity) {
+			return top.ErrInvalidParameter(name + ".quantity " + alsc.ErrQuantity.Error())
+		}
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
 			return top.ErrInvalidParameter(name + "." + te.Field + " 类型错误")

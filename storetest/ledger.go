@@ -330,6 +330,7 @@ func RunLedger(t *testing.T, f Factory) {
 			{TicketCode: tk.Code, ShopID: S1},
 			{TicketCode: tk.Code, ShopID: S1, RequestID: "has space"},
 			{TicketCode: tk.Code, ShopID: S1, RequestID: "r", Quantity: -1},
+			{TicketCode: tk.Code, ShopID: S1, RequestID: "r", Quantity: daodian.MaxUseQuantity + 1},
 			{TicketCode: tk.Code, ShopID: S1, RequestID: "r", ShopType: "OTHER"},
 			{TicketCode: tk.Code, ShopID: S1, RequestID: "r", GmtBiz: w.Clock.Now().Add(time.Hour)},
 		}
