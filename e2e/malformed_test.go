@@ -294,6 +294,7 @@ func runMalformed(t *testing.T, s daodian.Store) {
 	rows = append(rows, m.typeRows()...)
 	rows = append(rows, m.valueRows()...)
 	rows = append(rows, m.injectionRows()...)
+	rows = append(rows, m.nameRows()...)
 	if len(rows) < 40 {
 		t.Fatalf("only %d rows", len(rows))
 	}
@@ -530,6 +531,47 @@ func (m *mfEnv) valueRows() []mfRow {
 		{name: "shop_type unknown", send: use("shop_type", `"MOON_SHOP"`), want: mfWant{code: 50, sub: top.SubCodeInvalidParameter, subHas: "shop_type"}},
 		{name: "deeply nested unknown field", send: consult("request_id", `"c"`+`,"x":`+strings.Repeat("[", 5000)+strings.Repeat("]", 5000)), want: mfWant{result: ""}},
 	}...)
+}
+
+// nameRows: SPEC §4 member names. A name given twice is invalid, never resolved
+// (encoding/json kept the last); names match exactly, so a differently-cased
+// name is an unknown member, ignored (encoding/json matched it). Each row would
+// reverse or use the real ticket if the name were resolved the lenient way.
+func (m *mfEnv) nameRows() []mfRow {
+	const missing = `"2100000000000999999"`
+	id, code := fmt.Sprintf("%q", m.id), fmt.Sprintf("%q", m.code)
+	rev := func(members string) func() []byte {
+		return func() []byte {
+			return m.object(alsc.MethodReserve, "ticket_reverse_top_request", fmt.Sprintf(`{"request_id":%q,%s}`, m.nextRID(), members), "json")
+		}
+	}
+	use := func(members string) func() []byte {
+		return func() []byte {
+			return m.object(alsc.MethodUse, "use_request", fmt.Sprintf(`{"shop_id":"shop-1","ticket_request_id":%q,%s}`, m.nextRID(), members), "xml")
+		}
+	}
+	consult := func(raw string) func() []byte {
+		return func() []byte { return m.object(alsc.MethodConsult, "consult_request", raw, "json") }
+	}
+	dup := func(field string) mfWant {
+		return mfWant{code: 50, sub: top.SubCodeInvalidParameter, subHas: field + " 重复"}
+	}
+	return []mfRow{
+		{name: "ticket_id twice", send: rev(`"ticket_id":` + missing + `,"ticket_id":` + id), want: dup("ticket_reverse_top_request.ticket_id")},
+		{name: "ticket_id twice, once escaped", send: rev(`"ticket_id":` + missing + `,"ticket_id":` + id), want: dup("ticket_reverse_top_request.ticket_id")},
+		{name: "request_id twice", send: rev(`"ticket_id":` + id + `,"request_id":"again"`), want: dup("ticket_reverse_top_request.request_id")},
+		{name: "a name twice inside an unknown member", send: rev(`"ticket_id":` + id + `,"x":[{"a":1,"a":1}]`), want: dup("ticket_reverse_top_request.x.0.a")},
+		{name: "use ticket_code twice", send: use(`"ticket_code":"100000000000","ticket_code":` + code), want: dup("use_request.ticket_code")},
+		{name: "use quantity twice", send: use(`"ticket_code":` + code + `,"quantity":1,"quantity":2`), want: dup("use_request.quantity")},
+		{name: "consult ticket_code twice", send: consult(`{"request_id":"c1","shop_id":"shop-1","ticket_code":"100000000000","ticket_code":` + code + `}`),
+			want: dup("consult_request.ticket_code")},
+		{name: "TICKET_ID is not ticket_id", send: rev(`"TICKET_ID":` + id), want: mfWant{code: 50, sub: top.SubCodeInvalidParameter, subHas: "ticket_id must not be empty"}},
+		{name: "Ticket_Id beside ticket_id is ignored", send: rev(`"ticket_id":` + missing + `,"Ticket_Id":` + id),
+			want: mfWant{result: daodian.CodeTicketNotFound, recorded: true}},
+		{name: "TICKET_CODE is not ticket_code", send: use(`"TICKET_CODE":` + code), want: mfWant{code: 50, sub: top.SubCodeInvalidParameter, subHas: "ticket_code"}},
+		{name: "SHOP_ID is not shop_id", send: consult(`{"request_id":"c1","SHOP_ID":"shop-1","ticket_code":` + code + `}`),
+			want: mfWant{code: 50, sub: top.SubCodeInvalidParameter, subHas: "shop_id must not be empty"}},
+	}
 }
 
 // injectionRows: SQL and XML injection strings in every string field of every
