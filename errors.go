@@ -82,10 +82,12 @@ const (
 )
 
 // Refusal is a business refusal of a use or refund: the request cannot apply and
-// nothing changed. The gateway answers it as error_response code 50 with SubCode.
+// nothing changed but the record of this answer under the request's key (except
+// for SubRequestIDConflict, which is not recorded). The gateway answers it as
+// error_response code 50 with SubCode.
 type Refusal struct {
-	SubCode string
-	SubMsg  string
+	SubCode string `json:"sub_code"`
+	SubMsg  string `json:"sub_msg"`
 }
 
 func (r *Refusal) Error() string { return r.SubCode + ": " + r.SubMsg }

@@ -244,6 +244,35 @@ func (l *Ledger) record(ctx context.Context, tx Tx, key IdemKey, fp, ticketID st
 	return tx.PutIdem(ctx, &IdemRecord{IdemKey: key, Fingerprint: fp, TicketID: ticketID, Answer: b, CreatedAt: now})
 }
 
+// refusalRecord is how a refusal of a use or refund is recorded under its key:
+// {"refusal":{"sub_code":…,"sub_msg":…}}. A recorded result has no "refusal"
+// member, so the records written before refusals were recorded read as results.
+type refusalRecord struct {
+	Refusal *Refusal `json:"refusal"`
+}
+
+// recordOutcome records the final answer of a use or refund: rf if the request
+// was refused, else res.
+func (l *Ledger) recordOutcome(ctx context.Context, tx Tx, key IdemKey, fp, ticketID string, res any, rf *Refusal, now time.Time) error {
+	if rf != nil {
+		return l.record(ctx, tx, key, fp, ticketID, refusalRecord{rf}, now)
+	}
+	return l.record(ctx, tx, key, fp, ticketID, res, now)
+}
+
+// decodeOutcome reads a recorded use or refund answer: the refusal, or nil and
+// the result decoded into res.
+func decodeOutcome(answer []byte, res any) (*Refusal, error) {
+	var r refusalRecord
+	if err := json.Unmarshal(answer, &r); err != nil {
+		return nil, err
+	}
+	if r.Refusal != nil {
+		return r.Refusal, nil
+	}
+	return nil, json.Unmarshal(answer, res)
+}
+
 func (l *Ledger) loud(err error) {
 	var inv *InvariantError
 	if errors.As(err, &inv) {

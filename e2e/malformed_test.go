@@ -41,8 +41,9 @@ type mfWant struct {
 	sub    string // sub_code, when given
 	subHas string // a part of sub_msg, when given
 	result string // for a success: the error_code of `result` ("" for success=true), or "-" not to check
-	// recorded: the request leaves an idempotency record (a final reversal
-	// answer); the rest of the ledger must still be unchanged.
+	// recorded: the request leaves an idempotency record (a final answer: a
+	// reversal's, or a use's refusal); the rest of the ledger must still be
+	// unchanged.
 	recorded bool
 }
 
@@ -599,7 +600,7 @@ func (m *mfEnv) injectionRows() []mfRow {
 							w = mfWant{result: daodian.CodeShopNotMatch}
 						}
 					case "use_request":
-						w = mfWant{code: 50, sub: daodian.SubTicketNotFound}
+						w = mfWant{code: 50, sub: daodian.SubTicketNotFound, recorded: true}
 					default:
 						w = mfWant{result: daodian.CodeTicketNotFound, recorded: true}
 					}
