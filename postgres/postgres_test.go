@@ -634,19 +634,7 @@ func TestTicketMerchantTakesNoLock(t *testing.T) {
 		}
 		return tx.InsertTicket(ctx, b)
 	})
-	held, release := make(chan struct{}), make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		done <- s.Update(ctx, func(tx daodian.Tx) error {
-			if _, err := tx.Ticket(ctx, b.ID); err != nil {
-				return err
-			}
-			close(held)
-			<-release
-			return nil
-		})
-	}()
-	<-held
+	release := holdTicket(s, b.ID)
 	// Bounded, so that a lock wait fails the test instead of hanging it.
 	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	err := s.Update(qctx, func(tx daodian.Tx) error {
@@ -660,13 +648,33 @@ func TestTicketMerchantTakesNoLock(t *testing.T) {
 		return err
 	})
 	cancel()
-	close(release)
+	if rerr := release(); rerr != nil {
+		t.Fatal(rerr)
+	}
 	if err != nil {
 		t.Fatalf("TicketMerchant of a ticket locked elsewhere: %v", err)
 	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+}
+
+// holdTicket locks a ticket in an Update of s until release is called, and
+// returns once the lock is held; release returns that Update's error.
+func holdTicket(s *Store, id string) (release func() error) {
+	ctx := context.Background()
+	held, free := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Update(ctx, func(tx daodian.Tx) error {
+			_, err := tx.Ticket(ctx, id)
+			close(held)
+			if err != nil {
+				return err
+			}
+			<-free
+			return nil
+		})
+	}()
+	<-held
+	return func() error { close(free); return <-done }
 }
 
 // TestIdemRace has Updates race to record the answer of one key, as two processes
@@ -1023,26 +1031,13 @@ func TestTransientFailures(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer s2.Close()
-		locked, release := make(chan struct{}), make(chan struct{})
-		done := make(chan error)
-		go func() {
-			done <- s.Update(ctx, func(tx daodian.Tx) error {
-				if _, err := tx.Ticket(ctx, tk.ID); err != nil {
-					return err
-				}
-				close(locked)
-				<-release
-				return nil
-			})
-		}()
-		<-locked
+		release := holdTicket(s, tk.ID)
 		err = s2.Update(ctx, func(tx daodian.Tx) error { _, err := tx.Ticket(ctx, tk.ID); return err })
-		close(release)
+		if rerr := release(); rerr != nil {
+			t.Fatal(rerr)
+		}
 		if !errors.Is(err, daodian.ErrTransient) {
 			t.Fatalf("got %v", err)
-		}
-		if err := <-done; err != nil {
-			t.Fatal(err)
 		}
 	})
 
