@@ -21,7 +21,7 @@ type answerCache struct {
 
 type cachedAnswer struct {
 	fingerprint string
-	answer      any // ReverseResult, UseResult or RefundResult; never mutated
+	answer      any // ReverseResult, UseResult, RefundResult or Refusal; never mutated
 }
 
 // maxAnswers bounds each generation of the answer cache. An entry is a few hundred

@@ -33,7 +33,9 @@ type AuditReport struct {
 //   - every use names an existing ticket, has at least one unit, and is reversed at
 //     most once: a reversed use carries its reversal's request id and time, and is
 //     never also refunded;
-//   - every idempotency record has a fingerprint and an answer that decodes.
+//   - every idempotency record has a fingerprint and an answer that decodes; a
+//     recorded refusal of a use or refund names its sub_code, and is never a
+//     conflict or an invalid parameter (answers that are not recorded).
 //
 // Memory is one integer per ticket that has uses.
 func (l *Ledger) Audit(ctx context.Context) (*AuditReport, error) {
@@ -96,11 +98,27 @@ func (l *Ledger) Audit(ctx context.Context) (*AuditReport, error) {
 		}
 		return tx.EachIdem(ctx, func(r *IdemRecord) error {
 			rep.Idem++
+			id := r.AppKey + "/" + string(r.Op) + "/" + r.RequestID
 			if r.Fingerprint == "" {
-				add("idem", r.AppKey+"/"+string(r.Op)+"/"+r.RequestID, "has no fingerprint")
+				add("idem", id, "has no fingerprint")
 			}
 			if !json.Valid(r.Answer) {
-				add("idem", r.AppKey+"/"+string(r.Op)+"/"+r.RequestID, "answer does not decode")
+				add("idem", id, "answer does not decode")
+				return nil
+			}
+			if r.Op != OpUse && r.Op != OpRefund {
+				return nil
+			}
+			var res json.RawMessage
+			rf, err := decodeOutcome(r.Answer, &res)
+			switch {
+			case err != nil:
+				add("idem", id, "answer does not decode: %v", err)
+			case rf == nil:
+			case rf.SubCode == "" || rf.SubMsg == "":
+				add("idem", id, "recorded refusal without a sub_code and sub_msg")
+			case rf.SubCode == SubRequestIDConflict || rf.SubCode == SubInvalidParameter:
+				add("idem", id, "recorded refusal %s, an answer that is never recorded", rf.SubCode)
 			}
 			return nil
 		})

@@ -15,6 +15,9 @@ import (
 const (
 	// MaxQuantity bounds the units of one ticket (an N-times card).
 	MaxQuantity = 10_000
+	// MaxUseQuantity bounds the units of one use (SPEC §4.3), which may span the
+	// tickets of a group-buy sub-order.
+	MaxUseQuantity = 10_000
 	// MaxTicketsPerOrder bounds the tickets of one sub-order, which a group-buy use
 	// may span.
 	MaxTicketsPerOrder = 100
@@ -154,11 +157,14 @@ type Ticket struct {
 	CreatedAt          time.Time
 }
 
-// Expired reports whether the ticket cannot be used at now because of its validity
-// window.
-func (t *Ticket) Expired(now time.Time) bool {
-	return now.Before(t.ValidFrom) || !now.Before(t.ValidTo)
-}
+// NotYetValid reports whether now is before the ticket's validity window.
+func (t *Ticket) NotYetValid(now time.Time) bool { return now.Before(t.ValidFrom) }
+
+// Expired reports whether the ticket's validity window has ended at now.
+func (t *Ticket) Expired(now time.Time) bool { return !now.Before(t.ValidTo) }
+
+// InWindow reports whether now is inside the ticket's validity window.
+func (t *Ticket) InWindow(now time.Time) bool { return !t.NotYetValid(now) && !t.Expired(now) }
 
 // Use is one redemption of units of one ticket. A group-buy use spanning several
 // tickets is several Use rows sharing a GroupTransID.

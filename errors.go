@@ -15,9 +15,10 @@ const (
 	CodeTicketStatusInvalid = "TICKET_STATUS_INVALID"
 	CodeReverseTimeExpired  = "REVERSE_TIME_EXPIRED"
 	CodeRequestIDConflict   = "REQUEST_ID_CONFLICT"
-	CodeTicketCodeInvalid   = "TICKET_CODE_INVALID" // consult
-	CodeShopNotMatch        = "SHOP_NOT_MATCH"      // consult
-	CodeTicketExpired       = "TICKET_EXPIRED"      // consult
+	CodeTicketCodeInvalid   = "TICKET_CODE_INVALID"  // consult
+	CodeShopNotMatch        = "SHOP_NOT_MATCH"       // consult
+	CodeTicketExpired       = "TICKET_EXPIRED"       // consult
+	CodeTicketNotYetValid   = "TICKET_NOT_YET_VALID" // consult
 	msgSystemError          = "系统繁忙"
 	msgTicketNotFound       = "凭证不存在"
 	msgUseTransNotFound     = "核销流水不存在"
@@ -28,6 +29,7 @@ const (
 	msgTicketCodeInvalid    = "券码不存在"
 	msgShopNotMatch         = "门店与凭证不匹配"
 	msgTicketExpired        = "凭证已过期"
+	msgTicketNotYetValid    = "凭证未到可用时间"
 	msgConsultStatusInvalid = "凭证状态不可用"
 )
 
@@ -43,6 +45,7 @@ var messages = map[string]string{
 	CodeTicketCodeInvalid:   msgTicketCodeInvalid,
 	CodeShopNotMatch:        msgShopNotMatch,
 	CodeTicketExpired:       msgTicketExpired,
+	CodeTicketNotYetValid:   msgTicketNotYetValid,
 }
 
 // Message returns the default message of a business code.
@@ -57,6 +60,7 @@ func Retryable(code string) bool { return code == CodeSystemError }
 const (
 	SubTicketNotFound        = "isv.ticket-not-found"
 	SubTicketExpired         = "isv.ticket-expired"
+	SubTicketNotYetValid     = "isv.ticket-not-yet-valid"
 	SubNotEnoughQuantity     = "isv.ticket-not-enough-quantity"
 	SubShopNotMatch          = "isv.shop-not-match"
 	SubTicketStatusInvalid   = "isv.ticket-status-invalid"
@@ -67,6 +71,7 @@ const (
 	SubInvalidParameter      = "isv.invalid-parameter"
 	subMsgTicketNotFound     = "凭证不存在"
 	subMsgTicketExpired      = "凭证已过期"
+	subMsgTicketNotYetValid  = "凭证未到可用时间"
 	subMsgNotEnoughQuantity  = "凭证可用数量不足"
 	subMsgShopNotMatch       = "门店与凭证不匹配"
 	subMsgStatusInvalid      = "凭证状态不可用"
@@ -77,10 +82,12 @@ const (
 )
 
 // Refusal is a business refusal of a use or refund: the request cannot apply and
-// nothing changed. The gateway answers it as error_response code 50 with SubCode.
+// nothing changed but the record of this answer under the request's key (except
+// for SubRequestIDConflict, which is not recorded). The gateway answers it as
+// error_response code 50 with SubCode.
 type Refusal struct {
-	SubCode string
-	SubMsg  string
+	SubCode string `json:"sub_code"`
+	SubMsg  string `json:"sub_msg"`
 }
 
 func (r *Refusal) Error() string { return r.SubCode + ": " + r.SubMsg }

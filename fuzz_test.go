@@ -64,6 +64,8 @@ func FuzzLedgerValidation(f *testing.F) {
 	f.Add(uint8(0), "u4", "$CODE", "shop\x00", int32(1), int32(0))
 	f.Add(uint8(0), "u5", "$CODE", "shop-1", int32(-1), int32(0))
 	f.Add(uint8(0), "u6", "$CODE", "shop-1", int32(2147483647), int32(0))
+	f.Add(uint8(0), "u9", "$CODE", "shop-1", int32(10001), int32(0))
+	f.Add(uint8(0), "u10", "$CODE", "shop-1", int32(10000), int32(0))
 	f.Add(uint8(0), "u7", "$CODE", "shop-1", int32(1), int32(3600))
 	f.Add(uint8(0), "u8", "$CODE", "\xff", int32(1), int32(0))
 	f.Add(uint8(1), "r1", "$ID", "$TRANS", int32(0), int32(0))
@@ -122,7 +124,7 @@ func FuzzLedgerValidation(f *testing.F) {
 		switch op % 4 {
 		case 0:
 			valid = a != "" && refDigits(a, false) && refText(b, daodian.MaxShopIDLen) && refRequestID(rid) &&
-				q >= 0 && q <= daodian.MaxQuantity*daodian.MaxTicketsPerOrder && !future
+				q >= 0 && q <= daodian.MaxUseQuantity && !future
 			_, err = l.Use(ctx, app, daodian.UseRequest{TicketCode: a, ShopID: b, RequestID: rid, Quantity: int(q), GmtBiz: biz})
 		case 1:
 			valid = refRequestID(rid) && refDigits(a, true) && refDigits(b, false) && !future

@@ -144,7 +144,7 @@ func (l *Ledger) reverseTicket(ctx context.Context, tx Tx, app *App, t *Ticket, 
 				return ReverseResult{}, gerr
 			}
 			if g == nil {
-				return failure(CodeUseTransMismatch), nil
+				return l.foreignUse(ctx, tx, app, u)
 			}
 			u = g
 		}
@@ -183,6 +183,23 @@ func (l *Ledger) reverseTicket(ctx context.Context, tx Tx, app *App, t *Ticket, 
 		return ReverseResult{}, err
 	}
 	return ReverseResult{Success: true}, nil
+}
+
+// foreignUse answers a reversal naming a use of another ticket. MISMATCH would
+// tell that the use exists, so it is only for a use the app could see anyway;
+// a use of a ticket the app cannot see answers exactly like one that does not
+// exist, or any app could count every merchant's redemptions by probing the
+// sequential ids (SPEC §4.4 step 3). The use's ticket is not locked to learn its
+// merchant: a transaction holds one ticket's locks only.
+func (l *Ledger) foreignUse(ctx context.Context, tx Tx, app *App, u *Use) (ReverseResult, error) {
+	m, err := tx.TicketMerchant(ctx, u.TicketID)
+	if errors.Is(err, ErrNotFound) || (err == nil && !app.CanSee(m)) {
+		return failure(CodeUseTransNotFound), nil
+	}
+	if err != nil {
+		return ReverseResult{}, err
+	}
+	return failure(CodeUseTransMismatch), nil
 }
 
 // fence records an empty reversal. A fence only moves forward: an earlier empty
@@ -225,6 +242,35 @@ func (l *Ledger) record(ctx context.Context, tx Tx, key IdemKey, fp, ticketID st
 		return err
 	}
 	return tx.PutIdem(ctx, &IdemRecord{IdemKey: key, Fingerprint: fp, TicketID: ticketID, Answer: b, CreatedAt: now})
+}
+
+// refusalRecord is how a refusal of a use or refund is recorded under its key:
+// {"refusal":{"sub_code":…,"sub_msg":…}}. A recorded result has no "refusal"
+// member, so the records written before refusals were recorded read as results.
+type refusalRecord struct {
+	Refusal *Refusal `json:"refusal"`
+}
+
+// recordOutcome records the final answer of a use or refund: rf if the request
+// was refused, else res.
+func (l *Ledger) recordOutcome(ctx context.Context, tx Tx, key IdemKey, fp, ticketID string, res any, rf *Refusal, now time.Time) error {
+	if rf != nil {
+		return l.record(ctx, tx, key, fp, ticketID, refusalRecord{rf}, now)
+	}
+	return l.record(ctx, tx, key, fp, ticketID, res, now)
+}
+
+// decodeOutcome reads a recorded use or refund answer: the refusal, or nil and
+// the result decoded into res.
+func decodeOutcome(answer []byte, res any) (*Refusal, error) {
+	var r refusalRecord
+	if err := json.Unmarshal(answer, &r); err != nil {
+		return nil, err
+	}
+	if r.Refusal != nil {
+		return r.Refusal, nil
+	}
+	return nil, json.Unmarshal(answer, res)
 }
 
 func (l *Ledger) loud(err error) {

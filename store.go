@@ -35,6 +35,12 @@ type ReadTx interface {
 	Ticket(ctx context.Context, id string) (*Ticket, error)
 	// TicketByCode returns a ticket by its code, or ErrNotFound.
 	TicketByCode(ctx context.Context, code string) (*Ticket, error)
+	// TicketMerchant returns the merchant of a ticket, or ErrNotFound. It never
+	// locks the ticket, even inside Update: an Update locks one ticket only (a
+	// second ticket's lock could deadlock on PostgreSQL), yet must sometimes learn
+	// whether a row of another ticket is visible to the app. A ticket's merchant
+	// never changes, so the unlocked read cannot be stale.
+	TicketMerchant(ctx context.Context, ticketID string) (string, error)
 	// SubOrderTickets returns the tickets of a sub-order ordered by id (at most
 	// MaxTicketsPerOrder).
 	SubOrderTickets(ctx context.Context, subOrderNo string) ([]Ticket, error)

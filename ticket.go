@@ -67,8 +67,9 @@ type UseRequest struct {
 	TicketID   string
 	ShopID     string
 	ShopType   string
-	Quantity   int
-	RequestID  string
+	// Quantity is the units to use, 1 to MaxUseQuantity; 0 means absent (1).
+	Quantity  int
+	RequestID string
 	// GmtBiz is the business time of the use; zero means now.
 	GmtBiz time.Time
 }

@@ -2,7 +2,6 @@ package daodian
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strconv"
 	"time"
@@ -11,6 +10,12 @@ import (
 // Use applies SPEC §4.3. A refusal is returned as *Refusal, an invalid parameter as
 // *InvalidParameter, a transient failure as an error wrapping ErrTransient (nothing
 // changed); anything else is a bug.
+//
+// A refusal is a final answer like a success: it is recorded under the request's
+// key in the same transaction, and the same request gets it again forever, so
+// that a delayed duplicate of a refused use never takes effect once its cause is
+// gone (after a reversal freed units, say). A conflict (the key names another
+// request) is not recorded: it is not this request's answer.
 func (l *Ledger) Use(ctx context.Context, app *App, req UseRequest) (UseResult, error) {
 	now := l.cfg.Clock()
 	if err := l.validateUse(&req, now); err != nil {
@@ -25,14 +30,18 @@ func (l *Ledger) Use(ctx context.Context, app *App, req UseRequest) (UseResult, 
 		if a.fingerprint != fp {
 			return UseResult{}, refuse(SubRequestIDConflict, subMsgRequestIDConflict)
 		}
+		if rf, ok := a.answer.(Refusal); ok {
+			return UseResult{}, &rf
+		}
 		res := a.answer.(UseResult)
 		res.BizCode = BizTicketAlreadyUsed
 		return res, nil
 	}
 	var res UseResult
+	var rf *Refusal
 	var replayed bool
 	err := l.store.Update(ctx, func(tx Tx) error {
-		res, replayed = UseResult{}, false
+		res, rf, replayed = UseResult{}, nil, false
 		var t *Ticket
 		var err error
 		if req.TicketCode != "" {
@@ -48,54 +57,74 @@ func (l *Ledger) Use(ctx context.Context, app *App, req UseRequest) (UseResult, 
 				return refuse(SubRequestIDConflict, subMsgRequestIDConflict)
 			}
 			replayed = true
-			return json.Unmarshal(rec.Answer, &res)
+			rf, err = decodeOutcome(rec.Answer, &res)
+			return err
 		} else if !errors.Is(err, ErrNotFound) {
 			return err
 		}
 		if t == nil || !app.CanSee(t.MerchantID) || (req.TicketID != "" && req.TicketCode != "" && t.ID != req.TicketID) {
-			return refuse(SubTicketNotFound, subMsgTicketNotFound)
+			rf = refuse(SubTicketNotFound, subMsgTicketNotFound)
+			return l.recordOutcome(ctx, tx, key, fp, req.TicketID, nil, rf, now)
 		}
-		shop, err := tx.Shop(ctx, t.MerchantID, req.ShopID)
-		if errors.Is(err, ErrNotFound) {
-			return refuse(SubShopNotMatch, subMsgShopNotMatch)
-		} else if err != nil {
-			return err
-		}
-		if t.Status != TicketValid {
-			return refuse(SubTicketStatusInvalid, subMsgStatusInvalid)
-		}
-		if t.Expired(now) {
-			return refuse(SubTicketExpired, subMsgTicketExpired)
-		}
-		parts, err := l.allocate(ctx, tx, t, req.Quantity, now)
+		res, rf, err = l.useTicket(ctx, tx, app, t, &req, now)
 		if err != nil {
 			return err
 		}
-		for _, p := range parts {
-			f, err := tx.Fence(ctx, p.t.ID, app.Key)
-			if err == nil && !req.GmtBiz.After(f.At) {
-				return refuse(SubUseFencedByReversal, subMsgFenced)
-			} else if err != nil && !errors.Is(err, ErrNotFound) {
-				return err
-			}
-		}
-		res, err = l.applyUse(ctx, tx, app, &req, shop, parts, now)
-		if err != nil {
-			return err
-		}
-		return l.record(ctx, tx, key, fp, t.ID, res, now)
+		return l.recordOutcome(ctx, tx, key, fp, t.ID, res, rf, now)
 	})
 	if err != nil {
 		l.loud(err)
 		return UseResult{}, err
 	}
-	// Whether fresh or replayed from the store, res is now the key's recorded
-	// first answer; a replay reports it as already used.
+	// Whether fresh or replayed from the store, res or rf is now the key's
+	// recorded first answer; a replayed success reports it as already used.
+	if rf != nil {
+		l.answers.put(key, fp, *rf)
+		return UseResult{}, rf
+	}
 	l.answers.put(key, fp, res)
 	if replayed {
 		res.BizCode = BizTicketAlreadyUsed
 	}
 	return res, nil
+}
+
+// useTicket applies a use to a ticket the app can see. Every refusal is decided
+// before the first write, so a refused use leaves the ledger as it was and only
+// its answer is recorded.
+func (l *Ledger) useTicket(ctx context.Context, tx Tx, app *App, t *Ticket, req *UseRequest, now time.Time) (UseResult, *Refusal, error) {
+	shop, err := tx.Shop(ctx, t.MerchantID, req.ShopID)
+	if errors.Is(err, ErrNotFound) {
+		return UseResult{}, refuse(SubShopNotMatch, subMsgShopNotMatch), nil
+	} else if err != nil {
+		return UseResult{}, nil, err
+	}
+	if t.Status != TicketValid {
+		return UseResult{}, refuse(SubTicketStatusInvalid, subMsgStatusInvalid), nil
+	}
+	if t.NotYetValid(now) {
+		return UseResult{}, refuse(SubTicketNotYetValid, subMsgTicketNotYetValid), nil
+	}
+	if t.Expired(now) {
+		return UseResult{}, refuse(SubTicketExpired, subMsgTicketExpired), nil
+	}
+	parts, err := l.allocate(ctx, tx, t, req.Quantity, now)
+	if err != nil {
+		return UseResult{}, nil, err
+	}
+	if parts == nil {
+		return UseResult{}, refuse(SubNotEnoughQuantity, subMsgNotEnoughQuantity), nil
+	}
+	for _, p := range parts {
+		f, err := tx.Fence(ctx, p.t.ID, app.Key)
+		if err == nil && !req.GmtBiz.After(f.At) {
+			return UseResult{}, refuse(SubUseFencedByReversal, subMsgFenced), nil
+		} else if err != nil && !errors.Is(err, ErrNotFound) {
+			return UseResult{}, nil, err
+		}
+	}
+	res, err := l.applyUse(ctx, tx, app, req, shop, parts, now)
+	return res, nil, err
 }
 
 type part struct {
@@ -104,7 +133,8 @@ type part struct {
 }
 
 // allocate takes units from the queried ticket first, then from the other usable
-// tickets of its sub-order in id order (a group-buy use of several vouchers).
+// tickets of its sub-order in id order (a group-buy use of several vouchers). It
+// returns no parts when the sub-order has too few units left.
 func (l *Ledger) allocate(ctx context.Context, tx Tx, t *Ticket, quantity int, now time.Time) ([]part, error) {
 	if t.Available >= quantity {
 		return []part{{t, quantity}}, nil
@@ -124,7 +154,7 @@ func (l *Ledger) allocate(ctx context.Context, tx Tx, t *Ticket, quantity int, n
 		if need == 0 {
 			break
 		}
-		if s.ID == t.ID || s.Available == 0 || s.Status != TicketValid || s.Expired(now) || s.MerchantID != t.MerchantID {
+		if s.ID == t.ID || s.Available == 0 || s.Status != TicketValid || !s.InWindow(now) || s.MerchantID != t.MerchantID {
 			continue
 		}
 		n := min(s.Available, need)
@@ -132,7 +162,7 @@ func (l *Ledger) allocate(ctx context.Context, tx Tx, t *Ticket, quantity int, n
 		need -= n
 	}
 	if need > 0 {
-		return nil, refuse(SubNotEnoughQuantity, subMsgNotEnoughQuantity)
+		return nil, nil
 	}
 	return parts, nil
 }
@@ -235,8 +265,8 @@ func (l *Ledger) validateUse(req *UseRequest, now time.Time) error {
 	if req.Quantity == 0 {
 		req.Quantity = 1
 	}
-	if req.Quantity < 1 || req.Quantity > MaxQuantity*MaxTicketsPerOrder {
-		return invalid("quantity", "must be between 1 and "+strconv.Itoa(MaxQuantity*MaxTicketsPerOrder))
+	if req.Quantity < 1 || req.Quantity > MaxUseQuantity {
+		return invalid("quantity", "must be a whole number from 1 to "+strconv.Itoa(MaxUseQuantity))
 	}
 	if req.GmtBiz.IsZero() {
 		// Fingerprinted before defaulting so that a replay that also omits gmt_biz
@@ -284,6 +314,10 @@ func (l *Ledger) Consult(ctx context.Context, app *App, req ConsultRequest) (Con
 			res = ConsultResult{ErrorCode: CodeTicketStatusInvalid, ErrorMsg: msgConsultStatusInvalid}
 			return nil
 		}
+		if t.NotYetValid(now) {
+			fail(CodeTicketNotYetValid)
+			return nil
+		}
 		if t.Expired(now) {
 			fail(CodeTicketExpired)
 			return nil
@@ -302,7 +336,7 @@ func (l *Ledger) Consult(ctx context.Context, app *App, req ConsultRequest) (Con
 		}
 		for i := range siblings {
 			s := &siblings[i]
-			if s.Available == 0 || s.Status != TicketValid || s.Expired(now) {
+			if s.Available == 0 || s.Status != TicketValid || !s.InWindow(now) {
 				continue
 			}
 			ct := ConsultTicket{
@@ -328,7 +362,8 @@ func (l *Ledger) Consult(ctx context.Context, app *App, req ConsultRequest) (Con
 	return res, nil
 }
 
-// Refund applies SPEC §4.5: the use is marked refunded and stays consumed.
+// Refund applies SPEC §4.5: the use is marked refunded and stays consumed. Its
+// answers are recorded like the use's, refusals included.
 func (l *Ledger) Refund(ctx context.Context, app *App, req RefundRequest) (RefundResult, error) {
 	if err := checkDigits("trans_id", req.TransID, true); err != nil {
 		return RefundResult{}, err
@@ -346,11 +381,15 @@ func (l *Ledger) Refund(ctx context.Context, app *App, req RefundRequest) (Refun
 		if a.fingerprint != fp {
 			return RefundResult{}, refuse(SubRequestIDConflict, subMsgRequestIDConflict)
 		}
+		if rf, ok := a.answer.(Refusal); ok {
+			return RefundResult{}, &rf
+		}
 		return a.answer.(RefundResult), nil
 	}
 	var res RefundResult
+	var rf *Refusal
 	err := l.store.Update(ctx, func(tx Tx) error {
-		res = RefundResult{}
+		res, rf = RefundResult{}, nil
 		t, err := tx.TicketByCode(ctx, req.TicketCode)
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return err
@@ -359,41 +398,56 @@ func (l *Ledger) Refund(ctx context.Context, app *App, req RefundRequest) (Refun
 			if rec.Fingerprint != fp {
 				return refuse(SubRequestIDConflict, subMsgRequestIDConflict)
 			}
-			return json.Unmarshal(rec.Answer, &res)
+			rf, err = decodeOutcome(rec.Answer, &res)
+			return err
 		} else if !errors.Is(err, ErrNotFound) {
 			return err
 		}
 		if t == nil || !app.CanSee(t.MerchantID) {
-			return refuse(SubTicketNotFound, subMsgTicketNotFound)
+			rf = refuse(SubTicketNotFound, subMsgTicketNotFound)
+			return l.recordOutcome(ctx, tx, key, fp, "", nil, rf, now)
 		}
-		u, err := tx.Use(ctx, req.TransID)
-		if errors.Is(err, ErrNotFound) || (err == nil && u.TicketID != t.ID) {
-			return refuse(SubUseTransNotFound, subMsgUseTransNotFound)
-		} else if err != nil {
+		res, rf, err = l.refundUse(ctx, tx, app, t, &req, now)
+		if err != nil {
 			return err
 		}
-		if u.Reversed {
-			return refuse(SubUseAlreadyReversed, subMsgUseAlreadyReversed)
-		}
-		if !u.Refunded {
-			u.Refunded = true
-			u.RefundedAt = now
-			u.RefundAppKey = app.Key
-			u.RefundRequestID = req.RequestID
-			if err := tx.MarkRefunded(ctx, u); err != nil {
-				return err
-			}
-			if err := checkTicket(ctx, tx, t, t.Available, 0); err != nil {
-				return err
-			}
-		}
-		res = RefundResult{RequestID: req.RequestID, BizCode: BizSuccess}
-		return l.record(ctx, tx, key, fp, t.ID, res, now)
+		return l.recordOutcome(ctx, tx, key, fp, t.ID, res, rf, now)
 	})
 	if err != nil {
 		l.loud(err)
 		return RefundResult{}, err
 	}
+	if rf != nil {
+		l.answers.put(key, fp, *rf)
+		return RefundResult{}, rf
+	}
 	l.answers.put(key, fp, res)
 	return res, nil
+}
+
+// refundUse refunds a use of a ticket the app can see; a refusal is decided
+// before any write.
+func (l *Ledger) refundUse(ctx context.Context, tx Tx, app *App, t *Ticket, req *RefundRequest, now time.Time) (RefundResult, *Refusal, error) {
+	u, err := tx.Use(ctx, req.TransID)
+	if errors.Is(err, ErrNotFound) || (err == nil && u.TicketID != t.ID) {
+		return RefundResult{}, refuse(SubUseTransNotFound, subMsgUseTransNotFound), nil
+	} else if err != nil {
+		return RefundResult{}, nil, err
+	}
+	if u.Reversed {
+		return RefundResult{}, refuse(SubUseAlreadyReversed, subMsgUseAlreadyReversed), nil
+	}
+	if !u.Refunded {
+		u.Refunded = true
+		u.RefundedAt = now
+		u.RefundAppKey = app.Key
+		u.RefundRequestID = req.RequestID
+		if err := tx.MarkRefunded(ctx, u); err != nil {
+			return RefundResult{}, nil, err
+		}
+		if err := checkTicket(ctx, tx, t, t.Available, 0); err != nil {
+			return RefundResult{}, nil, err
+		}
+	}
+	return RefundResult{RequestID: req.RequestID, BizCode: BizSuccess}, nil, nil
 }

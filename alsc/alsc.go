@@ -7,7 +7,7 @@ package alsc
 import (
 	"bytes"
 	"encoding/json"
-	"reflect"
+	"errors"
 	"strconv"
 
 	"github.com/daodian/daodian/top"
@@ -246,42 +246,49 @@ func (r *ConsultResponse) EncodeTOP(e *top.Encoder) {
 	})
 }
 
-// Quantity is the `quantity` of a use request. The official SDKs send it as a
-// string ("2"), JSON clients as a number; both are accepted, anything else is a type
-// error.
+// Quantity is the `quantity` of a use request; 0 when absent. The official SDKs
+// send it as a string ("2"), JSON clients as a number: either is accepted when it
+// spells a whole number from 1 in plain decimal digits — no sign, fraction,
+// exponent or leading zero, and at most 9 digits, so that it fits an int on every
+// platform (the ledger bounds it further). JSON null is absent, since JSON
+// serializers write null for a field left unset. Anything else — 0, -0, 1.5, 1e2,
+// "", "null", "01", true — is ErrQuantity: a count given wrong is refused, never
+// taken for the default.
 type Quantity int
+
+// ErrQuantity is the error of a `quantity` that is given but is not a whole number
+// from 1 in decimal digits.
+var ErrQuantity = errors.New("must be a whole number from 1, in decimal digits")
+
+// maxQuantityDigits keeps a decoded quantity within an int on every platform.
+const maxQuantityDigits = 9
 
 // UnmarshalJSON implements json.Unmarshaler.
 func (q *Quantity) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
 	s := string(b)
 	if len(b) > 0 && b[0] == '"' {
 		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		if s == "" {
-			*q = 0
-			return nil
+			return ErrQuantity
 		}
 	}
-	if s == "null" {
-		return nil
+	if len(s) == 0 || len(s) > maxQuantityDigits || s[0] == '0' {
+		return ErrQuantity
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return ErrQuantity
+		}
 	}
 	n, err := strconv.Atoi(s)
-	if err != nil || len(s) > 9 {
-		return &json.UnmarshalTypeError{Value: "quantity " + strconv.Quote(truncate(s, 32)), Type: quantityType}
+	if err != nil {
+		return ErrQuantity
 	}
 	*q = Quantity(n)
 	return nil
 }
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
-	}
-	return s
-}
-
-var quantityType = reflect.TypeFor[int]()
 
 // UseTopRequest is the business object of the use method.
 type UseTopRequest struct {

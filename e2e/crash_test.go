@@ -31,8 +31,9 @@ import (
 // replayed. Idempotency gives each request a definitive outcome (a replay returns
 // the recorded answer, or executes if the request never committed), and then:
 //   - every answer received before a kill replays identically: a use that answered
-//     success is still there with the same transaction ids, a reversal's recorded
-//     answer has not changed (§4.4 "an answer of success=true is never lost");
+//     success is still there with the same transaction ids, a use refused is
+//     refused alike (§4.3: refusals are recorded), a reversal's recorded answer
+//     has not changed (§4.4 "an answer of success=true is never lost");
 //   - the uses in the ledger are exactly those of the requests whose outcome is
 //     success (a use that committed but whose answer was lost is not applied twice
 //     by its replay, and nothing else committed);
@@ -94,7 +95,8 @@ type crashReq struct {
 
 	// The definitive outcome, after the replay.
 	final    bool
-	finalUse *alsc.UseResponse // nil: the use was refused
+	finalUse *alsc.UseResponse // nil: the use was refused, with finalErr
+	finalErr *client.Error
 	finalRev alsc.ReserveResult
 }
 
@@ -298,6 +300,12 @@ func (w *crashWorld) step(ctx context.Context, c *client.Client, rng *rand.Rand,
 func (w *crashWorld) replayUnderLoad(ctx context.Context, c *client.Client, r *crashReq) bool {
 	if r.use != nil {
 		resp, err := c.Use(ctx, *r.use)
+		if pe, ok := finalPlatformError(err); ok {
+			if msg := sameRefusal(r.finalErr, pe); msg != "" {
+				w.t.Errorf("replay under load of use %s: %s", r.rid, msg)
+			}
+			return true
+		}
 		if err != nil {
 			return false // no answer, or transient: nothing to compare
 		}
@@ -316,10 +324,22 @@ func (w *crashWorld) replayUnderLoad(ctx context.Context, c *client.Client, r *c
 	return true
 }
 
+// sameRefusal compares a use replay that was refused with the first answer (""
+// when it was the same refusal: a refusal is recorded, SPEC §4.3).
+func sameRefusal(first, replay *client.Error) string {
+	if first == nil {
+		return fmt.Sprintf("the first answer was a success, the replay is refused: %v", replay)
+	}
+	if replay.SubCode != first.SubCode || replay.SubMsg != first.SubMsg {
+		return fmt.Sprintf("the first answer was %v, the replay %v", first, replay)
+	}
+	return ""
+}
+
 // sameUse compares a use replay with the first success answer ("" when equal).
 func sameUse(first, replay *alsc.UseResponse) string {
 	if first == nil {
-		return "the first answer was a refusal"
+		return "the first answer was a refusal, the replay a success"
 	}
 	if replay.BizCode != daodian.BizTicketAlreadyUsed {
 		return "replay biz_code " + replay.BizCode + ", want " + daodian.BizTicketAlreadyUsed
@@ -367,14 +387,10 @@ func (w *crashWorld) replay(c *client.Client, cycle int) {
 	}
 	w.mu.Lock()
 	for _, r := range todo {
-		if r.use != nil && r.finalUse != nil {
-			w.finals = append(w.finals, r)
-			if r.preUse == nil {
-				w.uses = append(w.uses, r.finalUse.TicketUseDetails...)
-			}
-		}
-		if r.rev != nil {
-			w.finals = append(w.finals, r)
+		// Every definitive answer is recorded, a use's refusal included.
+		w.finals = append(w.finals, r)
+		if r.use != nil && r.finalUse != nil && r.preUse == nil {
+			w.uses = append(w.uses, r.finalUse.TicketUseDetails...)
 		}
 	}
 	w.mu.Unlock()
@@ -390,19 +406,25 @@ func (w *crashWorld) replayOne(ctx context.Context, c *client.Client, r *crashRe
 		if r.use != nil {
 			resp, err := c.Use(ctx, *r.use)
 			if err != nil {
-				if _, ok := finalPlatformError(err); !ok {
+				pe, ok := finalPlatformError(err)
+				if !ok {
 					continue
 				}
-				// Refused now. A refusal is not recorded, so a use refused
-				// before the kill may be refused again (or, had its cause gone,
-				// succeed); but a use that succeeded must replay its success.
+				// Refused now. A refusal answered before the kill was recorded
+				// durably, like a success: the replay must be that refusal, and
+				// a use that succeeded must replay its success.
 				if r.preUse != nil {
 					t.Errorf("use %s answered success %s before the kill; its replay after restart is refused: %v", r.rid, r.preUse.TicketTransID, err)
 				}
-				r.final = true
+				if r.preErr != nil {
+					if msg := sameRefusal(r.preErr, pe); msg != "" {
+						t.Errorf("use %s after restart: %s", r.rid, msg)
+					}
+				}
+				r.final, r.finalErr = true, pe
 				return
 			}
-			if r.preUse != nil {
+			if r.preUse != nil || r.preErr != nil {
 				if msg := sameUse(r.preUse, resp); msg != "" {
 					t.Errorf("use %s after restart: %s", r.rid, msg)
 				}

@@ -134,11 +134,19 @@ func TestReversalErrorTable(t *testing.T) {
 	}
 }
 
-// TestUseRefusals walks every isv.* refusal of SPEC §4.3 through the gateway.
+// TestUseRefusals walks every isv.* refusal of SPEC §4.3 through the gateway. A
+// business refusal is recorded under its key and nothing else changes: sent again,
+// the request gets the same sub_code and sub_msg. A conflict, an invalid
+// parameter and a transient failure are not recorded.
 func TestUseRefusals(t *testing.T) {
 	e := newEnv(t, top.JSON, false)
 	tk := e.Issue(1, 1).Tickets[0]
 	cancelled, err := e.Ledger.Issue(e.Ctx, daodian.IssueRequest{MerchantID: storetest.M1, Status: daodian.TicketCancelled})
+	if err != nil {
+		t.Fatal(err)
+	}
+	future, err := e.Ledger.Issue(e.Ctx, daodian.IssueRequest{MerchantID: storetest.M1,
+		ValidFrom: e.Clock.Now().Add(time.Hour), ValidTo: e.Clock.Now().Add(48 * time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,37 +160,57 @@ func TestUseRefusals(t *testing.T) {
 	tk2 := e.Issue(1, 1).Tickets[0]
 	past := top.FormatTime(e.Clock.Now().Add(-time.Minute))
 	rows := []struct {
-		name string
-		c    *client.Client
-		req  alsc.UseTopRequest
-		code int
-		sub  string
+		name     string
+		c        *client.Client
+		req      alsc.UseTopRequest
+		code     int
+		sub      string
+		recorded bool
 	}{
-		{"not found", e.a, alsc.UseTopRequest{TicketCode: "100000000000", ShopID: storetest.S1, TicketRequestID: "x1"}, 50, daodian.SubTicketNotFound},
-		{"other merchant", e.b, alsc.UseTopRequest{TicketCode: tk2.Code, ShopID: storetest.S2, TicketRequestID: "x2"}, 50, daodian.SubTicketNotFound},
-		{"shop", e.a, alsc.UseTopRequest{TicketCode: tk2.Code, ShopID: storetest.S2, TicketRequestID: "x3"}, 50, daodian.SubShopNotMatch},
-		{"status", e.a, alsc.UseTopRequest{TicketCode: cancelled.Tickets[0].Code, ShopID: storetest.S1, TicketRequestID: "x4"}, 50, daodian.SubTicketStatusInvalid},
-		{"quantity", e.a, alsc.UseTopRequest{TicketCode: tk.Code, ShopID: storetest.S1, TicketRequestID: "x5"}, 50, daodian.SubNotEnoughQuantity},
-		{"conflict", e.a, alsc.UseTopRequest{TicketCode: tk2.Code, ShopID: storetest.S1, TicketRequestID: "taken"}, 50, daodian.SubRequestIDConflict},
-		{"fenced", e.a, alsc.UseTopRequest{TicketCode: fenced.Code, ShopID: storetest.S1, TicketRequestID: "x6", GmtBiz: past}, 50, daodian.SubUseFencedByReversal},
-		{"invalid parameter", e.a, alsc.UseTopRequest{TicketCode: "12ab", ShopID: storetest.S1, TicketRequestID: "x7"}, 50, daodian.SubInvalidParameter},
+		{"not found", e.a, alsc.UseTopRequest{TicketCode: "100000000000", ShopID: storetest.S1, TicketRequestID: "x1"}, 50, daodian.SubTicketNotFound, true},
+		{"other merchant", e.b, alsc.UseTopRequest{TicketCode: tk2.Code, ShopID: storetest.S2, TicketRequestID: "x2"}, 50, daodian.SubTicketNotFound, true},
+		{"shop", e.a, alsc.UseTopRequest{TicketCode: tk2.Code, ShopID: storetest.S2, TicketRequestID: "x3"}, 50, daodian.SubShopNotMatch, true},
+		{"status", e.a, alsc.UseTopRequest{TicketCode: cancelled.Tickets[0].Code, ShopID: storetest.S1, TicketRequestID: "x4"}, 50, daodian.SubTicketStatusInvalid, true},
+		{"not yet valid", e.a, alsc.UseTopRequest{TicketCode: future.Tickets[0].Code, ShopID: storetest.S1, TicketRequestID: "x10"}, 50, daodian.SubTicketNotYetValid, true},
+		{"quantity", e.a, alsc.UseTopRequest{TicketCode: tk.Code, ShopID: storetest.S1, TicketRequestID: "x5"}, 50, daodian.SubNotEnoughQuantity, true},
+		{"conflict", e.a, alsc.UseTopRequest{TicketCode: tk2.Code, ShopID: storetest.S1, TicketRequestID: "taken"}, 50, daodian.SubRequestIDConflict, false},
+		{"fenced", e.a, alsc.UseTopRequest{TicketCode: fenced.Code, ShopID: storetest.S1, TicketRequestID: "x6", GmtBiz: past}, 50, daodian.SubUseFencedByReversal, true},
+		{"invalid parameter", e.a, alsc.UseTopRequest{TicketCode: "12ab", ShopID: storetest.S1, TicketRequestID: "x7"}, 50, daodian.SubInvalidParameter, false},
 	}
-	for _, row := range rows {
+	refused := func(name string, c *client.Client, req alsc.UseTopRequest, code int, sub string, recorded bool) {
+		t.Helper()
 		before := e.Snap()
-		_, err := row.c.Use(e.Ctx, row.req)
-		wantPlatform(t, err, row.code, row.sub)
-		if d := before.Diff(e.Snap(), true); d != "" {
-			t.Fatalf("%s changed the ledger: %s", row.name, d)
+		_, err := c.Use(e.Ctx, req)
+		wantPlatform(t, err, code, sub)
+		after := e.Snap()
+		if d := before.Diff(after, false); d != "" {
+			t.Fatalf("%s changed the ledger: %s", name, d)
+		}
+		want := 0
+		if recorded {
+			want = 1
+		}
+		if n := after.Counts.Idem - before.Counts.Idem; n != want {
+			t.Fatalf("%s left %d idempotency records, want recorded=%t", name, n, recorded)
+		}
+		_, again := c.Use(e.Ctx, req)
+		var first, second *client.Error
+		errors.As(err, &first)
+		if !errors.As(again, &second) || second.SubCode != first.SubCode || second.SubMsg != first.SubMsg {
+			t.Fatalf("%s sent again: got %v, want %v", name, again, err)
+		}
+		if d := after.Diff(e.Snap(), true); d != "" {
+			t.Fatalf("%s sent again changed the ledger: %s", name, d)
 		}
 	}
-	e.Clock.Advance(31 * 24 * time.Hour)
-	before := e.Snap()
-	_, err = e.use(e.a, tk2.Code, 1, "x8")
-	wantPlatform(t, err, 50, daodian.SubTicketExpired)
-	if d := before.Diff(e.Snap(), true); d != "" {
-		t.Fatalf("expired use changed the ledger: %s", d)
+	for _, row := range rows {
+		refused(row.name, row.c, row.req, row.code, row.sub, row.recorded)
 	}
+	e.Clock.Advance(31 * 24 * time.Hour)
+	expired := alsc.UseTopRequest{TicketCode: tk2.Code, ShopID: storetest.S1, TicketRequestID: "x8", Quantity: 1}
+	refused("expired", e.a, expired, 50, daodian.SubTicketExpired, true)
 	e.Clock.Advance(-31 * 24 * time.Hour)
+	before := e.Snap()
 	e.fs.FailNext(1)
 	_, err = e.use(e.a, tk2.Code, 1, "x9")
 	wantPlatform(t, err, 15, "isp.service-busy")

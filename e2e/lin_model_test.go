@@ -131,8 +131,21 @@ func linStep(s *linState, in linIn, out linOut) (bool, *linState) {
 
 	case linUse:
 		if rec, ok := s.idem[idemKey(in)]; ok {
-			// A replay answers the first answer.
+			// A replay answers the first answer: the same refusal, or the
+			// success as already used.
+			if !rec.OK {
+				return !out.OK && out.Code == rec.Code, s
+			}
 			return out.OK && out.TransID == rec.TransID && out.Biz == daodian.BizTicketAlreadyUsed, s
+		}
+		// A refusal is recorded too (SPEC §4.3).
+		refused := func(allowed bool) (bool, *linState) {
+			if !allowed {
+				return false, s
+			}
+			n := s.clone()
+			n.idem[idemKey(in)] = linOut{Code: out.Code}
+			return true, n
 		}
 		switch {
 		case out.OK:
@@ -145,16 +158,19 @@ func linStep(s *linState, in linIn, out linOut) (bool, *linState) {
 			n.idem[idemKey(in)] = linOut{OK: true, TransID: out.TransID}
 			return true, n
 		case out.Code == daodian.SubNotEnoughQuantity:
-			return s.avail < in.Units, s
+			return refused(s.avail < in.Units)
 		case out.Code == daodian.SubUseFencedByReversal:
 			// Refused only when enough units remain (quantity is checked first)
 			// and an empty reversal of this app left a fence.
-			return s.avail >= in.Units && s.fenced(in.App), s
+			return refused(s.avail >= in.Units && s.fenced(in.App))
 		}
 		return false, s
 
 	case linRefund:
-		if _, ok := s.idem[idemKey(in)]; ok {
+		if rec, ok := s.idem[idemKey(in)]; ok {
+			if !rec.OK {
+				return !out.OK && out.Code == rec.Code, s
+			}
 			return out.OK && out.Biz == daodian.BizSuccess, s
 		}
 		i := s.find(in.TransID)
@@ -162,7 +178,12 @@ func linStep(s *linState, in linIn, out linOut) (bool, *linState) {
 			return false, s
 		}
 		if s.uses[i].reversed {
-			return !out.OK && out.Code == daodian.SubUseAlreadyReversed, s
+			if out.OK || out.Code != daodian.SubUseAlreadyReversed {
+				return false, s
+			}
+			n := s.clone()
+			n.idem[idemKey(in)] = linOut{Code: out.Code}
+			return true, n
 		}
 		if !out.OK || out.Biz != daodian.BizSuccess {
 			return false, s

@@ -362,6 +362,23 @@ func TestLinearizabilityCheckerCatches(t *testing.T) {
 			},
 		},
 		{
+			name: "a refused use takes effect when sent again after a reversal freed units",
+			good: []porcupine.Operation{
+				op(0, 0, 1, use("u1", 2), ok("t1")),
+				op(0, 2, 3, use("u2", 1), notEnough),
+				op(0, 4, 5, rev("r1", "t1"), success),
+				op(0, 6, 7, use("u2", 1), notEnough),
+				op(0, 8, 9, consult, avail(2)),
+			},
+			bad: []porcupine.Operation{
+				op(0, 0, 1, use("u1", 2), ok("t1")),
+				op(0, 2, 3, use("u2", 1), notEnough),
+				op(0, 4, 5, rev("r1", "t1"), success),
+				op(0, 6, 7, use("u2", 1), ok("t2")),
+				op(0, 8, 9, consult, avail(1)),
+			},
+		},
+		{
 			name: "a recorded reversal answer changes",
 			good: []porcupine.Operation{
 				op(0, 0, 1, use("u1", 1), ok("t1")),

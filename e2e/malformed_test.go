@@ -41,8 +41,9 @@ type mfWant struct {
 	sub    string // sub_code, when given
 	subHas string // a part of sub_msg, when given
 	result string // for a success: the error_code of `result` ("" for success=true), or "-" not to check
-	// recorded: the request leaves an idempotency record (a final reversal
-	// answer); the rest of the ledger must still be unchanged.
+	// recorded: the request leaves an idempotency record (a final answer: a
+	// reversal's, or a use's refusal); the rest of the ledger must still be
+	// unchanged.
 	recorded bool
 }
 
@@ -234,7 +235,8 @@ func decodeAnswer(t *testing.T, body []byte) mfAnswer {
 // strings, NUL bytes and invalid UTF-8 in names and values, SQL and XML injection
 // in every string field, and a body over the limit. Each row gets its specified
 // answer, as one well-formed document that echoes no injected markup; after each
-// row the server still answers taobao.time.get and the ledger is unchanged.
+// row the server still answers taobao.time.get, the ledger is unchanged (but for
+// the record of a final answer) and the audit finds nothing.
 func TestMalformedRequests(t *testing.T) {
 	t.Run("embedded", func(t *testing.T) {
 		s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "mf.db"), sqlite.Options{})
@@ -294,6 +296,7 @@ func runMalformed(t *testing.T, s daodian.Store) {
 	rows = append(rows, m.typeRows()...)
 	rows = append(rows, m.valueRows()...)
 	rows = append(rows, m.injectionRows()...)
+	rows = append(rows, m.nameRows()...)
 	if len(rows) < 40 {
 		t.Fatalf("only %d rows", len(rows))
 	}
@@ -323,6 +326,7 @@ func runMalformed(t *testing.T, s daodian.Store) {
 		if d := before.Diff(e.Snap(), !w.recorded); d != "" {
 			t.Errorf("%s changed the ledger: %s", row.name, d)
 		}
+		e.Audit()
 		// Still serving.
 		if _, err := e.a.TimeGet(e.Ctx); err != nil {
 			t.Fatalf("after %s: taobao.time.get: %v", row.name, err)
@@ -484,7 +488,22 @@ func (m *mfEnv) valueRows() []mfRow {
 		return func() []byte { return m.object(o.method, o.param, m.buildObject(o.fields, name, raw), "json") }
 	}
 	long := func(n int) string { return `"` + strings.Repeat("a", n) + `"` }
-	return []mfRow{
+	// useReal names the usable ticket, so that a request wrongly accepted
+	// consumes a unit and shows in the ledger.
+	useReal := func(name, raw string) func() []byte {
+		o := objectFields[1]
+		fields := append([][2]string(nil), o.fields...)
+		fields[0][1] = `"$CODE"`
+		return func() []byte { return m.object(o.method, o.param, m.buildObject(fields, name, raw), "json") }
+	}
+	var rows []mfRow
+	// SPEC §4.3: a quantity given is a whole number from 1 to 10 000; anything
+	// else is refused and consumes nothing, never read as the default of 1.
+	for _, q := range []string{`0`, `"0"`, `-0`, `"-0"`, `0.0`, `"null"`, `""`, `1e2`, `"1e2"`, `1.0`, `"1.0"`, `"01"`, `" 1"`,
+		`"1 "`, `"+1"`, `10001`, `"10001"`, `false`} {
+		rows = append(rows, mfRow{name: "quantity " + q, send: useReal("quantity", q), want: mfWant{code: 50, sub: top.SubCodeInvalidParameter, subHas: "quantity"}})
+	}
+	return append(rows, []mfRow{
 		{name: "quantity 1e30", send: use("quantity", `1e30`), want: mfWant{code: 50, sub: top.SubCodeInvalidParameter, subHas: "quantity"}},
 		{name: "quantity 99999999999999999999", send: use("quantity", `99999999999999999999`), want: mfWant{code: 50, sub: top.SubCodeInvalidParameter, subHas: "quantity"}},
 		{name: `quantity "99999999999999999999"`, send: use("quantity", `"99999999999999999999"`), want: mfWant{code: 50, sub: top.SubCodeInvalidParameter, subHas: "quantity"}},
@@ -514,6 +533,47 @@ func (m *mfEnv) valueRows() []mfRow {
 		{name: "gmt_biz 30 February", send: use("gmt_biz", `"2026-02-30 10:00:00"`), want: mfWant{code: 50, sub: top.SubCodeInvalidParameter, subHas: "gmt_biz"}},
 		{name: "shop_type unknown", send: use("shop_type", `"MOON_SHOP"`), want: mfWant{code: 50, sub: top.SubCodeInvalidParameter, subHas: "shop_type"}},
 		{name: "deeply nested unknown field", send: consult("request_id", `"c"`+`,"x":`+strings.Repeat("[", 5000)+strings.Repeat("]", 5000)), want: mfWant{result: ""}},
+	}...)
+}
+
+// nameRows: SPEC §4 member names. A name given twice is invalid, never resolved
+// (encoding/json kept the last); names match exactly, so a differently-cased
+// name is an unknown member, ignored (encoding/json matched it). Each row would
+// reverse or use the real ticket if the name were resolved the lenient way.
+func (m *mfEnv) nameRows() []mfRow {
+	const missing = `"2100000000000999999"`
+	id, code := fmt.Sprintf("%q", m.id), fmt.Sprintf("%q", m.code)
+	rev := func(members string) func() []byte {
+		return func() []byte {
+			return m.object(alsc.MethodReserve, "ticket_reverse_top_request", fmt.Sprintf(`{"request_id":%q,%s}`, m.nextRID(), members), "json")
+		}
+	}
+	use := func(members string) func() []byte {
+		return func() []byte {
+			return m.object(alsc.MethodUse, "use_request", fmt.Sprintf(`{"shop_id":"shop-1","ticket_request_id":%q,%s}`, m.nextRID(), members), "xml")
+		}
+	}
+	consult := func(raw string) func() []byte {
+		return func() []byte { return m.object(alsc.MethodConsult, "consult_request", raw, "json") }
+	}
+	dup := func(field string) mfWant {
+		return mfWant{code: 50, sub: top.SubCodeInvalidParameter, subHas: field + " 重复"}
+	}
+	return []mfRow{
+		{name: "ticket_id twice", send: rev(`"ticket_id":` + missing + `,"ticket_id":` + id), want: dup("ticket_reverse_top_request.ticket_id")},
+		{name: "ticket_id twice, once escaped", send: rev(`"ticket_id":` + missing + `,"ticket_id":` + id), want: dup("ticket_reverse_top_request.ticket_id")},
+		{name: "request_id twice", send: rev(`"ticket_id":` + id + `,"request_id":"again"`), want: dup("ticket_reverse_top_request.request_id")},
+		{name: "a name twice inside an unknown member", send: rev(`"ticket_id":` + id + `,"x":[{"a":1,"a":1}]`), want: dup("ticket_reverse_top_request.x.0.a")},
+		{name: "use ticket_code twice", send: use(`"ticket_code":"100000000000","ticket_code":` + code), want: dup("use_request.ticket_code")},
+		{name: "use quantity twice", send: use(`"ticket_code":` + code + `,"quantity":1,"quantity":2`), want: dup("use_request.quantity")},
+		{name: "consult ticket_code twice", send: consult(`{"request_id":"c1","shop_id":"shop-1","ticket_code":"100000000000","ticket_code":` + code + `}`),
+			want: dup("consult_request.ticket_code")},
+		{name: "TICKET_ID is not ticket_id", send: rev(`"TICKET_ID":` + id), want: mfWant{code: 50, sub: top.SubCodeInvalidParameter, subHas: "ticket_id must not be empty"}},
+		{name: "Ticket_Id beside ticket_id is ignored", send: rev(`"ticket_id":` + missing + `,"Ticket_Id":` + id),
+			want: mfWant{result: daodian.CodeTicketNotFound, recorded: true}},
+		{name: "TICKET_CODE is not ticket_code", send: use(`"TICKET_CODE":` + code), want: mfWant{code: 50, sub: top.SubCodeInvalidParameter, subHas: "ticket_code"}},
+		{name: "SHOP_ID is not shop_id", send: consult(`{"request_id":"c1","SHOP_ID":"shop-1","ticket_code":` + code + `}`),
+			want: mfWant{code: 50, sub: top.SubCodeInvalidParameter, subHas: "shop_id must not be empty"}},
 	}
 }
 
@@ -542,7 +602,7 @@ func (m *mfEnv) injectionRows() []mfRow {
 							w = mfWant{result: daodian.CodeShopNotMatch}
 						}
 					case "use_request":
-						w = mfWant{code: 50, sub: daodian.SubTicketNotFound}
+						w = mfWant{code: 50, sub: daodian.SubTicketNotFound, recorded: true}
 					default:
 						w = mfWant{result: daodian.CodeTicketNotFound, recorded: true}
 					}

@@ -69,13 +69,22 @@ var objectSeeds = []string{
 	`   {}   `,
 	`{"request_id":"r","request_id":"s","ticket_id":"$ID"}`,
 	`{"REQUEST_ID":"r","Ticket_Id":"$ID"}`,
+	`{"request_id":"r","ticket_id":"$ID","TICKET_ID":"2100000000000000001"}`,
+	`{"request_id":"r","\u0072equest_id":"s","ticket_id":"$ID"}`,
+	`{"request_id":"r","ticket_id":"$ID","x":[{"a":1,"a":2}]}`,
+	`{"request_id":"r","ticket_id":"$ID","x":{"a":1},"y":{"a":1}}`,
+	`{"ticket_code":"$CODE","shop_id":"s1","ticket_request_id":"u","quantity":0}`,
+	`{"ticket_code":"$CODE","shop_id":"s1","ticket_request_id":"u","quantity":"null"}`,
+	`{"request_id":"\udc00","ticket_id":"$ID"}`,
 	`{"a":{"b":{"c":[[[[[[[[[[1]]]]]]]]]]}}}`,
 }
 
-// FuzzDecodeObject: the decoding of a business object either succeeds, and then
-// agrees with encoding/json on every field, or is code 50 isv.invalid-parameter
-// naming the parameter, with a short, valid UTF-8 sub_msg that does not echo the
-// input.
+// FuzzDecodeObject: the decoding of a business object either succeeds, or is
+// code 50 isv.invalid-parameter naming the parameter, with a short, valid UTF-8
+// sub_msg. It succeeds exactly when the input is a JSON object in which no
+// object names a member twice and whose members named exactly as the fields
+// decode with encoding/json; it then agrees with encoding/json on those members.
+// Other members — a differently-cased name included — are ignored (SPEC §4).
 func FuzzDecodeObject(f *testing.F) {
 	for i, s := range objectSeeds {
 		f.Add(uint8(i), strings.NewReplacer("$CODE", "123456789012", "$ID", "2100000000000000009").Replace(s))
@@ -84,34 +93,116 @@ func FuzzDecodeObject(f *testing.F) {
 		p := objectParams[int(which)%len(objectParams)]
 		dst := p.new()
 		terr := gateway.DecodeObject(p.name, v, dst)
+		if terr != nil {
+			if terr.Code != 50 || terr.SubCode != top.SubCodeInvalidParameter {
+				t.Fatalf("got %v, want code 50 %s", terr, top.SubCodeInvalidParameter)
+			}
+			if !strings.HasPrefix(terr.SubMsg, "非法参数:"+p.name) || !utf8.ValidString(terr.SubMsg) || len(terr.SubMsg) > 200 {
+				t.Fatalf("sub_msg %q", terr.SubMsg)
+			}
+		}
 		trimmed := bytes.TrimSpace([]byte(v))
-		if terr == nil {
-			if len(trimmed) == 0 || trimmed[0] != '{' {
-				t.Fatalf("accepted a non-object %q", v)
-			}
-			ref := p.new()
-			if err := json.Unmarshal(trimmed, ref); err != nil {
-				t.Fatalf("accepted %q, which encoding/json refuses: %v", v, err)
-			}
-			if !reflect.DeepEqual(dst, ref) {
-				t.Fatalf("decoded %+v, encoding/json %+v", dst, ref)
+		if len(trimmed) == 0 || trimmed[0] != '{' || !json.Valid(trimmed) {
+			if terr == nil {
+				t.Fatalf("accepted %q, which is not a JSON object", v)
 			}
 			return
 		}
-		if terr.Code != 50 || terr.SubCode != top.SubCodeInvalidParameter {
-			t.Fatalf("got %v, want code 50 %s", terr, top.SubCodeInvalidParameter)
+		dup, mangled := duplicateNames(trimmed)
+		if mangled {
+			return // names with invalid UTF-8: which of them are equal is moot
 		}
-		if !strings.HasPrefix(terr.SubMsg, "非法参数:"+p.name) || !utf8.ValidString(terr.SubMsg) || len(terr.SubMsg) > 200 {
-			t.Fatalf("sub_msg %q", terr.SubMsg)
-		}
-		if json.Valid(trimmed) && len(trimmed) > 0 && trimmed[0] == '{' {
-			// Valid JSON object refused: it must be a field of the wrong type.
-			ref := p.new()
-			if err := json.Unmarshal(trimmed, ref); err == nil {
-				t.Fatalf("refused %q (%s), which encoding/json decodes", v, terr.SubMsg)
-			}
+		ref := p.new()
+		refErr := json.Unmarshal(exactMembers(t, trimmed, ref), ref)
+		switch {
+		case terr == nil && dup:
+			t.Fatalf("accepted %q, which names a member twice", v)
+		case terr == nil && refErr != nil:
+			t.Fatalf("accepted %q, whose fields encoding/json refuses: %v", v, refErr)
+		case terr == nil && !reflect.DeepEqual(dst, ref):
+			t.Fatalf("decoded %+v, encoding/json %+v", dst, ref)
+		case terr != nil && !dup && refErr == nil:
+			t.Fatalf("refused %q (%s), a valid object", v, terr.SubMsg)
 		}
 	})
+}
+
+// duplicateNames reports whether an object anywhere in the valid JSON b names a
+// member twice (names compared after unescaping), and whether a name holds
+// invalid UTF-8.
+func duplicateNames(b []byte) (dup, mangled bool) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	var walk func() error
+	walk = func() error {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		switch tok {
+		case json.Delim('{'):
+			seen := map[string]bool{}
+			for dec.More() {
+				name, err := dec.Token()
+				if err != nil {
+					return err
+				}
+				s := name.(string)
+				dup = dup || seen[s]
+				mangled = mangled || strings.ContainsRune(s, utf8.RuneError)
+				seen[s] = true
+				if err := walk(); err != nil {
+					return err
+				}
+			}
+			_, err = dec.Token()
+		case json.Delim('['):
+			for dec.More() {
+				if err := walk(); err != nil {
+					return err
+				}
+			}
+			_, err = dec.Token()
+		}
+		return err
+	}
+	if walk() != nil {
+		panic("duplicateNames: invalid JSON")
+	}
+	return dup, mangled
+}
+
+// exactMembers returns the object b (valid JSON) with only its top-level members
+// whose names are exactly the JSON names of dst's fields.
+func exactMembers(t *testing.T, b []byte, dst any) []byte {
+	fields := map[string]bool{}
+	rt := reflect.TypeOf(dst).Elem()
+	for i := range rt.NumField() {
+		fields[strings.Split(rt.Field(i).Tag.Get("json"), ",")[0]] = true
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if _, err := dec.Token(); err != nil {
+		t.Fatal(err)
+	}
+	out := []byte{'{'}
+	for dec.More() {
+		name, err := dec.Token()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			t.Fatal(err)
+		}
+		if !fields[name.(string)] {
+			continue
+		}
+		if len(out) > 1 {
+			out = append(out, ',')
+		}
+		k, _ := json.Marshal(name)
+		out = append(append(append(out, k...), ':'), raw...)
+	}
+	return append(out, '}')
 }
 
 // fuzzGateway is a gateway over a small ledger in a temporary directory, called

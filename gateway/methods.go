@@ -3,9 +3,11 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"time"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/daodian/daodian"
 	"github.com/daodian/daodian/alsc"
@@ -61,22 +63,56 @@ func decodeParams(m *Method, p *top.Params, in *Input) *top.Error {
 	return nil
 }
 
+// objectOptions decode business objects. Member names match exactly (the v2
+// default: a differently-cased name is an unknown member, ignored) and an object
+// that names a member twice, at any depth, is an error (SPEC §4), never resolved
+// silently as encoding/json does (last wins, case-insensitively). Invalid UTF-8
+// in a string (a lone surrogate escape: the form layer has refused raw invalid
+// bytes) becomes U+FFFD, which the ledger's checks refuse naming the field.
+var objectOptions = jsontext.AllowInvalidUTF8(true)
+
 func decodeObject(name, v string, dst any) *top.Error {
 	b := bytes.TrimSpace([]byte(v))
 	if len(b) == 0 || b[0] != '{' {
 		return top.ErrInvalidParameter(name + " 必须是JSON对象")
 	}
-	if err := json.Unmarshal(b, dst); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field != "" {
-			return top.ErrInvalidParameter(name + "." + te.Field + " 类型错误")
-		}
-		if errors.As(err, &te) {
-			return top.ErrInvalidParameter(name + " 类型错误")
+	if err := json.Unmarshal(b, dst, objectOptions); err != nil {
+		var syn *jsontext.SyntacticError
+		var sem *json.SemanticError
+		switch {
+		case errors.As(err, &syn) && errors.Is(err, jsontext.ErrDuplicateName):
+			return top.ErrInvalidParameter(memberPath(name, syn.JSONPointer) + " 重复")
+		case errors.As(err, &sem) && errors.Is(err, alsc.ErrQuantity):
+			return top.ErrInvalidParameter(memberPath(name, sem.JSONPointer) + " " + alsc.ErrQuantity.Error())
+		case errors.As(err, &sem):
+			return top.ErrInvalidParameter(memberPath(name, sem.JSONPointer) + " 类型错误")
 		}
 		return top.ErrInvalidParameter(name + " 不是合法的JSON")
 	}
 	return nil
+}
+
+// maxMemberPath bounds the member path an error message names.
+const maxMemberPath = 64
+
+// memberPath names the member at ptr inside the object name, for an error
+// message: its dotted path when that is short and every name on it is made of
+// lower-case ASCII letters, digits and underscores (as every field of SPEC §4
+// is), else the object alone, so that a message never echoes arbitrary input.
+func memberPath(name string, ptr jsontext.Pointer) string {
+	path := name
+	for tok := range ptr.Tokens() {
+		if tok == "" || len(path)+1+len(tok) > maxMemberPath {
+			return name
+		}
+		for i := 0; i < len(tok); i++ {
+			if c := tok[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
+				return name
+			}
+		}
+		path += "." + tok
+	}
+	return path
 }
 
 // ledgerError maps an error of the ledger to its platform answer.

@@ -620,6 +620,63 @@ func TestSubOrderLocksNoDeadlock(t *testing.T) {
 	})
 }
 
+// TestTicketMerchantTakesNoLock: an Update reads the merchant of a ticket that
+// another Update holds locked, without waiting for it (a second ticket lock
+// could deadlock: daodian.ReadTx.TicketMerchant).
+func TestTicketMerchantTakesNoLock(t *testing.T) {
+	s := newStore(t, Options{Retries: -1})
+	ctx := context.Background()
+	a := sampleTicket("2100000000000000001", "100000000001", "so1", 1)
+	b := sampleTicket("2100000000000000002", "100000000002", "so2", 1)
+	mustUpdate(t, s, func(tx daodian.Tx) error {
+		if err := tx.InsertTicket(ctx, a); err != nil {
+			return err
+		}
+		return tx.InsertTicket(ctx, b)
+	})
+	release := holdTicket(s, b.ID)
+	// Bounded, so that a lock wait fails the test instead of hanging it.
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err := s.Update(qctx, func(tx daodian.Tx) error {
+		if _, err := tx.Ticket(qctx, a.ID); err != nil {
+			return err
+		}
+		m, err := tx.TicketMerchant(qctx, b.ID)
+		if err == nil && m != b.MerchantID {
+			t.Errorf("TicketMerchant = %q, want %q", m, b.MerchantID)
+		}
+		return err
+	})
+	cancel()
+	if rerr := release(); rerr != nil {
+		t.Fatal(rerr)
+	}
+	if err != nil {
+		t.Fatalf("TicketMerchant of a ticket locked elsewhere: %v", err)
+	}
+}
+
+// holdTicket locks a ticket in an Update of s until release is called, and
+// returns once the lock is held; release returns that Update's error.
+func holdTicket(s *Store, id string) (release func() error) {
+	ctx := context.Background()
+	held, free := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Update(ctx, func(tx daodian.Tx) error {
+			_, err := tx.Ticket(ctx, id)
+			close(held)
+			if err != nil {
+				return err
+			}
+			<-free
+			return nil
+		})
+	}()
+	<-held
+	return func() error { close(free); return <-done }
+}
+
 // TestIdemRace has Updates race to record the answer of one key, as two processes
 // serving the same request would: a fn that reads the record first converges on the
 // winner's answer; a fn that writes blindly gets ErrDuplicate after the retries.
@@ -974,26 +1031,13 @@ func TestTransientFailures(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer s2.Close()
-		locked, release := make(chan struct{}), make(chan struct{})
-		done := make(chan error)
-		go func() {
-			done <- s.Update(ctx, func(tx daodian.Tx) error {
-				if _, err := tx.Ticket(ctx, tk.ID); err != nil {
-					return err
-				}
-				close(locked)
-				<-release
-				return nil
-			})
-		}()
-		<-locked
+		release := holdTicket(s, tk.ID)
 		err = s2.Update(ctx, func(tx daodian.Tx) error { _, err := tx.Ticket(ctx, tk.ID); return err })
-		close(release)
+		if rerr := release(); rerr != nil {
+			t.Fatal(rerr)
+		}
 		if !errors.Is(err, daodian.ErrTransient) {
 			t.Fatalf("got %v", err)
-		}
-		if err := <-done; err != nil {
-			t.Fatal(err)
 		}
 	})
 

@@ -302,6 +302,8 @@ const (
 	sqlTicketLock       = sqlTicket + ` FOR UPDATE`
 	sqlTicketByCode     = `SELECT ` + ticketCols + ` FROM tickets WHERE code = $1`
 	sqlTicketByCodeLock = sqlTicketByCode + ` FOR UPDATE`
+	// Never FOR UPDATE (daodian.ReadTx.TicketMerchant).
+	sqlTicketMerchant = `SELECT merchant_id FROM tickets WHERE id = $1`
 	// Ordered by id, so that two transactions locking tickets of one sub-order take
 	// the locks in the same order and cannot deadlock on them.
 	sqlSubOrderTickets     = `SELECT ` + ticketCols + ` FROM tickets WHERE sub_order_no = $1 ORDER BY id LIMIT $2`
@@ -407,6 +409,16 @@ func (t *pgTx) TicketByCode(ctx context.Context, code string) (*daodian.Ticket, 
 		return nil, rowErr("ticket by code", err)
 	}
 	return tk, nil
+}
+
+// TicketMerchant returns a ticket's merchant without locking the ticket, inside
+// Update too.
+func (t *pgTx) TicketMerchant(ctx context.Context, id string) (string, error) {
+	var m string
+	if err := t.queryRow(ctx, sqlTicketMerchant, esc(id)).Scan(&m); err != nil {
+		return "", rowErr("ticket merchant", err)
+	}
+	return unesc(m), nil
 }
 
 // SubOrderTickets returns the tickets of a sub-order in id order; inside Update

@@ -9,7 +9,7 @@ import (
 
 // readStmts are prepared on every connection.
 type readStmts struct {
-	idem, ticket, ticketByCode, subOrder, order, use, groupUse,
+	idem, ticket, ticketByCode, ticketMerchant, subOrder, order, use, groupUse,
 	latestActive, activeUnits, fence, shop, app, merchant, counts, ping *stmt
 }
 
@@ -48,6 +48,7 @@ func (s *session) prepareRead(ctx context.Context) error {
 		{&s.r.idem, `SELECT fingerprint, ticket_id, answer, created_at FROM idem WHERE app_key = ? AND op = ? AND request_id = ?`},
 		{&s.r.ticket, `SELECT ` + ticketCols + ` FROM tickets WHERE id = ?`},
 		{&s.r.ticketByCode, `SELECT ` + ticketCols + ` FROM tickets WHERE code = ?`},
+		{&s.r.ticketMerchant, `SELECT merchant_id FROM tickets WHERE id = ?`},
 		{&s.r.subOrder, `SELECT ` + ticketCols + ` FROM tickets WHERE sub_order_no = ? ORDER BY id LIMIT ` +
 			strconv.Itoa(daodian.MaxTicketsPerOrder+1)},
 		{&s.r.order, `SELECT doc FROM orders WHERE sub_order_no = ?`},

@@ -100,6 +100,19 @@ func (t *readTx) TicketByCode(ctx context.Context, code string) (*daodian.Ticket
 	return t.ticket(t.s.r.ticketByCode, code)
 }
 
+// TicketMerchant needs no care to stay unlocked: the single writer serialises
+// every Update, so no read of the embedded store takes a lock of its own.
+func (t *readTx) TicketMerchant(ctx context.Context, id string) (string, error) {
+	if t.done {
+		return "", errTxDone
+	}
+	row, err := t.s.queryRow(t.s.r.ticketMerchant, 1, id)
+	if err != nil {
+		return "", t.s.lookup(err)
+	}
+	return asStr(row[0]), nil
+}
+
 func (t *readTx) ticket(st *stmt, key string) (*daodian.Ticket, error) {
 	if t.done {
 		return nil, errTxDone

@@ -279,13 +279,21 @@ func RunLedger(t *testing.T, f Factory) {
 		refusal(t, err, daodian.SubNotEnoughQuantity)
 	})
 
-	t.Run("UseRefusalsChangeNothing", func(t *testing.T) {
+	// SPEC §4.3: every refusal is a final answer, recorded under its key in the
+	// same transaction: the ledger is unchanged but for that record, and a replay
+	// gets the same refusal — from this ledger's memory and from the store.
+	t.Run("UseRefusalsAreRecorded", func(t *testing.T) {
 		w := world(t)
 		o := w.Issue(1, 1)
 		tk := o.Tickets[0]
 		cancelled, err := w.Ledger.Issue(w.Ctx, daodian.IssueRequest{MerchantID: M1, Status: daodian.TicketCancelled})
 		must(t, err)
 		cancelledCode := cancelled.Tickets[0].Code
+		future, err := w.Ledger.Issue(w.Ctx, daodian.IssueRequest{MerchantID: M1,
+			ValidFrom: w.Clock.Now().Add(time.Hour), ValidTo: w.Clock.Now().Add(48 * time.Hour)})
+		must(t, err)
+		fenced := w.Issue(1, 1).Tickets[0]
+		ok(t, w.Reverse(w.A, "r1", fenced.ID, ""))
 		before := w.Snap()
 		cases := []struct {
 			name string
@@ -300,22 +308,117 @@ func RunLedger(t *testing.T, f Factory) {
 			{"cancelled", w.A, daodian.UseRequest{TicketCode: cancelledCode, ShopID: S1, RequestID: "x5"}, daodian.SubTicketStatusInvalid},
 			{"too many units", w.A, daodian.UseRequest{TicketCode: tk.Code, ShopID: S1, Quantity: 2, RequestID: "x6"}, daodian.SubNotEnoughQuantity},
 			{"id and code disagree", w.A, daodian.UseRequest{TicketCode: tk.Code, TicketID: cancelled.Tickets[0].ID, ShopID: S1, RequestID: "x7"}, daodian.SubTicketNotFound},
+			{"not yet valid", w.A, daodian.UseRequest{TicketCode: future.Tickets[0].Code, ShopID: S1, RequestID: "x9"}, daodian.SubTicketNotYetValid},
+			{"fenced", w.A, daodian.UseRequest{TicketCode: fenced.Code, ShopID: S1, RequestID: "x10", GmtBiz: w.Clock.Now().Add(-time.Minute).Truncate(time.Second)}, daodian.SubUseFencedByReversal},
 		}
+		fresh := daodian.NewLedger(w.Store, daodian.Config{Clock: w.Clock.Now})
 		for _, c := range cases {
 			_, err := w.Ledger.Use(w.Ctx, c.app, c.req)
-			if err == nil {
-				t.Fatalf("%s: accepted", c.name)
-			}
 			var r *daodian.Refusal
-			if !errors.As(err, &r) || r.SubCode != c.sub {
+			if !errors.As(err, &r) || r.SubCode != c.sub || r.SubMsg == "" {
 				t.Fatalf("%s: got %v, want %s", c.name, err, c.sub)
+			}
+			for _, l := range []*daodian.Ledger{w.Ledger, fresh} {
+				_, err := l.Use(w.Ctx, c.app, c.req)
+				var r2 *daodian.Refusal
+				if !errors.As(err, &r2) || *r2 != *r {
+					t.Fatalf("%s: replay got %v, want %v", c.name, err, r)
+				}
 			}
 		}
 		w.Clock.Advance(31 * 24 * time.Hour)
 		_, err = w.Use(w.A, tk.Code, 1, "x8")
 		refusal(t, err, daodian.SubTicketExpired)
-		if d := before.Diff(w.Snap(), true); d != "" {
+		after := w.Snap()
+		if d := before.Diff(after, false); d != "" {
 			t.Fatalf("a refusal changed the ledger: %s", d)
+		}
+		if got, want := after.Counts.Idem, before.Counts.Idem+len(cases)+1; got != want {
+			t.Fatalf("%d idempotency records, want %d: one per refusal", got, want)
+		}
+	})
+
+	// The probe of SPEC §4.3: a use refused for want of units must not take
+	// effect when its very request arrives again after a reversal freed them.
+	t.Run("RefusedUseStaysRefused", func(t *testing.T) {
+		fs := &FailingStore{Store: open(t)}
+		w := NewWorld(t, fs)
+		t.Cleanup(w.Audit)
+		tk := w.Issue(1, 2).Tickets[0]
+		a := w.MustUse(w.A, tk.Code, 2, "a")
+		b := daodian.UseRequest{TicketCode: tk.Code, ShopID: S1, Quantity: 1, RequestID: "b"}
+		_, err := w.Ledger.Use(w.Ctx, w.A, b)
+		refusal(t, err, daodian.SubNotEnoughQuantity)
+		var first *daodian.Refusal
+		errors.As(err, &first)
+		ok(t, w.Reverse(w.A, "r", tk.ID, a.TransID))
+		before := w.Snap()
+		fresh := daodian.NewLedger(w.Store, daodian.Config{Clock: w.Clock.Now})
+		for _, l := range []*daodian.Ledger{w.Ledger, fresh, w.Ledger} {
+			_, err := l.Use(w.Ctx, w.A, b)
+			var r *daodian.Refusal
+			if !errors.As(err, &r) || *r != *first {
+				t.Fatalf("replay of the refused use: got %v, want %v", err, first)
+			}
+		}
+		if d := before.Diff(w.Snap(), true); d != "" {
+			t.Fatalf("a replayed refusal changed the ledger: %s", d)
+		}
+		// The ledger that recorded it answers from memory, without a transaction
+		// (which would fail here).
+		fs.FailNext(1)
+		_, err = w.Ledger.Use(w.Ctx, w.A, b)
+		fs.FailNext(0)
+		var r *daodian.Refusal
+		if !errors.As(err, &r) || *r != *first {
+			t.Fatalf("replay from memory: got %v, want %v", err, first)
+		}
+		// The same key with other content is a conflict, not recorded; a new key
+		// is a new attempt.
+		_, err = w.Use(w.A, tk.Code, 2, "b")
+		refusal(t, err, daodian.SubRequestIDConflict)
+		if d := before.Diff(w.Snap(), true); d != "" {
+			t.Fatalf("a conflict changed the ledger: %s", d)
+		}
+		w.MustUse(w.A, tk.Code, 1, "c")
+		if w.Available(tk.ID) != 1 {
+			t.Fatalf("available %d, want 1", w.Available(tk.ID))
+		}
+	})
+
+	// SPEC §4.5: a refund refusal is final too. App C cannot see merchant M1's
+	// ticket, so its refund is refused; once C is bound to M1 the refusal's cause
+	// is gone, and still the same request gets the same refusal.
+	t.Run("RefundRefusalStaysRefused", func(t *testing.T) {
+		w := world(t)
+		tk := w.Issue(1, 1).Tickets[0]
+		u := w.MustUse(w.A, tk.Code, 1, "u1")
+		c, err := w.Ledger.CreateApp(w.Ctx, daodian.AppSpec{Name: "pos-c", MerchantID: M2})
+		must(t, err)
+		req := daodian.RefundRequest{TransID: u.TransID, TicketCode: tk.Code, RequestID: "f1"}
+		_, err = w.Ledger.Refund(w.Ctx, c, req)
+		refusal(t, err, daodian.SubTicketNotFound)
+		var first *daodian.Refusal
+		errors.As(err, &first)
+		bound := *c
+		bound.Merchants = []string{M2, M1}
+		must(t, w.Store.Update(w.Ctx, func(tx daodian.Tx) error { return tx.UpdateApp(w.Ctx, &bound) }))
+		before := w.Snap()
+		fresh := daodian.NewLedger(w.Store, daodian.Config{Clock: w.Clock.Now})
+		for _, l := range []*daodian.Ledger{w.Ledger, fresh} {
+			_, err := l.Refund(w.Ctx, &bound, req)
+			var r *daodian.Refusal
+			if !errors.As(err, &r) || *r != *first {
+				t.Fatalf("replay of the refused refund: got %v, want %v", err, first)
+			}
+		}
+		if d := before.Diff(w.Snap(), true); d != "" || before.Uses[u.TransID].Refunded {
+			t.Fatalf("a replayed refund refusal changed the ledger: %s", d)
+		}
+		_, err = w.Ledger.Refund(w.Ctx, &bound, daodian.RefundRequest{TransID: u.TransID, TicketCode: tk.Code, RequestID: "f2"})
+		must(t, err)
+		if !w.Snap().Uses[u.TransID].Refunded {
+			t.Fatal("a new refund request did not refund")
 		}
 	})
 
@@ -330,6 +433,7 @@ func RunLedger(t *testing.T, f Factory) {
 			{TicketCode: tk.Code, ShopID: S1},
 			{TicketCode: tk.Code, ShopID: S1, RequestID: "has space"},
 			{TicketCode: tk.Code, ShopID: S1, RequestID: "r", Quantity: -1},
+			{TicketCode: tk.Code, ShopID: S1, RequestID: "r", Quantity: daodian.MaxUseQuantity + 1},
 			{TicketCode: tk.Code, ShopID: S1, RequestID: "r", ShopType: "OTHER"},
 			{TicketCode: tk.Code, ShopID: S1, RequestID: "r", GmtBiz: w.Clock.Now().Add(time.Hour)},
 		}
@@ -410,6 +514,12 @@ func RunLedger(t *testing.T, f Factory) {
 		if _, err := w.Ledger.Refund(w.Ctx, w.A, daodian.RefundRequest{TransID: refunded.TransID, TicketCode: tk.Code, RequestID: "f1"}); err != nil {
 			t.Fatal(err)
 		}
+		// A ticket of merchant M2, used by its app B.
+		m2, err := w.Ledger.Issue(w.Ctx, daodian.IssueRequest{MerchantID: M2, Quantity: 2})
+		must(t, err)
+		tkB := m2.Tickets[0]
+		uB, err := w.Ledger.Use(w.Ctx, w.B, daodian.UseRequest{TicketCode: tkB.Code, ShopID: S2, RequestID: "u4"})
+		must(t, err)
 		before := w.Snap()
 		rows := []struct {
 			name string
@@ -421,6 +531,13 @@ func RunLedger(t *testing.T, f Factory) {
 			{"another merchant's ticket", w.B, daodian.ReverseRequest{RequestID: "e2", TicketID: tk.ID, TransID: u.TransID}, daodian.CodeTicketNotFound},
 			{"no such use", w.A, daodian.ReverseRequest{RequestID: "e3", TicketID: tk.ID, TransID: "2100000000000999999"}, daodian.CodeUseTransNotFound},
 			{"use of another ticket", w.A, daodian.ReverseRequest{RequestID: "e4", TicketID: tk.ID, TransID: uo.TransID}, daodian.CodeUseTransMismatch},
+			// SPEC §4.4 step 3: a use of a ticket the app cannot see answers
+			// exactly like a use that does not exist, or any app could count
+			// every merchant's redemptions by probing the sequential ids.
+			{"another merchant's use, on a visible ticket", w.B, daodian.ReverseRequest{RequestID: "e8", TicketID: tkB.ID, TransID: u.TransID}, daodian.CodeUseTransNotFound},
+			{"no such use, on the same ticket", w.B, daodian.ReverseRequest{RequestID: "e9", TicketID: tkB.ID, TransID: "2100000000000999999"}, daodian.CodeUseTransNotFound},
+			{"another merchant's use, the other way", w.A, daodian.ReverseRequest{RequestID: "e10", TicketID: tk.ID, TransID: uB.TransID}, daodian.CodeUseTransNotFound},
+			{"another merchant's group id", w.B, daodian.ReverseRequest{RequestID: "e11", TicketID: tkB.ID, TransID: uo.TransID}, daodian.CodeUseTransNotFound},
 			{"refunded use", w.A, daodian.ReverseRequest{RequestID: "e5", TicketID: tk.ID, TransID: refunded.TransID}, daodian.CodeTicketStatusInvalid},
 			{"latest use is refunded", w.A, daodian.ReverseRequest{RequestID: "e6", TicketID: tk.ID}, daodian.CodeTicketStatusInvalid},
 		}
@@ -434,6 +551,11 @@ func RunLedger(t *testing.T, f Factory) {
 			if r2 != r {
 				t.Fatalf("%s: replay %+v != %+v", row.name, r2, r)
 			}
+		}
+		// Nor does the refund tell another merchant's use from a missing one.
+		for i, trans := range []string{u.TransID, "2100000000000999999"} {
+			_, err := w.Ledger.Refund(w.Ctx, w.B, daodian.RefundRequest{TransID: trans, TicketCode: tkB.Code, RequestID: fmt.Sprintf("p%d", i)})
+			refusal(t, err, daodian.SubUseTransNotFound)
 		}
 		w.Clock.Advance(24*time.Hour + time.Second)
 		failed(t, w.Reverse(w.A, "e7", tk.ID, u.TransID), daodian.CodeReverseTimeExpired)
@@ -563,6 +685,53 @@ func RunLedger(t *testing.T, f Factory) {
 		if r.ErrorCode != daodian.CodeTicketExpired {
 			t.Fatalf("expired consult: %+v", r)
 		}
+	})
+
+	// A ticket before its validity window has its own refusal, distinct from an
+	// expired one, in the order of SPEC §4.3: after the shop and the status,
+	// before the quantity. A reversal does not look at the window.
+	t.Run("NotYetValid", func(t *testing.T) {
+		w := world(t)
+		now := w.Clock.Now()
+		issue := func(status daodian.TicketStatus) daodian.Ticket {
+			o, err := w.Ledger.Issue(w.Ctx, daodian.IssueRequest{MerchantID: M1, Status: status,
+				ValidFrom: now.Add(time.Hour), ValidTo: now.Add(48 * time.Hour)})
+			must(t, err)
+			return o.Tickets[0]
+		}
+		tk, cancelled := issue(daodian.TicketValid), issue(daodian.TicketCancelled)
+		before := w.Snap()
+		for _, c := range []struct {
+			name string
+			req  daodian.UseRequest
+			sub  string
+		}{
+			{"not yet valid", daodian.UseRequest{TicketCode: tk.Code, ShopID: S1, RequestID: "n1"}, daodian.SubTicketNotYetValid},
+			{"shop first", daodian.UseRequest{TicketCode: tk.Code, ShopID: S2, RequestID: "n2"}, daodian.SubShopNotMatch},
+			{"status first", daodian.UseRequest{TicketCode: cancelled.Code, ShopID: S1, RequestID: "n3"}, daodian.SubTicketStatusInvalid},
+			{"before quantity", daodian.UseRequest{TicketCode: tk.Code, ShopID: S1, Quantity: 2, RequestID: "n4"}, daodian.SubTicketNotYetValid},
+		} {
+			_, err := w.Ledger.Use(w.Ctx, w.A, c.req)
+			var r *daodian.Refusal
+			if !errors.As(err, &r) || r.SubCode != c.sub {
+				t.Fatalf("%s: got %v, want %s", c.name, err, c.sub)
+			}
+			if c.sub == daodian.SubTicketNotYetValid && r.SubMsg == "" {
+				t.Fatalf("%s: no sub_msg", c.name)
+			}
+		}
+		if d := before.Diff(w.Snap(), false); d != "" {
+			t.Fatalf("a refused use changed the ledger: %s", d)
+		}
+		r, err := w.Ledger.Consult(w.Ctx, w.A, daodian.ConsultRequest{RequestID: "c", ShopID: S1, TicketCode: tk.Code})
+		must(t, err)
+		if r.Success || r.ErrorCode != daodian.CodeTicketNotYetValid || r.ErrorMsg != daodian.Message(daodian.CodeTicketNotYetValid) ||
+			r.ErrorMsg == "" || r.ErrorMsg == daodian.Message(daodian.CodeTicketExpired) || r.Retry {
+			t.Fatalf("consult of a ticket not yet valid: %+v", r)
+		}
+		ok(t, w.Reverse(w.A, "r1", tk.ID, ""))
+		w.Clock.Advance(time.Hour)
+		w.MustUse(w.A, tk.Code, 1, "n5")
 	})
 
 	t.Run("Refund", func(t *testing.T) {

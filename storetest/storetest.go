@@ -49,6 +49,7 @@ func Run(t *testing.T, f Factory) {
 		{"Order", testOrder},
 		{"Ticket", testTicket},
 		{"TicketLimits", testTicketLimits},
+		{"TicketMerchant", testTicketMerchant},
 		{"SetAvailable", testSetAvailable},
 		{"SubOrderTickets", testSubOrderTickets},
 		{"Use", testUse},
@@ -530,6 +531,50 @@ func testTicket(t *testing.T, f Factory) {
 	if c := counts(t, s); c.Tickets != 3 {
 		t.Errorf("Counts.Tickets = %d, want 3 (two, and the one inserted after a taken code)", c.Tickets)
 	}
+}
+
+// testTicketMerchant: a ticket's merchant, read in a View and inside an Update
+// that holds another ticket, including a ticket that Update itself inserted.
+func testTicketMerchant(t *testing.T, f Factory) {
+	s := f.Open(t)
+	a, b := ticket(1, "S000001"), ticket(2, "S000002")
+	b.MerchantID = "m\x00 商户"
+	insertTickets(t, s, a, b)
+	check := func(ctx context.Context, tx daodian.ReadTx, tk *daodian.Ticket) error {
+		got, err := tx.TicketMerchant(ctx, tk.ID)
+		if err != nil {
+			return fmt.Errorf("TicketMerchant(%s): %w", tk.ID, err)
+		}
+		if got != tk.MerchantID {
+			t.Errorf("TicketMerchant(%s) = %q, want %q", tk.ID, got, tk.MerchantID)
+		}
+		return nil
+	}
+	view(t, s, func(ctx context.Context, tx daodian.ReadTx) error {
+		if err := check(ctx, tx, a); err != nil {
+			return err
+		}
+		_, err := tx.TicketMerchant(ctx, tid(99))
+		wantErr(t, "TicketMerchant(missing)", err, daodian.ErrNotFound)
+		return check(ctx, tx, b)
+	})
+	c := ticket(3, "S000003")
+	c.MerchantID = "M003"
+	update(t, s, func(ctx context.Context, tx daodian.Tx) error {
+		if _, err := tx.Ticket(ctx, a.ID); err != nil {
+			return err
+		}
+		if err := check(ctx, tx, b); err != nil {
+			return err
+		}
+		if _, err := tx.TicketMerchant(ctx, tid(99)); !errors.Is(err, daodian.ErrNotFound) {
+			return fmt.Errorf("TicketMerchant(missing) in Update: %v, want ErrNotFound", err)
+		}
+		if err := tx.InsertTicket(ctx, c); err != nil {
+			return err
+		}
+		return check(ctx, tx, c)
+	})
 }
 
 // testTicketLimits round-trips the extremes of every field.
