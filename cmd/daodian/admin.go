@@ -12,9 +12,9 @@ import (
 	"github.com/daodian/daodian/top"
 )
 
-// withLedger opens the store named by db, runs fn on a ledger over it, and closes it.
-func withLedger(ctx context.Context, db string, fn func(*daodian.Ledger) error) error {
-	s, err := openStore(ctx, db, false)
+// withLedger opens the store named by ref, runs fn on a ledger over it, and closes it.
+func withLedger(ctx context.Context, ref storeRef, fn func(*daodian.Ledger) error) error {
+	s, err := openStore(ctx, ref, false)
 	if err != nil {
 		return err
 	}
@@ -42,7 +42,7 @@ func runAppCreate(ctx context.Context, e *env, args []string) error {
 	methods := fs.String("methods", "", "comma-separated methods the app may call (default: all)")
 	rateLimit := fs.Int("rate-limit", 0, "calls per second per gateway process (0: unlimited)")
 	asJSON := fs.Bool("json", false, "print a JSON object")
-	db := fs.String("db", defaultDB, "embedded database file, or a postgres:// URL")
+	ref := storeFlags(fs, defaultDB, "embedded database file, or a postgres:// URL")
 	if _, err := parse(e, fs, args); err != nil {
 		return err
 	}
@@ -55,7 +55,7 @@ func runAppCreate(ctx context.Context, e *env, args []string) error {
 			ms = append(ms, m)
 		}
 	}
-	return withLedger(ctx, *db, func(l *daodian.Ledger) error {
+	return withLedger(ctx, *ref, func(l *daodian.Ledger) error {
 		app, err := l.CreateApp(ctx, daodian.AppSpec{Name: *name, MerchantID: *merchant, Methods: ms, RateLimitPerS: *rateLimit})
 		if err != nil {
 			return err
@@ -82,14 +82,14 @@ func runShopAdd(ctx context.Context, e *env, args []string) error {
 	merchant := fs.String("merchant", "", "merchant id; created if new (required)")
 	shopID := fs.String("shop-id", "", "shop id (required)")
 	name := fs.String("name", "", "shop name (default: the shop id)")
-	db := fs.String("db", defaultDB, "embedded database file, or a postgres:// URL")
+	ref := storeFlags(fs, defaultDB, "embedded database file, or a postgres:// URL")
 	if _, err := parse(e, fs, args); err != nil {
 		return err
 	}
 	if *merchant == "" || *shopID == "" {
 		return &exitError{2, "--merchant and --shop-id are required"}
 	}
-	return withLedger(ctx, *db, func(l *daodian.Ledger) error {
+	return withLedger(ctx, *ref, func(l *daodian.Ledger) error {
 		if err := l.AddShop(ctx, daodian.Shop{MerchantID: *merchant, ID: *shopID, Name: *name}); err != nil {
 			return err
 		}
@@ -147,7 +147,7 @@ func runTicketIssue(ctx context.Context, e *env, args []string) error {
 	days := fs.Int("valid-days", 30, "days the tickets stay valid")
 	phone := fs.String("phone", "", "buyer phone (stored masked)")
 	asJSON := fs.Bool("json", false, "print a JSON object")
-	db := fs.String("db", defaultDB, "embedded database file, or a postgres:// URL")
+	ref := storeFlags(fs, defaultDB, "embedded database file, or a postgres:// URL")
 	if _, err := parse(e, fs, args); err != nil {
 		return err
 	}
@@ -157,7 +157,7 @@ func runTicketIssue(ctx context.Context, e *env, args []string) error {
 	if *days < 1 || *days > 3650 {
 		return &exitError{2, "--valid-days must be between 1 and 3650"}
 	}
-	return withLedger(ctx, *db, func(l *daodian.Ledger) error {
+	return withLedger(ctx, *ref, func(l *daodian.Ledger) error {
 		now := l.Now()
 		o, err := l.Issue(ctx, daodian.IssueRequest{
 			MerchantID: *merchant, Count: *count, Quantity: *quantity, ItemName: *item,
@@ -180,12 +180,12 @@ func runTicketIssue(ctx context.Context, e *env, args []string) error {
 
 func runAudit(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "audit")
-	db := fs.String("db", defaultDB, "embedded database file, or a postgres:// URL")
+	ref := storeFlags(fs, defaultDB, "embedded database file, or a postgres:// URL")
 	asJSON := fs.Bool("json", false, "print a JSON object")
 	if _, err := parse(e, fs, args); err != nil {
 		return err
 	}
-	return withLedger(ctx, *db, func(l *daodian.Ledger) error {
+	return withLedger(ctx, *ref, func(l *daodian.Ledger) error {
 		rep, err := l.Audit(ctx)
 		if err != nil {
 			return err

@@ -1,0 +1,180 @@
+//go:build unix
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/daodian/daodian/client"
+	"github.com/daodian/daodian/seal"
+)
+
+// withUmask sets the process umask for the test.
+func withUmask(t *testing.T, mask int) {
+	old := syscall.Umask(mask)
+	t.Cleanup(func() { syscall.Umask(old) })
+}
+
+// wantMode fails unless every path exists with mode 0600.
+func wantMode0600(t *testing.T, paths ...string) {
+	t.Helper()
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Errorf("%s: %v", filepath.Base(p), err)
+		} else if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %04o, want 0600", filepath.Base(p), fi.Mode().Perm())
+		}
+	}
+}
+
+// wantNotIn fails if the secret's bytes are in any of the files.
+func wantNotIn(t *testing.T, secret string, paths ...string) {
+	t.Helper()
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, []byte(secret)) {
+			t.Errorf("%s holds the app secret in plain text", filepath.Base(p))
+		}
+	}
+}
+
+var demoCreds = regexp.MustCompile(`app_key\s+(\S+)\n\s*app_secret\s+(\S+)`)
+
+// TestServeDemoOnFreshDirectory is the README's first command, `daodian serve
+// --demo`, in an empty directory under the usual umask 022: it creates the key
+// file silently, every file it writes is its owner's only, the secret is in no
+// file, and the demo credentials work.
+func TestServeDemoOnFreshDirectory(t *testing.T) {
+	withUmask(t, 0o022)
+	dir := t.TempDir()
+	wd, _ := os.Getwd()
+	if err := os.Chdir(dir); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Chdir(wd) })
+
+	url, stderr := server(t, "--demo")
+	m := demoCreds.FindStringSubmatch(stderr.String())
+	if m == nil {
+		t.Fatalf("no demo credentials in:\n%s", stderr)
+	}
+	if strings.Contains(strings.ToLower(stderr.String()), "key file") {
+		t.Errorf("the demo talks about the key file:\n%s", stderr)
+	}
+	res, err := client.New(url, m[1], m[2]).TimeGet(context.Background())
+	if err != nil || res.Time == "" {
+		t.Fatalf("a call with the demo credentials: %v", err)
+	}
+	db := filepath.Join(dir, "daodian.db")
+	wantMode0600(t, db, db+"-wal", db+"-shm", db+".key", db+".lock")
+	wantNotIn(t, m[2], db, db+"-wal", db+"-shm")
+	if _, err := seal.LoadFile(db + ".key"); err != nil {
+		t.Fatalf("the created key file: %v", err)
+	}
+}
+
+// TestBackupPrivate: a backup is its owner's only whatever the umask, and the
+// app secrets are sealed in it.
+func TestBackupPrivate(t *testing.T) {
+	withUmask(t, 0o022)
+	dir := t.TempDir()
+	db := filepath.Join(dir, "d.db")
+	app, _ := seed(t, db)
+	backup := filepath.Join(dir, "backup.db")
+	code, out, errs := cli(t, nil, "backup", "--db", db, "--to", backup)
+	if code != 0 || !strings.Contains(out, "the key is not in it") {
+		t.Fatalf("backup: %d %s %s", code, out, errs)
+	}
+	wantMode0600(t, backup)
+	wantNotIn(t, app.Secret, backup)
+	if _, err := os.Stat(backup + "-journal"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a journal left beside the backup: %v", err)
+	}
+}
+
+// TestPostgresNeedsSecretKeyFile: every command that opens a PostgreSQL store
+// refuses to start without a key file, with one line saying so (and never the
+// URL's password). No server is needed: the check comes first.
+func TestPostgresNeedsSecretKeyFile(t *testing.T) {
+	const db = "postgres://daodian:hunter2secret@127.0.0.1:1/x"
+	csvPath := writeFile(t, "t.csv", "merchant_id\nm1\n")
+	for _, args := range [][]string{
+		{"serve", "--db", db},
+		{"app", "create", "--name", "pos", "--merchant", "m1", "--db", db},
+		{"shop", "add", "--merchant", "m1", "--shop-id", "s1", "--db", db},
+		{"ticket", "issue", "--merchant", "m1", "--db", db},
+		{"ticket", "import", csvPath, "--db", db},
+		{"audit", "--db", db},
+		{"fault", "list", "--db", db},
+	} {
+		code, out, errs := cli(t, nil, args...)
+		if code != 1 || out != "" || strings.Count(errs, "\n") != 1 || !strings.Contains(errs, "--secret-key-file") ||
+			!strings.Contains(errs, "DAODIAN_SECRET_KEY_FILE") || strings.Contains(errs, "hunter2secret") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args[:2], code, out, errs)
+		}
+	}
+}
+
+// TestWrongSecretKeyFile: a key file that is not the database's, a missing
+// one, or one others can read is refused when the store opens, in one line
+// that names the flag — never as an invalid signature on every call.
+func TestWrongSecretKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "d.db")
+	if code, _, errs := cli(t, nil, "app", "create", "--name", "pos", "--merchant", "m1", "--db", db); code != 0 {
+		t.Fatal(errs)
+	}
+	other := filepath.Join(dir, "other.key")
+	if _, err := seal.CreateFile(other); err != nil {
+		t.Fatal(err)
+	}
+	otherText, _ := os.ReadFile(other)
+	open := filepath.Join(dir, "open.key")
+	own, _ := os.ReadFile(db + ".key")
+	if err := os.WriteFile(open, own, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing.key")
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"another key", []string{"audit", "--db", db, "--secret-key-file", other}, "does not hold the key"},
+		{"another key, serve", []string{"serve", "--addr", "127.0.0.1:0", "--db", db, "--secret-key-file", other}, "does not hold the key"},
+		{"missing key file", []string{"audit", "--db", db, "--secret-key-file", missing}, "no such secret key file"},
+		{"key file others can read", []string{"audit", "--db", db, "--secret-key-file", open}, "chmod 600"},
+	} {
+		code, _, errs := cli(t, nil, c.args...)
+		if code != 1 || strings.Count(errs, "\n") != 1 || !strings.Contains(errs, c.want) ||
+			bytes.Contains([]byte(errs), bytes.TrimSpace(otherText)) || bytes.Contains([]byte(errs), bytes.TrimSpace(own)) {
+			t.Errorf("%s: exit %d, stderr %q", c.name, code, errs)
+		}
+	}
+	if _, err := os.Stat(missing); !errors.Is(err, fs.ErrNotExist) {
+		t.Error("a key file was created for a database with sealed secrets")
+	}
+	// The key file named in the environment is the one used.
+	if code, _, errs := cli(t, map[string]string{"DAODIAN_SECRET_KEY_FILE": other}, "audit", "--db", db); code != 1 || !strings.Contains(errs, "does not hold the key") {
+		t.Errorf("DAODIAN_SECRET_KEY_FILE: exit %d, %s", code, errs)
+	}
+	if code, _, errs := cli(t, map[string]string{"DAODIAN_SECRET_KEY_FILE": db + ".key"}, "audit", "--db", db); code != 0 {
+		t.Errorf("DAODIAN_SECRET_KEY_FILE with the database's key: exit %d, %s", code, errs)
+	}
+}
