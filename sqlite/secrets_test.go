@@ -171,9 +171,7 @@ func TestSecretsNotInFiles(t *testing.T) {
 		}
 		keys = append(keys, a.Key)
 		if i%2 == 0 {
-			a.PreviousSecret, a.PreviousSecretUntil = a.Secret, time.Now().Add(time.Hour)
-			a.Secret = fmt.Sprintf("%032x", i+1)
-			if err := s.Update(ctx, func(tx daodian.Tx) error { return tx.SetAppSecrets(ctx, a) }); err != nil {
+			if _, err := l.RotateAppSecret(ctx, a.Key, time.Hour); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -2,7 +2,10 @@ package storetest
 
 import (
 	"context"
+	"errors"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -101,4 +104,118 @@ func testAppSecrets(t *testing.T, f Factory) {
 		s = f.Reopen(t, s)
 		same(t, "App after reopening", &want, readApp(s, "app-1"))
 	}
+}
+
+var hex32 = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+// testRotateAppSecret: Ledger.RotateAppSecret on the store. Rotations of one
+// app are serialised (ReadTx.App locks inside Update), so none is lost: each
+// replaces the secret the one before it issued.
+func testRotateAppSecret(t *testing.T, f Factory) {
+	s := f.Open(t)
+	ctx := ctxT(t)
+	clock := NewClock(at(0))
+	l := daodian.NewLedger(s, daodian.Config{Clock: clock.Now})
+	app, err := l.CreateApp(ctx, daodian.AppSpec{Name: "pos", MerchantID: "M001"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := func() *daodian.App {
+		t.Helper()
+		var got *daodian.App
+		view(t, s, func(ctx context.Context, tx daodian.ReadTx) error {
+			var err error
+			got, err = tx.App(ctx, app.Key)
+			return err
+		})
+		return got
+	}
+
+	r1, err := l.RotateAppSecret(ctx, app.Key, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hex32.MatchString(r1.Secret) || r1.Secret == app.Secret || r1.PreviousSecret != app.Secret ||
+		!r1.PreviousSecretUntil.Equal(at(0).Add(time.Hour)) {
+		t.Fatalf("rotation: %+v, app before %+v", r1, app)
+	}
+	same(t, "stored app after a rotation", r1, stored())
+	if !r1.PreviousSecretValid(at(0).Add(time.Hour-time.Microsecond)) || r1.PreviousSecretValid(at(0).Add(time.Hour)) {
+		t.Error("the previous secret's grace is not exactly one hour")
+	}
+	// Within the grace, a second rotation: the newest previous secret wins, the
+	// oldest stops at once.
+	clock.Advance(10 * time.Minute)
+	r2, err := l.RotateAppSecret(ctx, app.Key, 2*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r2.PreviousSecret != r1.Secret || !r2.PreviousSecretUntil.Equal(clock.Now().Add(2*time.Hour)) {
+		t.Fatalf("second rotation: %+v", r2)
+	}
+	same(t, "stored app after a second rotation", r2, stored())
+	// Grace 0: the previous secret stops at once.
+	r3, err := l.RotateAppSecret(ctx, app.Key, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r3.PreviousSecret != "" || !r3.PreviousSecretUntil.IsZero() || r3.Secret == r2.Secret {
+		t.Fatalf("rotation without grace: %+v", r3)
+	}
+	same(t, "stored app after a rotation without grace", r3, stored())
+
+	// Refusals change nothing.
+	for _, c := range []struct {
+		name  string
+		key   string
+		grace time.Duration
+		want  func(error) bool
+	}{
+		{"unknown app", "nope", time.Hour, func(err error) bool { return errors.Is(err, daodian.ErrNotFound) }},
+		{"empty key", "", time.Hour, isInvalid},
+		{"negative grace", app.Key, -time.Second, isInvalid},
+		{"grace too long", app.Key, daodian.MaxSecretGrace + time.Second, isInvalid},
+	} {
+		if got, err := l.RotateAppSecret(ctx, c.key, c.grace); got != nil || !c.want(err) {
+			t.Errorf("%s: %+v, %v", c.name, got, err)
+		}
+	}
+	same(t, "stored app after refused rotations", r3, stored())
+
+	// Concurrent rotations: each replaces a different secret.
+	const n = 8
+	var (
+		mu      sync.Mutex
+		secrets = map[string]bool{r3.Secret: true}
+		errs    []error
+		prevs   = map[string]int{}
+	)
+	Parallel(n, func(int) {
+		r, err := l.RotateAppSecret(ctx, app.Key, time.Hour)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			errs = append(errs, err)
+			return
+		}
+		secrets[r.Secret] = true
+		prevs[r.PreviousSecret]++
+	})
+	if len(errs) > 0 {
+		t.Fatalf("concurrent rotations failed: %v", errs)
+	}
+	final := stored()
+	for p, k := range prevs {
+		if k != 1 || !secrets[p] || p == final.Secret {
+			t.Fatalf("concurrent rotations lost an update: previous secrets %v, final %s", prevs, final.Secret)
+		}
+	}
+	if !secrets[final.Secret] || prevs[final.PreviousSecret] != 1 {
+		t.Fatalf("final app %+v is not the last rotation", final)
+	}
+}
+
+func isInvalid(err error) bool {
+	var ip *daodian.InvalidParameter
+	return errors.As(err, &ip)
 }

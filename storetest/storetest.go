@@ -51,6 +51,7 @@ func Run(t *testing.T, f Factory) {
 		{"Shop", testShop},
 		{"App", testApp},
 		{"AppSecrets", testAppSecrets},
+		{"RotateAppSecret", testRotateAppSecret},
 		{"Order", testOrder},
 		{"Ticket", testTicket},
 		{"TicketLimits", testTicketLimits},

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -31,7 +32,55 @@ func printJSON(w io.Writer, v any) error {
 
 func runApp(ctx context.Context, e *env, args []string) error {
 	return subcommand(ctx, e, "app", args, map[string]func(context.Context, *env, []string) error{
-		"create": runAppCreate,
+		"create":        runAppCreate,
+		"rotate-secret": runAppRotateSecret,
+	})
+}
+
+// appCacheTTL is how long a gateway trusts an app it has read (the default
+// gateway.Config.AppCacheTTL, which serve keeps): a rotated secret reaches every
+// gateway within it.
+const appCacheTTL = 2 * time.Second
+
+func runAppRotateSecret(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "app rotate-secret")
+	appKey := fs.String("app-key", "", "the app whose secret to replace (required)")
+	grace := fs.Duration("grace", 24*time.Hour, "how long the replaced secret keeps working, so running terminals can be updated (0: it stops at once; at most 720h)")
+	asJSON := fs.Bool("json", false, "print a JSON object")
+	ref := storeFlags(fs, defaultDB, "embedded database file, or a postgres:// URL")
+	if _, err := parse(e, fs, args); err != nil {
+		return err
+	}
+	if *appKey == "" {
+		return &exitError{2, "--app-key is required"}
+	}
+	if *grace < 0 || *grace > daodian.MaxSecretGrace {
+		return &exitError{2, fmt.Sprintf("--grace must be between 0 and %s", daodian.MaxSecretGrace)}
+	}
+	return withLedger(ctx, *ref, func(l *daodian.Ledger) error {
+		app, err := l.RotateAppSecret(ctx, *appKey, *grace)
+		if errors.Is(err, daodian.ErrNotFound) {
+			return fmt.Errorf("no app has the key %q", *appKey)
+		}
+		if err != nil {
+			return err
+		}
+		until := app.PreviousSecretUntil
+		if *grace == 0 {
+			until = l.Now() // the previous secret stopped now
+		}
+		if *asJSON {
+			return printJSON(e.stdout, map[string]any{
+				"app_key": app.Key, "app_secret": app.Secret, "previous_secret_valid_until": top.FormatTime(until),
+			})
+		}
+		fmt.Fprintf(e.stdout, "app_key    %s\napp_secret %s\n", app.Key, app.Secret)
+		if *grace == 0 {
+			fmt.Fprintf(e.stdout, "every gateway accepts the new secret, and refuses the previous one, within %s\n", appCacheTTL)
+		} else {
+			fmt.Fprintf(e.stdout, "every gateway accepts the new secret within %s, and the previous one until %s (GMT+8)\n", appCacheTTL, top.FormatTime(until))
+		}
+		return nil
 	})
 }
 

@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
@@ -13,9 +14,12 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/daodian/daodian"
 	"github.com/daodian/daodian/client"
 	"github.com/daodian/daodian/seal"
+	"github.com/daodian/daodian/top"
 )
 
 // withUmask sets the process umask for the test.
@@ -114,6 +118,7 @@ func TestPostgresNeedsSecretKeyFile(t *testing.T) {
 	for _, args := range [][]string{
 		{"serve", "--db", db},
 		{"app", "create", "--name", "pos", "--merchant", "m1", "--db", db},
+		{"app", "rotate-secret", "--app-key", "k", "--db", db},
 		{"shop", "add", "--merchant", "m1", "--shop-id", "s1", "--db", db},
 		{"ticket", "issue", "--merchant", "m1", "--db", db},
 		{"ticket", "import", csvPath, "--db", db},
@@ -158,6 +163,7 @@ func TestWrongSecretKeyFile(t *testing.T) {
 	}{
 		{"another key", []string{"audit", "--db", db, "--secret-key-file", other}, "does not hold the key"},
 		{"another key, serve", []string{"serve", "--addr", "127.0.0.1:0", "--db", db, "--secret-key-file", other}, "does not hold the key"},
+		{"another key, rotate", []string{"app", "rotate-secret", "--app-key", "k", "--db", db, "--secret-key-file", other}, "does not hold the key"},
 		{"missing key file", []string{"audit", "--db", db, "--secret-key-file", missing}, "no such secret key file"},
 		{"key file others can read", []string{"audit", "--db", db, "--secret-key-file", open}, "chmod 600"},
 	} {
@@ -176,5 +182,107 @@ func TestWrongSecretKeyFile(t *testing.T) {
 	}
 	if code, _, errs := cli(t, map[string]string{"DAODIAN_SECRET_KEY_FILE": db + ".key"}, "audit", "--db", db); code != 0 {
 		t.Errorf("DAODIAN_SECRET_KEY_FILE with the database's key: exit %d, %s", code, errs)
+	}
+}
+
+// TestAppRotateSecret: `daodian app rotate-secret` prints the new secret; the
+// gateway accepts it within its app cache's time (appCacheTTL), and stops
+// accepting the old one once the grace has passed.
+func TestAppRotateSecret(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "d.db")
+	app, _ := seed(t, db)
+	url, _ := server(t, "--db", db)
+	ctx := context.Background()
+	if _, err := client.New(url, app.Key, app.Secret).TimeGet(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	before := time.Now()
+	code, out, errs := cli(t, nil, "app", "rotate-secret", "--app-key", app.Key, "--grace", "1h", "--json", "--db", db)
+	if code != 0 {
+		t.Fatalf("rotate-secret: %d %s", code, errs)
+	}
+	var got struct {
+		AppKey     string `json:"app_key"`
+		AppSecret  string `json:"app_secret"`
+		ValidUntil string `json:"previous_secret_valid_until"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil || got.AppKey != app.Key || !regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(got.AppSecret) || got.AppSecret == app.Secret {
+		t.Fatalf("rotate-secret --json: %q %v", out, err)
+	}
+	until, err := top.ParseTimestamp(got.ValidUntil)
+	if err != nil || until.Before(before.Add(time.Hour).Truncate(time.Second)) || until.After(time.Now().Add(time.Hour)) {
+		t.Fatalf("previous_secret_valid_until %q (%v), want an hour from now", got.ValidUntil, err)
+	}
+	l := ledgerAt(t, db)
+	stored := func() *daodian.App {
+		t.Helper()
+		var a *daodian.App
+		if err := l.Store().View(ctx, func(tx daodian.ReadTx) error {
+			var err error
+			a, err = tx.App(ctx, app.Key)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	if a := stored(); a.Secret != got.AppSecret || a.PreviousSecret != app.Secret || top.FormatTime(a.PreviousSecretUntil) != got.ValidUntil {
+		t.Fatalf("stored after rotation: %+v", a)
+	}
+	// The new secret works on the running gateway within its app cache's time.
+	waitFor(t, "the new secret to be accepted", func() bool {
+		_, err := client.New(url, app.Key, got.AppSecret).TimeGet(ctx)
+		return err == nil
+	})
+
+	// Grace 0: the secret just issued stops within the cache's time.
+	code, out, errs = cli(t, nil, "app", "rotate-secret", "--app-key", app.Key, "--grace", "0s", "--db", db)
+	third := regexp.MustCompile(`app_secret (\S+)`).FindStringSubmatch(out)
+	if code != 0 || third == nil || !strings.Contains(out, "refuses the previous one, within 2s") {
+		t.Fatalf("rotate-secret --grace 0: %d %q %s", code, out, errs)
+	}
+	if a := stored(); a.Secret != third[1] || a.PreviousSecret != "" || !a.PreviousSecretUntil.IsZero() {
+		t.Fatalf("stored after a rotation without grace: %+v", a)
+	}
+	waitFor(t, "the replaced secret to be refused", func() bool {
+		_, err := client.New(url, app.Key, got.AppSecret).TimeGet(ctx)
+		var pe *client.Error
+		return errors.As(err, &pe) && pe.Code == 25
+	})
+	if _, err := client.New(url, app.Key, third[1]).TimeGet(ctx); err != nil {
+		t.Fatalf("the newest secret: %v", err)
+	}
+
+	// Refusals.
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--app-key", "nope"}, 1, `no app has the key "nope"`},
+		{[]string{"--app-key", app.Key, "--grace", "-1s"}, 2, "--grace must be between 0 and 720h"},
+		{[]string{"--app-key", app.Key, "--grace", "721h"}, 2, "--grace must be between 0 and 720h"},
+		{nil, 2, "--app-key is required"},
+	} {
+		code, out, errs := cli(t, nil, append([]string{"app", "rotate-secret", "--db", db}, c.args...)...)
+		if code != c.code || out != "" || !strings.Contains(errs, c.want) {
+			t.Errorf("%v: exit %d, %q %q", c.args, code, out, errs)
+		}
+	}
+	if a := stored(); a.Secret != third[1] {
+		t.Fatal("a refused rotation changed the secret")
+	}
+}
+
+// waitFor polls cond for longer than the gateway's app cache keeps an app.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(appCacheTTL + 3*time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
