@@ -29,19 +29,9 @@ func testAppSecrets(t *testing.T, f Factory) {
 		}
 		return tx.InsertApp(ctx, plain)
 	})
-	readApp := func(s daodian.Store, key string) *daodian.App {
-		t.Helper()
-		var got *daodian.App
-		view(t, s, func(ctx context.Context, tx daodian.ReadTx) error {
-			var err error
-			got, err = tx.App(ctx, key)
-			return err
-		})
-		return got
-	}
-	same(t, "App with a previous secret", a, readApp(s, "app-1"))
-	same(t, "App without a previous secret", plain, readApp(s, "app-2"))
-	if got := readApp(s, "app-2"); !got.PreviousSecretUntil.IsZero() || got.PreviousSecretValid(at(1)) {
+	same(t, "App with a previous secret", a, readApp(t, s, "app-1"))
+	same(t, "App without a previous secret", plain, readApp(t, s, "app-2"))
+	if got := readApp(t, s, "app-2"); !got.PreviousSecretUntil.IsZero() || got.PreviousSecretValid(at(1)) {
 		t.Errorf("an app without a previous secret: %+v", got)
 	}
 
@@ -52,18 +42,18 @@ func testAppSecrets(t *testing.T, f Factory) {
 	update(t, s, func(ctx context.Context, tx daodian.Tx) error { return tx.SetAppSecrets(ctx, &rotated) })
 	want := *a
 	want.Secret, want.PreviousSecret, want.PreviousSecretUntil = rotated.Secret, rotated.PreviousSecret, rotated.PreviousSecretUntil
-	same(t, "App after SetAppSecrets", &want, readApp(s, "app-1"))
+	same(t, "App after SetAppSecrets", &want, readApp(t, s, "app-1"))
 	// UpdateApp leaves them alone.
 	renamed := want
 	renamed.Name, renamed.Secret, renamed.PreviousSecret, renamed.PreviousSecretUntil = "renamed", "ignored", "ignored", at(77)
 	update(t, s, func(ctx context.Context, tx daodian.Tx) error { return tx.UpdateApp(ctx, &renamed) })
 	want.Name = "renamed"
-	same(t, "App after UpdateApp", &want, readApp(s, "app-1"))
+	same(t, "App after UpdateApp", &want, readApp(t, s, "app-1"))
 	// Clearing the previous secret (a rotation with no grace).
 	cleared := want
 	cleared.Secret, cleared.PreviousSecret, cleared.PreviousSecretUntil = "s3cr3t-last-0123456789", "", time.Time{}
 	update(t, s, func(ctx context.Context, tx daodian.Tx) error { return tx.SetAppSecrets(ctx, &cleared) })
-	same(t, "App after clearing its previous secret", &cleared, readApp(s, "app-1"))
+	same(t, "App after clearing its previous secret", &cleared, readApp(t, s, "app-1"))
 	err := updateErr(t, s, func(ctx context.Context, tx daodian.Tx) error {
 		return tx.SetAppSecrets(ctx, &daodian.App{Key: "app-9", Secret: "x"})
 	})
@@ -102,8 +92,19 @@ func testAppSecrets(t *testing.T, f Factory) {
 	}
 	if f.Reopen != nil {
 		s = f.Reopen(t, s)
-		same(t, "App after reopening", &want, readApp(s, "app-1"))
+		same(t, "App after reopening", &want, readApp(t, s, "app-1"))
 	}
+}
+
+func readApp(t *testing.T, s daodian.Store, key string) *daodian.App {
+	t.Helper()
+	var a *daodian.App
+	view(t, s, func(ctx context.Context, tx daodian.ReadTx) error {
+		var err error
+		a, err = tx.App(ctx, key)
+		return err
+	})
+	return a
 }
 
 var hex32 = regexp.MustCompile(`^[0-9a-f]{32}$`)
@@ -120,16 +121,6 @@ func testRotateAppSecret(t *testing.T, f Factory) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stored := func() *daodian.App {
-		t.Helper()
-		var got *daodian.App
-		view(t, s, func(ctx context.Context, tx daodian.ReadTx) error {
-			var err error
-			got, err = tx.App(ctx, app.Key)
-			return err
-		})
-		return got
-	}
 
 	r1, err := l.RotateAppSecret(ctx, app.Key, time.Hour)
 	if err != nil {
@@ -139,7 +130,7 @@ func testRotateAppSecret(t *testing.T, f Factory) {
 		!r1.PreviousSecretUntil.Equal(at(0).Add(time.Hour)) {
 		t.Fatalf("rotation: %+v, app before %+v", r1, app)
 	}
-	same(t, "stored app after a rotation", r1, stored())
+	same(t, "stored app after a rotation", r1, readApp(t, s, app.Key))
 	if !r1.PreviousSecretValid(at(0).Add(time.Hour-time.Microsecond)) || r1.PreviousSecretValid(at(0).Add(time.Hour)) {
 		t.Error("the previous secret's grace is not exactly one hour")
 	}
@@ -153,7 +144,7 @@ func testRotateAppSecret(t *testing.T, f Factory) {
 	if r2.PreviousSecret != r1.Secret || !r2.PreviousSecretUntil.Equal(clock.Now().Add(2*time.Hour)) {
 		t.Fatalf("second rotation: %+v", r2)
 	}
-	same(t, "stored app after a second rotation", r2, stored())
+	same(t, "stored app after a second rotation", r2, readApp(t, s, app.Key))
 	// Grace 0: the previous secret stops at once.
 	r3, err := l.RotateAppSecret(ctx, app.Key, 0)
 	if err != nil {
@@ -162,7 +153,7 @@ func testRotateAppSecret(t *testing.T, f Factory) {
 	if r3.PreviousSecret != "" || !r3.PreviousSecretUntil.IsZero() || r3.Secret == r2.Secret {
 		t.Fatalf("rotation without grace: %+v", r3)
 	}
-	same(t, "stored app after a rotation without grace", r3, stored())
+	same(t, "stored app after a rotation without grace", r3, readApp(t, s, app.Key))
 
 	// Refusals change nothing.
 	for _, c := range []struct {
@@ -180,7 +171,7 @@ func testRotateAppSecret(t *testing.T, f Factory) {
 			t.Errorf("%s: %+v, %v", c.name, got, err)
 		}
 	}
-	same(t, "stored app after refused rotations", r3, stored())
+	same(t, "stored app after refused rotations", r3, readApp(t, s, app.Key))
 
 	// Concurrent rotations: each replaces a different secret.
 	const n = 8
@@ -204,7 +195,7 @@ func testRotateAppSecret(t *testing.T, f Factory) {
 	if len(errs) > 0 {
 		t.Fatalf("concurrent rotations failed: %v", errs)
 	}
-	final := stored()
+	final := readApp(t, s, app.Key)
 	for p, k := range prevs {
 		if k != 1 || !secrets[p] || p == final.Secret {
 			t.Fatalf("concurrent rotations lost an update: previous secrets %v, final %s", prevs, final.Secret)
