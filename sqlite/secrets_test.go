@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/daodian/daodian"
+	"github.com/daodian/daodian/internal/testio"
 	"github.com/daodian/daodian/seal"
 )
 
@@ -62,25 +63,6 @@ func secretsOf(t *testing.T, s *Store, keys []string) []string {
 	return out
 }
 
-// wantNotInFiles fails if any secret appears in the database's files.
-func wantNotInFiles(t *testing.T, what, path string, secrets []string) {
-	t.Helper()
-	for _, p := range []string{path, path + "-wal", path + "-shm"} {
-		b, err := os.ReadFile(p)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, s := range secrets {
-			if bytes.Contains(b, []byte(s)) {
-				t.Errorf("%s: %s holds the secret %s in plain text", what, filepath.Base(p), s)
-			}
-		}
-	}
-}
-
 // TestSecretsNotInFiles: a copy of the files of the database — the database,
 // its WAL — or a SELECT reveals no app secret, current or previous.
 func TestSecretsNotInFiles(t *testing.T) {
@@ -105,7 +87,7 @@ func TestSecretsNotInFiles(t *testing.T) {
 	if len(secrets) != 30 {
 		t.Fatalf("%d secrets, want 30", len(secrets))
 	}
-	wantNotInFiles(t, "open store", path, secrets)
+	testio.WantNotInFiles(t, secrets, path, path+"-wal", path+"-shm")
 	for _, k := range keys {
 		secret, previous := storedSecrets(t, path, k)
 		for _, p := range secrets {
@@ -117,7 +99,7 @@ func TestSecretsNotInFiles(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	wantNotInFiles(t, "closed store", path, secrets)
+	testio.WantNotInFiles(t, secrets, path, path+"-wal", path+"-shm")
 }
 
 // legacyDB writes, with the statements an older daodian ran, a database from
@@ -235,11 +217,11 @@ func TestLegacyDatabaseSealedInPlace(t *testing.T) {
 			t.Fatalf("app %s stored as %q, %q", k, secret, previous)
 		}
 	}
-	wantNotInFiles(t, "sealed database, open", path, plain)
+	testio.WantNotInFiles(t, plain, path, path+"-wal", path+"-shm")
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	wantNotInFiles(t, "sealed database, closed", path, plain)
+	testio.WantNotInFiles(t, plain, path, path+"-wal", path+"-shm")
 
 	// The key file beside it is now the database's key: another is refused, and
 	// a lost one is not silently replaced.

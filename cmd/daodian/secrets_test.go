@@ -12,48 +12,15 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/daodian/daodian"
 	"github.com/daodian/daodian/client"
+	"github.com/daodian/daodian/internal/testio"
 	"github.com/daodian/daodian/seal"
 	"github.com/daodian/daodian/top"
 )
-
-// withUmask sets the process umask for the test.
-func withUmask(t *testing.T, mask int) {
-	old := syscall.Umask(mask)
-	t.Cleanup(func() { syscall.Umask(old) })
-}
-
-// wantMode fails unless every path exists with mode 0600.
-func wantMode0600(t *testing.T, paths ...string) {
-	t.Helper()
-	for _, p := range paths {
-		fi, err := os.Stat(p)
-		if err != nil {
-			t.Errorf("%s: %v", filepath.Base(p), err)
-		} else if fi.Mode().Perm() != 0o600 {
-			t.Errorf("%s has mode %04o, want 0600", filepath.Base(p), fi.Mode().Perm())
-		}
-	}
-}
-
-// wantNotIn fails if the secret's bytes are in any of the files.
-func wantNotIn(t *testing.T, secret string, paths ...string) {
-	t.Helper()
-	for _, p := range paths {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if bytes.Contains(b, []byte(secret)) {
-			t.Errorf("%s holds the app secret in plain text", filepath.Base(p))
-		}
-	}
-}
 
 var demoCreds = regexp.MustCompile(`app_key\s+(\S+)\n\s*app_secret\s+(\S+)`)
 
@@ -62,7 +29,7 @@ var demoCreds = regexp.MustCompile(`app_key\s+(\S+)\n\s*app_secret\s+(\S+)`)
 // file silently, every file it writes is its owner's only, the secret is in no
 // file, and the demo credentials work.
 func TestServeDemoOnFreshDirectory(t *testing.T) {
-	withUmask(t, 0o022)
+	testio.Umask(t, 0o022)
 	dir := t.TempDir()
 	wd, _ := os.Getwd()
 	if err := os.Chdir(dir); err != nil {
@@ -83,8 +50,8 @@ func TestServeDemoOnFreshDirectory(t *testing.T) {
 		t.Fatalf("a call with the demo credentials: %v", err)
 	}
 	db := filepath.Join(dir, "daodian.db")
-	wantMode0600(t, db, db+"-wal", db+"-shm", db+".key", db+".lock")
-	wantNotIn(t, m[2], db, db+"-wal", db+"-shm")
+	testio.WantPrivate(t, db, db+"-wal", db+"-shm", db+".key", db+".lock")
+	testio.WantNotInFiles(t, []string{m[2]}, db, db+"-wal", db+"-shm")
 	if _, err := seal.LoadFile(db + ".key"); err != nil {
 		t.Fatalf("the created key file: %v", err)
 	}
@@ -93,7 +60,7 @@ func TestServeDemoOnFreshDirectory(t *testing.T) {
 // TestBackupPrivate: a backup is its owner's only whatever the umask, and the
 // app secrets are sealed in it.
 func TestBackupPrivate(t *testing.T) {
-	withUmask(t, 0o022)
+	testio.Umask(t, 0o022)
 	dir := t.TempDir()
 	db := filepath.Join(dir, "d.db")
 	app, _ := seed(t, db)
@@ -102,8 +69,8 @@ func TestBackupPrivate(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "the key is not in it") {
 		t.Fatalf("backup: %d %s %s", code, out, errs)
 	}
-	wantMode0600(t, backup)
-	wantNotIn(t, app.Secret, backup)
+	testio.WantPrivate(t, backup)
+	testio.WantNotInFiles(t, []string{app.Secret}, backup)
 	if _, err := os.Stat(backup + "-journal"); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a journal left beside the backup: %v", err)
 	}
