@@ -73,6 +73,52 @@ func (l *Ledger) CreateApp(ctx context.Context, spec AppSpec) (*App, error) {
 	return app, nil
 }
 
+// MaxSecretGrace bounds how long a rotated-out secret may keep signing: long
+// enough to update every terminal of a fleet, short enough that a leaked secret
+// does not outlive its rotation by much.
+const MaxSecretGrace = 30 * 24 * time.Hour
+
+// RotateAppSecret gives the app a new random secret and returns the app as
+// stored. The secret it replaces keeps signing valid requests for grace (as
+// PreviousSecret, until now+grace); with grace 0 it stops at once. Only the
+// newest replaced secret is kept: rotating again within the grace ends the
+// older one at once, so at most two secrets ever sign for an app. Gateways see
+// the change when their app cache next reads the app (gateway.Config.AppCacheTTL).
+func (l *Ledger) RotateAppSecret(ctx context.Context, appKey string, grace time.Duration) (*App, error) {
+	if err := checkText("app_key", appKey, true, MaxNameLen); err != nil {
+		return nil, err
+	}
+	if grace < 0 || grace > MaxSecretGrace {
+		return nil, invalid("grace", fmt.Sprintf("must be between 0 and %s", MaxSecretGrace))
+	}
+	secret, err := randomHex(16)
+	if err != nil {
+		return nil, err
+	}
+	now := l.cfg.Clock().UTC()
+	var out *App
+	err = l.store.Update(ctx, func(tx Tx) error {
+		app, err := tx.App(ctx, appKey)
+		if errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("app %q: %w", appKey, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		app.PreviousSecret, app.PreviousSecretUntil = "", time.Time{}
+		if grace > 0 {
+			app.PreviousSecret, app.PreviousSecretUntil = app.Secret, now.Add(grace)
+		}
+		app.Secret = secret
+		out = app
+		return tx.SetAppSecrets(ctx, app)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func ensureMerchant(ctx context.Context, tx Tx, id string) error {
 	if _, err := tx.Merchant(ctx, id); err == nil {
 		return nil

@@ -25,9 +25,9 @@ type Store interface {
 }
 
 // ReadTx reads the ledger. Inside an Update, the row-returning methods on tickets
-// lock the rows they return until the transaction ends, so that two transactions on
-// one ticket are serialised by the store itself (row locks on PostgreSQL, the single
-// writer on the embedded store).
+// and App lock the rows they return until the transaction ends, so that two
+// transactions on one ticket (or on one app's secrets) are serialised by the store
+// itself (row locks on PostgreSQL, the single writer on the embedded store).
 type ReadTx interface {
 	// Idem returns the recorded answer of a request, or ErrNotFound.
 	Idem(ctx context.Context, key IdemKey) (*IdemRecord, error)
@@ -116,8 +116,11 @@ type Tx interface {
 	// InsertApp creates an app; ErrDuplicate on a repeated key.
 	InsertApp(ctx context.Context, a *App) error
 	// UpdateApp replaces an app's mutable fields (name, merchants, enabled,
-	// methods, rate limit).
+	// methods, rate limit); never its secrets.
 	UpdateApp(ctx context.Context, a *App) error
+	// SetAppSecrets replaces an app's Secret, PreviousSecret and
+	// PreviousSecretUntil, and nothing else; ErrNotFound for an unknown key.
+	SetAppSecrets(ctx context.Context, a *App) error
 	// InsertOrder records an order; ErrDuplicate on a repeated sub-order number.
 	InsertOrder(ctx context.Context, o *Order) error
 	// InsertTicket records a ticket; ErrDuplicate on a repeated id or code.

@@ -69,9 +69,9 @@ func openDB(t *testing.T, db string) daodian.Store {
 	var s daodian.Store
 	var err error
 	if strings.HasPrefix(db, "postgres") {
-		s, err = postgres.Open(ctx, db, postgres.Options{})
+		s, err = postgres.Open(ctx, db, postgres.Options{SecretKeyFile: keyFile})
 	} else {
-		s, err = sqlite.Open(ctx, db, sqlite.Options{})
+		s, err = sqlite.Open(ctx, db, sqlite.Options{SecretKeyFile: keyFile})
 	}
 	if err != nil {
 		t.Fatalf("open %s: %v", db, err)

@@ -23,7 +23,7 @@ import (
 func TestTwoGatewaysOnOnePostgres(t *testing.T) {
 	dbURL := pgtest.FreshDatabase(t)
 	ctx := context.Background()
-	store, err := postgres.Open(ctx, dbURL, postgres.Options{})
+	store, err := postgres.Open(ctx, dbURL, postgres.Options{SecretKeyFile: keyFile})
 	if err != nil {
 		t.Fatal(err)
 	}

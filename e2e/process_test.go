@@ -48,12 +48,29 @@ func daodianBinary(t *testing.T) string {
 	return binary.path
 }
 
+// keyFile is the secret key file of the stores the tests open on PostgreSQL,
+// which needs one (SPEC §5.4). TestMain gives it to the daodian processes too,
+// as DAODIAN_SECRET_KEY_FILE, so their embedded databases share it as well.
+var keyFile string
+
 func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "daodian-e2e-key-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	keyFile = filepath.Join(dir, "secret.key")
+	os.Setenv("DAODIAN_SECRET_KEY_FILE", keyFile)
 	code := m.Run()
 	if binary.dir != "" {
 		os.RemoveAll(binary.dir)
 	}
-	os.Exit(code)
+	return code
 }
 
 // proc is a running `daodian serve`.

@@ -52,7 +52,7 @@ func inFlight(t *testing.T, base string) float64 {
 func TestSIGTERMFinishesInFlight(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "d.db")
 	ctx := context.Background()
-	s, err := sqlite.Open(ctx, db, sqlite.Options{})
+	s, err := sqlite.Open(ctx, db, sqlite.Options{SecretKeyFile: keyFile})
 	if err != nil {
 		t.Fatal(err)
 	}

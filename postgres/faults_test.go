@@ -18,7 +18,7 @@ func TestFaults(t *testing.T) {
 func TestFaultConsumeAcrossProcesses(t *testing.T) {
 	needDB(t)
 	s1, u := newStoreURL(t, Options{})
-	s2, err := Open(context.Background(), u, Options{})
+	s2, err := openTest(context.Background(), u, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

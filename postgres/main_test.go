@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +27,10 @@ var (
 	testDBErr error
 )
 
+// testKeyFile is the secret key file of the run's stores, created by the first
+// of them; each schema records the key's check of its own.
+var testKeyFile string
+
 // TestMain creates one fresh database for the run and drops it at the end, so that
 // runs never share state. Inside it, every test store gets a schema of its own.
 func TestMain(m *testing.M) {
@@ -33,6 +38,13 @@ func TestMain(m *testing.M) {
 }
 
 func runMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "daodian-pg-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	testKeyFile = filepath.Join(dir, "secret.key")
 	base := os.Getenv(envURL)
 	if base == "" {
 		return m.Run()
@@ -131,6 +143,14 @@ func freshSchema(tb testing.TB) string {
 	return withParam(testDBURL, "search_path", schema)
 }
 
+// openTest is Open with the run's key file, unless opts names another.
+func openTest(ctx context.Context, url string, opts Options) (*Store, error) {
+	if opts.SecretKeyFile == "" {
+		opts.SecretKeyFile = testKeyFile
+	}
+	return Open(ctx, url, opts)
+}
+
 // newStore opens a store on a fresh schema.
 func newStore(tb testing.TB, opts Options) *Store {
 	tb.Helper()
@@ -143,7 +163,7 @@ func newStore(tb testing.TB, opts Options) *Store {
 func newStoreURL(tb testing.TB, opts Options) (*Store, string) {
 	tb.Helper()
 	u := freshSchema(tb)
-	s, err := Open(context.Background(), u, opts)
+	s, err := openTest(context.Background(), u, opts)
 	if err != nil {
 		tb.Fatal(err)
 	}

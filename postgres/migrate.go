@@ -157,6 +157,19 @@ CREATE TABLE fault_rules (
 	created_at  timestamptz
 );
 `,
+	// 3: the secret a rotation replaced (sealed; '' for none) and until when it
+	// still signs, and meta for the check of the key the secrets are sealed with
+	// (secrets.go). From this version on apps.secret is sealed too, which Open
+	// does right after migrating. meta is a small reference table.
+	`
+ALTER TABLE apps ADD COLUMN previous_secret text NOT NULL DEFAULT '',
+	ADD COLUMN previous_secret_until timestamptz;
+
+CREATE TABLE meta (
+	key   text COLLATE "C" PRIMARY KEY,
+	value text NOT NULL
+);
+`,
 }
 
 // migrate brings the schema to the latest version. It runs in one transaction

@@ -27,6 +27,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/daodian/daodian"
+	"github.com/daodian/daodian/seal"
 )
 
 // Defaults of Options.
@@ -67,6 +68,12 @@ type Options struct {
 	// failure, a deadlock, a lost connection or an ErrDuplicate; 0 means
 	// DefaultRetries, a negative value disables retries.
 	Retries int
+	// SecretKeyFile is the file of the key the app secrets are sealed with
+	// (SPEC §5.4); required, and the same file for every process on one
+	// database. A missing file is created, mode 0600, with a new random key,
+	// unless the database's secrets are already sealed: then Open fails, as it
+	// does with a file holding another key.
+	SecretKeyFile string
 }
 
 func (o Options) withDefaults() Options {
@@ -95,6 +102,7 @@ func (o Options) withDefaults() Options {
 type Store struct {
 	pool *pgxpool.Pool
 	opts Options
+	key  *seal.Key // seals and opens app secrets
 
 	// beforeCommit, when set (by tests only), runs between fn and COMMIT with the
 	// connection of the transaction.
@@ -108,8 +116,16 @@ var _ daodian.Store = (*Store)(nil)
 // the store. Every session runs with synchronous_commit=on whatever the URL or the
 // server say, so that a committed Update is durable.
 //
+// Open also loads (or, for a database without sealed secrets, creates) the secret
+// key file, refuses a key that is not the one the database's secrets are sealed
+// with, and seals in place the secrets of a database written before sealing
+// existed.
+//
 // Errors never include the URL, which may hold a password.
 func Open(ctx context.Context, url string, opts Options) (*Store, error) {
+	if opts.SecretKeyFile == "" {
+		return nil, errors.New("postgres: a secret key file is required (Options.SecretKeyFile): app secrets are sealed with its key, and every process on one database uses the same file")
+	}
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		// pgx redacts passwords only on a best-effort basis for malformed URLs, so
@@ -135,6 +151,10 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	s := &Store{pool: pool, opts: opts}
 	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	if s.key, err = s.prepareSecrets(ctx); err != nil {
 		pool.Close()
 		return nil, err
 	}
@@ -197,7 +217,7 @@ func (s *Store) View(ctx context.Context, fn func(tx daodian.ReadTx) error) erro
 		return err
 	}
 	defer conn.Release()
-	t := &pgTx{c: conn.Conn(), begin: beginView}
+	t := &pgTx{c: conn.Conn(), begin: beginView, key: s.key}
 	ferr := fn(t)
 	// A read-only transaction has nothing to keep: always roll back.
 	rollback(ctx, t)
@@ -264,7 +284,7 @@ func (s *Store) updateOnce(ctx context.Context, fn func(tx daodian.Tx) error) (e
 	// transaction; one left in any other state (a failed rollback, a panic in fn)
 	// is closed, which makes the server roll back.
 	defer conn.Release()
-	t := &pgTx{c: conn.Conn(), begin: beginUpdate, lock: true}
+	t := &pgTx{c: conn.Conn(), begin: beginUpdate, lock: true, key: s.key}
 	if ferr := fn(t); ferr != nil {
 		return failed(ctx, t, ferr)
 	}

@@ -88,7 +88,7 @@ func TestMigrationsIdempotentAndConcurrent(t *testing.T) {
 	errs := make([]error, 4)
 	stores := make([]*Store, 4)
 	for i := range stores {
-		wg.Go(func() { stores[i], errs[i] = Open(ctx, u, Options{MaxConns: 2}) })
+		wg.Go(func() { stores[i], errs[i] = openTest(ctx, u, Options{MaxConns: 2}) })
 	}
 	wg.Wait()
 	for i, err := range errs {
@@ -98,7 +98,7 @@ func TestMigrationsIdempotentAndConcurrent(t *testing.T) {
 		defer stores[i].Close()
 	}
 	// And once more, on a migrated schema.
-	s, err := Open(ctx, u, Options{})
+	s, err := openTest(ctx, u, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestMigrationsIdempotentAndConcurrent(t *testing.T) {
 	if _, err := s.pool.Exec(ctx, "INSERT INTO schema_migrations (version) VALUES ($1)", len(migrations)+1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(ctx, u, Options{}); err == nil || !strings.Contains(err.Error(), "upgrade daodian") {
+	if _, err := openTest(ctx, u, Options{}); err == nil || !strings.Contains(err.Error(), "upgrade daodian") {
 		t.Fatalf("open of a newer schema: %v", err)
 	}
 }
@@ -1026,7 +1026,7 @@ func TestTransientFailures(t *testing.T) {
 	})
 
 	t.Run("lock wait beyond the statement timeout", func(t *testing.T) {
-		s2, err := Open(ctx, url, Options{StatementTimeout: 100 * time.Millisecond})
+		s2, err := openTest(ctx, url, Options{StatementTimeout: 100 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1042,7 +1042,7 @@ func TestTransientFailures(t *testing.T) {
 	})
 
 	t.Run("pool exhausted", func(t *testing.T) {
-		s2, err := Open(ctx, url, Options{MaxConns: 1, AcquireTimeout: 50 * time.Millisecond})
+		s2, err := openTest(ctx, url, Options{MaxConns: 1, AcquireTimeout: 50 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1064,7 +1064,7 @@ func TestTransientFailures(t *testing.T) {
 	})
 
 	t.Run("closed store", func(t *testing.T) {
-		s2, err := Open(ctx, url, Options{})
+		s2, err := openTest(ctx, url, Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1089,7 +1089,7 @@ func assertAvailable(t *testing.T, s *Store, id string, want int) {
 func TestSessionSettings(t *testing.T) {
 	needDB(t)
 	u := withParam(freshSchema(t), "synchronous_commit", "off")
-	s, err := Open(context.Background(), u, Options{StatementTimeout: 1500 * time.Millisecond})
+	s, err := openTest(context.Background(), u, Options{StatementTimeout: 1500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1123,7 +1123,7 @@ func TestOpenErrorsHideThePassword(t *testing.T) {
 		"postgres://daodian:hunter2secret@[::1/x",
 		"postgres://daodian:hunter2secret@127.0.0.1:5432/x?sslmode=bogus",
 	} {
-		_, err := Open(ctx, u, Options{})
+		_, err := openTest(ctx, u, Options{})
 		if err == nil {
 			t.Fatalf("%s: opened", u)
 		}
@@ -1159,7 +1159,7 @@ func factory() storetest.Factory {
 			if err := old.Close(); err != nil {
 				t.Fatal(err)
 			}
-			s, err := Open(context.Background(), u, Options{})
+			s, err := openTest(context.Background(), u, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -1168,6 +1168,12 @@ func factory() storetest.Factory {
 			urls[s] = u
 			mu.Unlock()
 			return s
+		},
+		StoredSecrets: func(t *testing.T, s daodian.Store, appKey string) (string, string) {
+			mu.Lock()
+			u := urls[s]
+			mu.Unlock()
+			return storedSecrets(t, u, appKey)
 		},
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/daodian/daodian"
+	"github.com/daodian/daodian/seal"
 )
 
 // pgTx is a daodian.Tx (and ReadTx) on one PostgreSQL transaction. Every statement
@@ -32,6 +33,8 @@ type pgTx struct {
 	// the transaction ends (SELECT … FOR UPDATE). A View's read-only transaction
 	// cannot lock, and needs not.
 	lock bool
+	// key seals and opens app secrets.
+	key *seal.Key
 	// pending are the writes of the ledger's hot path (uses, reversals) not yet
 	// sent: they go in one pipeline with the next read, or with COMMIT. A
 	// reversal then makes five round trips instead of eight, a use seven
@@ -318,8 +321,12 @@ const (
 	sqlActiveUnits = `SELECT COALESCE(sum(units), 0) FROM uses WHERE ticket_id = $1 AND NOT reversed`
 	sqlFence       = `SELECT ticket_id, app_key, at, request_id, created_at FROM fences WHERE ticket_id = $1 AND app_key = $2`
 	sqlShop        = `SELECT merchant_id, shop_id, name FROM shops WHERE merchant_id = $1 AND shop_id = $2`
-	sqlApp         = `SELECT key, secret, name, merchants, enabled, methods, rate_limit_per_s, created_at FROM apps WHERE key = $1`
-	sqlMerchant    = `SELECT id, name FROM merchants WHERE id = $1`
+	sqlApp         = `SELECT key, secret, previous_secret, previous_secret_until, name, merchants, enabled, methods,
+	rate_limit_per_s, created_at FROM apps WHERE key = $1`
+	// An Update that reads an app may rewrite its secrets from what it read
+	// (a rotation): the lock keeps two rotations from losing one.
+	sqlAppLock  = sqlApp + ` FOR UPDATE`
+	sqlMerchant = `SELECT id, name FROM merchants WHERE id = $1`
 
 	// Each walks read keyset pages: the next page starts after the last key seen.
 	sqlEachTicketFirst = `SELECT ` + ticketCols + ` FROM tickets ORDER BY id LIMIT $1`
@@ -359,11 +366,12 @@ const (
 	sqlNewID       = `SELECT nextval('daodian_ids')`
 	sqlPutMerchant = `INSERT INTO merchants (id, name) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name`
 	sqlInsertShop  = `INSERT INTO shops (merchant_id, shop_id, name) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`
-	sqlInsertApp   = `INSERT INTO apps (key, secret, name, merchants, enabled, methods, rate_limit_per_s, created_at)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`
+	sqlInsertApp   = `INSERT INTO apps (key, secret, previous_secret, previous_secret_until, name, merchants, enabled,
+	methods, rate_limit_per_s, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING`
 	sqlUpdateApp = `UPDATE apps SET name = $2, merchants = $3, enabled = $4, methods = $5, rate_limit_per_s = $6
 	WHERE key = $1`
-	sqlInsertOrder = `INSERT INTO orders (order_no, sub_order_no, merchant_id, buyer_id, user_phone, item_id, out_item_id,
+	sqlSetAppSecrets = `UPDATE apps SET secret = $2, previous_secret = $3, previous_secret_until = $4 WHERE key = $1`
+	sqlInsertOrder   = `INSERT INTO orders (order_no, sub_order_no, merchant_id, buyer_id, user_phone, item_id, out_item_id,
 	item_name, original_price_cents, total_amount_cents, real_amount_cents, created_at)
 	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING`
 	sqlInsertTicket = `INSERT INTO tickets (` + ticketCols + `)
@@ -525,18 +533,26 @@ func (t *pgTx) Shop(ctx context.Context, merchantID, shopID string) (*daodian.Sh
 	return s, nil
 }
 
-// App returns an app by key.
+// App returns an app by key, its secrets unsealed; inside Update it locks the
+// app's row.
 func (t *pgTx) App(ctx context.Context, key string) (*daodian.App, error) {
 	a := new(daodian.App)
-	var created pgtype.Timestamptz
-	err := t.queryRow(ctx, sqlApp, esc(key)).Scan(&a.Key, &a.Secret, &a.Name, &a.Merchants, &a.Enabled, &a.Methods,
-		&a.RateLimitPerS, &created)
+	var created, until pgtype.Timestamptz
+	q := sqlApp
+	if t.lock {
+		q = sqlAppLock
+	}
+	err := t.queryRow(ctx, q, esc(key)).Scan(&a.Key, &a.Secret, &a.PreviousSecret, &until, &a.Name, &a.Merchants,
+		&a.Enabled, &a.Methods, &a.RateLimitPerS, &created)
 	if err != nil {
 		return nil, rowErr("app", err)
 	}
-	a.Key, a.Secret, a.Name = unesc(a.Key), unesc(a.Secret), unesc(a.Name)
+	a.Key, a.Secret, a.PreviousSecret, a.Name = unesc(a.Key), unesc(a.Secret), unesc(a.PreviousSecret), unesc(a.Name)
 	a.Merchants, a.Methods = unescList(a.Merchants), unescList(a.Methods)
-	a.CreatedAt = fromTS(created)
+	a.CreatedAt, a.PreviousSecretUntil = fromTS(created), fromTS(until)
+	if err := t.key.OpenApp(a); err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
 	return a, nil
 }
 
@@ -822,9 +838,23 @@ func (t *pgTx) InsertShop(ctx context.Context, s *daodian.Shop) error {
 
 // InsertApp creates an app; ErrDuplicate on a repeated key.
 func (t *pgTx) InsertApp(ctx context.Context, a *daodian.App) error {
-	tag, err := t.exec(ctx, sqlInsertApp, esc(a.Key), esc(a.Secret), esc(a.Name), escList(a.Merchants), a.Enabled,
-		escList(a.Methods), a.RateLimitPerS, ts(a.CreatedAt))
+	secret, previous := t.key.SealApp(a)
+	tag, err := t.exec(ctx, sqlInsertApp, esc(a.Key), esc(secret), esc(previous), ts(a.PreviousSecretUntil), esc(a.Name),
+		escList(a.Merchants), a.Enabled, escList(a.Methods), a.RateLimitPerS, ts(a.CreatedAt))
 	return insertErr("insert app", tag, err)
+}
+
+// SetAppSecrets replaces an app's secrets, sealed; ErrNotFound for an unknown key.
+func (t *pgTx) SetAppSecrets(ctx context.Context, a *daodian.App) error {
+	secret, previous := t.key.SealApp(a)
+	tag, err := t.exec(ctx, sqlSetAppSecrets, esc(a.Key), esc(secret), esc(previous), ts(a.PreviousSecretUntil))
+	if err != nil {
+		return wrapErr("set app secrets", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return daodian.ErrNotFound
+	}
+	return nil
 }
 
 // UpdateApp replaces an app's mutable fields; ErrNotFound for an unknown key.

@@ -319,8 +319,9 @@ func decodeOrder(doc []byte) (*daodian.Order, error) {
 	return o, d.err()
 }
 
-// appDoc encodes the fields of an app that UpdateApp replaces; the key, secret
-// and creation time are columns of their own, so UpdateApp is one UPDATE.
+// appDoc encodes the fields of an app that UpdateApp replaces; the key, the
+// (sealed) secrets and the creation time are columns of their own, so UpdateApp
+// and SetAppSecrets are one UPDATE each.
 func appDoc(b []byte, a *daodian.App) []byte {
 	e := encoder{b: append(b, docV1)}
 	e.str(a.Name)
@@ -331,11 +332,11 @@ func appDoc(b []byte, a *daodian.App) []byte {
 	return e.b
 }
 
-func decodeApp(key, secret string, createdAt int64, doc []byte) (*daodian.App, error) {
+// decodeApp decodes an app's doc; the caller sets its secrets.
+func decodeApp(key string, createdAt int64, doc []byte) (*daodian.App, error) {
 	d := newDecoder(doc)
 	a := &daodian.App{
 		Key:           key,
-		Secret:        secret,
 		Name:          d.str(),
 		Merchants:     d.strs(),
 		Enabled:       d.bool(),

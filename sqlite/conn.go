@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/daodian/daodian/seal"
 )
 
 // The hot path talks to the driver below database/sql: a whole batch (or a
@@ -38,6 +40,7 @@ type session struct {
 	args []driver.NamedValue
 	dest [8]driver.Value
 	buf  []byte // scratch for doc encoding
+	key  *seal.Key
 
 	stmts []*stmt // all prepared statements, to close them
 	r     readStmts

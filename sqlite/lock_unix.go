@@ -20,7 +20,8 @@ type fileLock struct{ f *os.File }
 
 func lockFile(dbPath string) (*fileLock, error) {
 	path := dbPath + ".lock"
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	// Owner only, like the database beside it (SPEC §5.4); it holds a pid.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open lock file: %w", err)
 	}

@@ -5,12 +5,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 )
 
 // schemaVersion is the version this binary writes; migrations[i] brings a
 // database from version i to i+1.
-const schemaVersion = 2
+const schemaVersion = 3
 
 // migrations are applied in order, each in the same transaction as the update
 // of meta.schema_version, so a crash leaves the database at one version or the
@@ -125,7 +126,19 @@ var migrations = [][]string{
 			created_at  INTEGER NOT NULL
 		) WITHOUT ROWID`,
 	},
+	// 2 → 3: the secret a rotation replaced (sealed; '' for none) and until
+	// when it still signs. From this version on, apps.secret is sealed too
+	// (secrets.go), which openWriter does right after migrating.
+	{
+		`ALTER TABLE apps ADD COLUMN previous_secret TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE apps ADD COLUMN previous_secret_until INTEGER NOT NULL DEFAULT 0`,
+	},
 }
+
+// addColumnRE matches the one kind of migration statement SQLite cannot make
+// idempotent (ADD COLUMN has no IF NOT EXISTS): migrate skips it when the
+// column exists.
+var addColumnRE = regexp.MustCompile(`^ALTER TABLE (\w+) ADD COLUMN (\w+) `)
 
 // Keys of the meta table.
 const (
@@ -133,6 +146,9 @@ const (
 	// metaIDLimit is the high-water mark of NewID: every id handed out is below
 	// it, so a restarted store starts there.
 	metaIDLimit = "id_limit"
+	// metaSecretKeyCheck tells which key the app secrets are sealed with
+	// (seal.Setup).
+	metaSecretKeyCheck = "secret_key_check"
 )
 
 // migrate brings the database to schemaVersion in one immediate transaction on
@@ -171,6 +187,15 @@ func migrate(ctx context.Context, c *sql.Conn) (err error) {
 	}
 	for v := version; v < schemaVersion; v++ {
 		for _, stmt := range migrations[v] {
+			if m := addColumnRE.FindStringSubmatch(stmt); m != nil {
+				var n int
+				if err := c.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info(?) WHERE name = ?`, m[1], m[2]).Scan(&n); err != nil {
+					return fmt.Errorf("sqlite: migration to version %d: %w", v+1, err)
+				}
+				if n > 0 {
+					continue
+				}
+			}
 			if _, err := c.ExecContext(ctx, stmt); err != nil {
 				return fmt.Errorf("sqlite: migration to version %d: %w", v+1, err)
 			}

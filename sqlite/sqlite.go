@@ -22,6 +22,10 @@
 // Only one process may open a database: Open takes an exclusive advisory lock
 // on path+".lock", because identifiers are handed out from memory by the
 // writer.
+//
+// The database and its -wal and -shm files are readable by their owner only,
+// and app secrets are stored sealed under the key of a key file (secrets.go,
+// package seal).
 package sqlite
 
 import (
@@ -40,6 +44,7 @@ import (
 	"time"
 
 	"github.com/daodian/daodian"
+	"github.com/daodian/daodian/seal"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
 
@@ -90,6 +95,11 @@ type Options struct {
 	// Logger receives failures of background work (checkpoints); default
 	// slog.Default().
 	Logger *slog.Logger
+	// SecretKeyFile is the file of the key the app secrets are sealed with
+	// (default: the database path + ".key"). A missing file is created, mode
+	// 0600, with a new random key, unless the database's secrets are already
+	// sealed: then Open fails, as it does with a file holding another key.
+	SecretKeyFile string
 	// OnCommit, if set, is called once per committed batch, when it is
 	// durable, with the number of Updates that ran in it (including those
 	// that failed alone) and the time from BEGIN until durable. It runs on the
@@ -153,10 +163,12 @@ var (
 
 // Store is the embedded daodian.Store. Its methods are safe for concurrent use.
 type Store struct {
-	path string
-	opts Options
-	db   *sql.DB
-	lock *fileLock
+	path    string
+	keyPath string
+	opts    Options
+	db      *sql.DB
+	lock    *fileLock
+	key     *seal.Key // seals and opens app secrets
 
 	w          *writer
 	ws         *session // the writer's connection
@@ -183,6 +195,12 @@ var _ daodian.Store = (*Store)(nil)
 // and migrating an older schema, and starts the writer. A second Open of the
 // same path, from this process or another, fails with ErrLocked until the
 // first Store is closed, unless it sets Options.Shared.
+//
+// Open creates the database file with mode 0600 and takes group and other
+// access away from an existing one and its -wal and -shm files. It loads (or,
+// for a database without sealed secrets, creates) the secret key file, refuses
+// a key that is not the one the database's secrets are sealed with, and seals
+// in place the secrets of a database written before sealing existed.
 func Open(ctx context.Context, path string, opts Options) (_ *Store, err error) {
 	if path == "" {
 		return nil, errors.New("sqlite: empty database path")
@@ -192,6 +210,10 @@ func Open(ctx context.Context, path string, opts Options) (_ *Store, err error) 
 		return nil, fmt.Errorf("sqlite: database path: %w", err)
 	}
 	opts = opts.withDefaults()
+	keyPath := opts.SecretKeyFile
+	if keyPath == "" {
+		keyPath = abs + ".key"
+	}
 	var lock *fileLock
 	if !opts.Shared {
 		if lock, err = lockFile(abs); err != nil {
@@ -200,6 +222,7 @@ func Open(ctx context.Context, path string, opts Options) (_ *Store, err error) 
 	}
 	s := &Store{
 		path:       abs,
+		keyPath:    keyPath,
 		opts:       opts,
 		lock:       lock,
 		queue:      make(chan *op, opts.QueueLen),
@@ -213,6 +236,9 @@ func Open(ctx context.Context, path string, opts Options) (_ *Store, err error) 
 		}
 	}()
 
+	if err := restrictFiles(abs); err != nil {
+		return nil, err
+	}
 	s.db, err = sql.Open("sqlite", dsn(abs, opts))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", abs, err)
@@ -308,6 +334,10 @@ func (s *Store) openWriter(ctx context.Context) error {
 	if err := migrate(ctx, c); err != nil {
 		return fmt.Errorf("%w (database %s)", err, s.path)
 	}
+	if s.key, err = s.prepareSecrets(ctx, c); err != nil {
+		return err
+	}
+	s.ws.key = s.key
 	w := &writer{
 		s:        s.ws,
 		queue:    s.queue,
@@ -350,7 +380,7 @@ func (s *Store) openReader(ctx context.Context) (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: read connection: %w", s.path, err)
 	}
-	rs := &session{conn: c}
+	rs := &session{conn: c, key: s.key}
 	for _, p := range []string{
 		"PRAGMA query_only = 1",
 		"PRAGMA cache_size = -" + strconv.Itoa(max(s.opts.CacheKiB/4, 1024)),

@@ -50,6 +50,9 @@ func TestContract(t *testing.T) {
 			}
 			return openAt(t, st.Path(), Options{})
 		},
+		StoredSecrets: func(t *testing.T, s daodian.Store, appKey string) (string, string) {
+			return storedSecrets(t, s.(*Store).Path(), appKey)
+		},
 	})
 }
 

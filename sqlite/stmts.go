@@ -17,7 +17,7 @@ type readStmts struct {
 type writeStmts struct {
 	begin, commit, rollback, savepoint, rollbackTo, release,
 	putIdem, setAvailable, insertUse, markReversed, markRefunded, putFence,
-	putMerchant, insertShop, insertApp, updateApp, insertOrder, insertTicket,
+	putMerchant, insertShop, insertApp, updateApp, setAppSecrets, insertOrder, insertTicket,
 	getMeta, raiseIDLimit *stmt
 }
 
@@ -61,7 +61,7 @@ func (s *session) prepareRead(ctx context.Context) error {
 		{&s.r.activeUnits, `SELECT coalesce(sum(units), 0) FROM uses WHERE ticket_id = ? AND reversed = 0`},
 		{&s.r.fence, `SELECT at, request_id, created_at FROM fences WHERE ticket_id = ? AND app_key = ?`},
 		{&s.r.shop, `SELECT name FROM shops WHERE merchant_id = ? AND shop_id = ?`},
-		{&s.r.app, `SELECT secret, created_at, doc FROM apps WHERE key = ?`},
+		{&s.r.app, `SELECT secret, previous_secret, previous_secret_until, created_at, doc FROM apps WHERE key = ?`},
 		{&s.r.merchant, `SELECT name FROM merchants WHERE id = ?`},
 		{&s.r.counts, `SELECT (SELECT count(*) FROM apps), (SELECT count(*) FROM merchants),
 			(SELECT count(*) FROM shops), (SELECT count(*) FROM orders), (SELECT count(*) FROM tickets),
@@ -101,8 +101,9 @@ func (s *session) prepareWrite(ctx context.Context) error {
 			ON CONFLICT (ticket_id, app_key) DO UPDATE SET at = excluded.at, request_id = excluded.request_id, created_at = excluded.created_at`},
 		{&s.w.putMerchant, `INSERT INTO merchants (id, name) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET name = excluded.name`},
 		{&s.w.insertShop, `INSERT INTO shops (merchant_id, shop_id, name) VALUES (?, ?, ?)`},
-		{&s.w.insertApp, `INSERT INTO apps (key, secret, created_at, doc) VALUES (?, ?, ?, ?)`},
+		{&s.w.insertApp, `INSERT INTO apps (key, secret, previous_secret, previous_secret_until, created_at, doc) VALUES (?, ?, ?, ?, ?, ?)`},
 		{&s.w.updateApp, `UPDATE apps SET doc = ? WHERE key = ?`},
+		{&s.w.setAppSecrets, `UPDATE apps SET secret = ?, previous_secret = ?, previous_secret_until = ? WHERE key = ?`},
 		{&s.w.insertOrder, `INSERT INTO orders (sub_order_no, order_no, merchant_id, doc) VALUES (?, ?, ?, ?)`},
 		{&s.w.insertTicket, `INSERT INTO tickets (id, code, merchant_id, sub_order_no, quantity, available, doc) VALUES (?, ?, ?, ?, ?, ?, ?)`},
 		{&s.w.getMeta, `SELECT value FROM meta WHERE key = ?`},

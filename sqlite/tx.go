@@ -248,11 +248,19 @@ func (t *readTx) App(ctx context.Context, key string) (*daodian.App, error) {
 	if t.done {
 		return nil, errTxDone
 	}
-	row, err := t.s.queryRow(t.s.r.app, 3, key)
+	row, err := t.s.queryRow(t.s.r.app, 5, key)
 	if err != nil {
 		return nil, t.s.lookup(err)
 	}
-	return decodeApp(key, asStr(row[0]), asInt(row[1]), asBytes(row[2]))
+	a, err := decodeApp(key, asInt(row[3]), asBytes(row[4]))
+	if err != nil {
+		return nil, err
+	}
+	a.Secret, a.PreviousSecret, a.PreviousSecretUntil = asStr(row[0]), asStr(row[1]), fromMicros(asInt(row[2]))
+	if err := t.s.key.OpenApp(a); err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	return a, nil
 }
 
 func (t *readTx) Merchant(ctx context.Context, id string) (*daodian.Merchant, error) {
@@ -507,8 +515,9 @@ func (t *writeTx) InsertApp(ctx context.Context, a *daodian.App) error {
 	if err := t.write(); err != nil {
 		return err
 	}
+	secret, previous := t.s.key.SealApp(a)
 	t.s.buf = appDoc(t.s.buf[:0], a)
-	if _, err := t.s.exec(t.s.w.insertApp, a.Key, a.Secret, micros(a.CreatedAt), t.s.buf); err != nil {
+	if _, err := t.s.exec(t.s.w.insertApp, a.Key, secret, previous, micros(a.PreviousSecretUntil), micros(a.CreatedAt), t.s.buf); err != nil {
 		return t.s.failWrite(err, "app", a.Key)
 	}
 	return nil
@@ -520,6 +529,21 @@ func (t *writeTx) UpdateApp(ctx context.Context, a *daodian.App) error {
 	}
 	t.s.buf = appDoc(t.s.buf[:0], a)
 	n, err := t.s.exec(t.s.w.updateApp, t.s.buf, a.Key)
+	if err != nil {
+		return t.s.fail(err)
+	}
+	if n == 0 {
+		return daodian.ErrNotFound
+	}
+	return nil
+}
+
+func (t *writeTx) SetAppSecrets(ctx context.Context, a *daodian.App) error {
+	if err := t.write(); err != nil {
+		return err
+	}
+	secret, previous := t.s.key.SealApp(a)
+	n, err := t.s.exec(t.s.w.setAppSecrets, secret, previous, micros(a.PreviousSecretUntil), a.Key)
 	if err != nil {
 		return t.s.fail(err)
 	}

@@ -32,6 +32,10 @@ type Factory struct {
 	// Reopen closes s and returns a new store over the same database, closed by
 	// the factory when the test ends. Nil skips the tests that need it.
 	Reopen func(t *testing.T, s daodian.Store) daodian.Store
+	// StoredSecrets returns an app's secret and previous secret as the store
+	// keeps them, read past the store, for the test that they are sealed at
+	// rest (SPEC §5.4). Nil skips that part.
+	StoredSecrets func(t *testing.T, s daodian.Store, appKey string) (secret, previous string)
 }
 
 // Run runs the contract suite as subtests of t.
@@ -46,6 +50,8 @@ func Run(t *testing.T, f Factory) {
 		{"Merchant", testMerchant},
 		{"Shop", testShop},
 		{"App", testApp},
+		{"AppSecrets", testAppSecrets},
+		{"RotateAppSecret", testRotateAppSecret},
 		{"Order", testOrder},
 		{"Ticket", testTicket},
 		{"TicketLimits", testTicketLimits},

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -12,9 +13,9 @@ import (
 	"github.com/daodian/daodian/top"
 )
 
-// withLedger opens the store named by db, runs fn on a ledger over it, and closes it.
-func withLedger(ctx context.Context, db string, fn func(*daodian.Ledger) error) error {
-	s, err := openStore(ctx, db, false)
+// withLedger opens the store named by ref, runs fn on a ledger over it, and closes it.
+func withLedger(ctx context.Context, ref storeRef, fn func(*daodian.Ledger) error) error {
+	s, err := openStore(ctx, ref, false)
 	if err != nil {
 		return err
 	}
@@ -31,7 +32,55 @@ func printJSON(w io.Writer, v any) error {
 
 func runApp(ctx context.Context, e *env, args []string) error {
 	return subcommand(ctx, e, "app", args, map[string]func(context.Context, *env, []string) error{
-		"create": runAppCreate,
+		"create":        runAppCreate,
+		"rotate-secret": runAppRotateSecret,
+	})
+}
+
+// appCacheTTL is how long a gateway trusts an app it has read (the default
+// gateway.Config.AppCacheTTL, which serve keeps): a rotated secret reaches every
+// gateway within it.
+const appCacheTTL = 2 * time.Second
+
+func runAppRotateSecret(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "app rotate-secret")
+	appKey := fs.String("app-key", "", "the app whose secret to replace (required)")
+	grace := fs.Duration("grace", 24*time.Hour, "how long the replaced secret keeps working, so running terminals can be updated (0: it stops at once; at most 720h)")
+	asJSON := fs.Bool("json", false, "print a JSON object")
+	ref := storeFlags(fs, defaultDB, "embedded database file, or a postgres:// URL")
+	if _, err := parse(e, fs, args); err != nil {
+		return err
+	}
+	if *appKey == "" {
+		return &exitError{2, "--app-key is required"}
+	}
+	if *grace < 0 || *grace > daodian.MaxSecretGrace {
+		return &exitError{2, fmt.Sprintf("--grace must be between 0 and %s", daodian.MaxSecretGrace)}
+	}
+	return withLedger(ctx, *ref, func(l *daodian.Ledger) error {
+		app, err := l.RotateAppSecret(ctx, *appKey, *grace)
+		if errors.Is(err, daodian.ErrNotFound) {
+			return fmt.Errorf("no app has the key %q", *appKey)
+		}
+		if err != nil {
+			return err
+		}
+		until := app.PreviousSecretUntil
+		if *grace == 0 {
+			until = l.Now() // the previous secret stopped now
+		}
+		if *asJSON {
+			return printJSON(e.stdout, map[string]any{
+				"app_key": app.Key, "app_secret": app.Secret, "previous_secret_valid_until": top.FormatTime(until),
+			})
+		}
+		fmt.Fprintf(e.stdout, "app_key    %s\napp_secret %s\n", app.Key, app.Secret)
+		if *grace == 0 {
+			fmt.Fprintf(e.stdout, "every gateway accepts the new secret, and refuses the previous one, within %s\n", appCacheTTL)
+		} else {
+			fmt.Fprintf(e.stdout, "every gateway accepts the new secret within %s, and the previous one until %s (GMT+8)\n", appCacheTTL, top.FormatTime(until))
+		}
+		return nil
 	})
 }
 
@@ -42,7 +91,7 @@ func runAppCreate(ctx context.Context, e *env, args []string) error {
 	methods := fs.String("methods", "", "comma-separated methods the app may call (default: all)")
 	rateLimit := fs.Int("rate-limit", 0, "calls per second per gateway process (0: unlimited)")
 	asJSON := fs.Bool("json", false, "print a JSON object")
-	db := fs.String("db", defaultDB, "embedded database file, or a postgres:// URL")
+	ref := storeFlags(fs, defaultDB, "embedded database file, or a postgres:// URL")
 	if _, err := parse(e, fs, args); err != nil {
 		return err
 	}
@@ -55,7 +104,7 @@ func runAppCreate(ctx context.Context, e *env, args []string) error {
 			ms = append(ms, m)
 		}
 	}
-	return withLedger(ctx, *db, func(l *daodian.Ledger) error {
+	return withLedger(ctx, *ref, func(l *daodian.Ledger) error {
 		app, err := l.CreateApp(ctx, daodian.AppSpec{Name: *name, MerchantID: *merchant, Methods: ms, RateLimitPerS: *rateLimit})
 		if err != nil {
 			return err
@@ -82,14 +131,14 @@ func runShopAdd(ctx context.Context, e *env, args []string) error {
 	merchant := fs.String("merchant", "", "merchant id; created if new (required)")
 	shopID := fs.String("shop-id", "", "shop id (required)")
 	name := fs.String("name", "", "shop name (default: the shop id)")
-	db := fs.String("db", defaultDB, "embedded database file, or a postgres:// URL")
+	ref := storeFlags(fs, defaultDB, "embedded database file, or a postgres:// URL")
 	if _, err := parse(e, fs, args); err != nil {
 		return err
 	}
 	if *merchant == "" || *shopID == "" {
 		return &exitError{2, "--merchant and --shop-id are required"}
 	}
-	return withLedger(ctx, *db, func(l *daodian.Ledger) error {
+	return withLedger(ctx, *ref, func(l *daodian.Ledger) error {
 		if err := l.AddShop(ctx, daodian.Shop{MerchantID: *merchant, ID: *shopID, Name: *name}); err != nil {
 			return err
 		}
@@ -147,7 +196,7 @@ func runTicketIssue(ctx context.Context, e *env, args []string) error {
 	days := fs.Int("valid-days", 30, "days the tickets stay valid")
 	phone := fs.String("phone", "", "buyer phone (stored masked)")
 	asJSON := fs.Bool("json", false, "print a JSON object")
-	db := fs.String("db", defaultDB, "embedded database file, or a postgres:// URL")
+	ref := storeFlags(fs, defaultDB, "embedded database file, or a postgres:// URL")
 	if _, err := parse(e, fs, args); err != nil {
 		return err
 	}
@@ -157,7 +206,7 @@ func runTicketIssue(ctx context.Context, e *env, args []string) error {
 	if *days < 1 || *days > 3650 {
 		return &exitError{2, "--valid-days must be between 1 and 3650"}
 	}
-	return withLedger(ctx, *db, func(l *daodian.Ledger) error {
+	return withLedger(ctx, *ref, func(l *daodian.Ledger) error {
 		now := l.Now()
 		o, err := l.Issue(ctx, daodian.IssueRequest{
 			MerchantID: *merchant, Count: *count, Quantity: *quantity, ItemName: *item,
@@ -180,12 +229,12 @@ func runTicketIssue(ctx context.Context, e *env, args []string) error {
 
 func runAudit(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "audit")
-	db := fs.String("db", defaultDB, "embedded database file, or a postgres:// URL")
+	ref := storeFlags(fs, defaultDB, "embedded database file, or a postgres:// URL")
 	asJSON := fs.Bool("json", false, "print a JSON object")
 	if _, err := parse(e, fs, args); err != nil {
 		return err
 	}
-	return withLedger(ctx, *db, func(l *daodian.Ledger) error {
+	return withLedger(ctx, *ref, func(l *daodian.Ledger) error {
 		rep, err := l.Audit(ctx)
 		if err != nil {
 			return err

@@ -19,7 +19,9 @@ import (
 // transaction): it runs while `serve` keeps serving and writing, and the copy
 // holds exactly the transactions committed when it began, none half. The copy
 // is compacted, carries no WAL, and is synced to disk before the command
-// reports success. docs/operations.md describes the restore.
+// reports success. It is readable by its owner only, whatever the umask, and
+// holds the app secrets sealed: the key file is not in it, and a restore needs
+// both. docs/operations.md describes the restore.
 func runBackup(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "backup")
 	db := fs.String("db", defaultDB, "embedded database file to back up")
@@ -38,11 +40,6 @@ func runBackup(ctx context.Context, e *env, args []string) error {
 	} else if !fi.Mode().IsRegular() {
 		return fmt.Errorf("database %s is not a file", *db)
 	}
-	if _, err := os.Stat(*to); err == nil {
-		return fmt.Errorf("%s exists; backup writes only a new file", *to)
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
 	abs, err := filepath.Abs(*db)
 	if err != nil {
 		return err
@@ -60,6 +57,11 @@ func runBackup(ctx context.Context, e *env, args []string) error {
 	}
 	defer conn.Close()
 	conn.SetMaxOpenConns(1)
+	// VACUUM INTO would create the file with the umask's mode (0644 under
+	// the usual 022); it fills an empty file as it finds it.
+	if err := createPrivate(*to); err != nil {
+		return err
+	}
 	if _, err := conn.ExecContext(ctx, "VACUUM INTO ?", *to); err != nil {
 		_ = os.Remove(*to) // a partial copy must not pass for a backup
 		return fmt.Errorf("VACUUM INTO %s: %w", *to, err)
@@ -72,6 +74,24 @@ func runBackup(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "backed up %s to %s (%d bytes) in %.1fs\n", *db, *to, fi.Size(), time.Since(began).Seconds())
+	fmt.Fprintf(e.stdout, "the app secrets in it are sealed, and the key is not in it: keep the secret key file (by default %s.key) with the backups, a restore needs both\n", *db)
+	return nil
+}
+
+// createPrivate creates the empty file path, mode 0600 whatever the umask; it
+// must not exist.
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("%s exists; backup writes only a new file", path)
+	}
+	if err != nil {
+		return err
+	}
+	if err := errors.Join(f.Chmod(0o600), f.Close()); err != nil {
+		_ = os.Remove(path)
+		return err
+	}
 	return nil
 }
 

@@ -32,7 +32,8 @@ const (
 
 func runBench(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "bench")
-	db := fs.String("db", "", "database for the run: a fresh file path (default: a temporary one), or with --target the target's store, to issue tickets and audit")
+	ref := storeFlags(fs, "", "database for the run: a fresh file path (default: a temporary one), or with --target the target's store, to issue tickets and audit")
+	db := &ref.db
 	target := fs.String("target", "", "drive a running gateway at this URL instead of starting one")
 	appKey := fs.String("app-key", "", "with --target: the app to call as")
 	appSecret := fs.String("app-secret", "", "with --target: its secret")
@@ -89,7 +90,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 
 	progress("issuing %d tickets into %s …", *tickets, describeDB(*db))
 	t0 := time.Now()
-	if err := withLedger(ctx, *db, func(l *daodian.Ledger) error {
+	if err := withLedger(ctx, *ref, func(l *daodian.Ledger) error {
 		merchant := benchMerchant
 		if *target != "" {
 			app, err := lookupApp(ctx, l, *appKey)
@@ -118,6 +119,9 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	stopServer := func() {}
 	if *target == "" {
 		serveArgs := []string{"serve", "--addr", "127.0.0.1:0", "--db", *db}
+		if ref.keyFile != "" {
+			serveArgs = append(serveArgs, "--secret-key-file", ref.keyFile)
+		}
 		if *cpuProfile != "" {
 			serveArgs = append(serveArgs, "--cpu-profile", *cpuProfile)
 		}
@@ -154,7 +158,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	_, children1, _ := cpuTimes()
 
 	var rep *daodian.AuditReport
-	if err := withLedger(ctx, *db, func(l *daodian.Ledger) error {
+	if err := withLedger(ctx, *ref, func(l *daodian.Ledger) error {
 		var err error
 		rep, err = l.Audit(ctx)
 		return err

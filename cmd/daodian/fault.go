@@ -50,7 +50,7 @@ func runFaultAdd(ctx context.Context, e *env, args []string) error {
 	delay := fs.Duration("delay", 0, "delay: how long the answer waits (at most 60s)")
 	maxHold := fs.Duration("max-hold", 0, "hold: the longest a use is held when no later request of the app releases it (default 30s, at most 60s)")
 	asJSON := fs.Bool("json", false, "print the rule as a JSON object")
-	db := fs.String("db", defaultDB, "embedded database file, or a postgres:// URL")
+	ref := storeFlags(fs, defaultDB, "embedded database file, or a postgres:// URL")
 	if _, err := parse(e, fs, args); err != nil {
 		return err
 	}
@@ -97,7 +97,7 @@ func runFaultAdd(ctx context.Context, e *env, args []string) error {
 	if err := gateway.CheckFaultRule(&r); err != nil {
 		return &exitError{2, flagError(err)}
 	}
-	return withLedger(ctx, *db, func(l *daodian.Ledger) error {
+	return withLedger(ctx, *ref, func(l *daodian.Ledger) error {
 		added, err := l.AddFaultRule(ctx, r)
 		if err != nil {
 			return fmt.Errorf("%s", flagError(err))
@@ -196,11 +196,11 @@ func runFaultList(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "fault list")
 	appKey := fs.String("app-key", "", "only the rules of this app")
 	asJSON := fs.Bool("json", false, "print a JSON array")
-	db := fs.String("db", defaultDB, "embedded database file, or a postgres:// URL")
+	ref := storeFlags(fs, defaultDB, "embedded database file, or a postgres:// URL")
 	if _, err := parse(e, fs, args); err != nil {
 		return err
 	}
-	return withLedger(ctx, *db, func(l *daodian.Ledger) error {
+	return withLedger(ctx, *ref, func(l *daodian.Ledger) error {
 		rules, err := l.FaultRules(ctx)
 		if err != nil {
 			return err
@@ -247,11 +247,11 @@ func runFaultClear(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "fault clear")
 	appKey := fs.String("app-key", "", "only the rules of this app (default: every app)")
 	id := fs.String("id", "", "only this rule")
-	db := fs.String("db", defaultDB, "embedded database file, or a postgres:// URL")
+	ref := storeFlags(fs, defaultDB, "embedded database file, or a postgres:// URL")
 	if _, err := parse(e, fs, args); err != nil {
 		return err
 	}
-	return withLedger(ctx, *db, func(l *daodian.Ledger) error {
+	return withLedger(ctx, *ref, func(l *daodian.Ledger) error {
 		n, err := l.ClearFaultRules(ctx, *appKey, *id)
 		if err != nil {
 			return err

@@ -295,7 +295,7 @@ type importSummary struct {
 
 func runTicketImport(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "ticket import")
-	db := fs.String("db", defaultDB, "embedded database file, or a postgres:// URL")
+	ref := storeFlags(fs, defaultDB, "embedded database file, or a postgres:// URL")
 	asJSON := fs.Bool("json", false, "print the summary as a JSON object")
 	out := fs.String("out", "", "write the issued tickets (ids and codes) to this new CSV file")
 	check := fs.Bool("check", false, "validate the file only; write nothing")
@@ -316,6 +316,9 @@ func runTicketImport(ctx context.Context, e *env, args []string) error {
 	}
 	if *batch < 0 || *batch > 100_000 {
 		return &exitError{2, "--batch must be between 1 and 100000"}
+	}
+	if !*check && isPostgresURL(ref.db) && ref.keyFile == "" {
+		return errPostgresNeedsKey // before the check pass, which may take minutes
 	}
 	path := pos[0]
 	began := time.Now()
@@ -354,7 +357,7 @@ func runTicketImport(ctx context.Context, e *env, args []string) error {
 	}
 
 	// Pass 2: write.
-	store, shared, err := openImportStore(ctx, *db)
+	store, shared, err := openImportStore(ctx, *ref)
 	if err != nil {
 		return err
 	}
@@ -577,14 +580,14 @@ func writeImport(ctx context.Context, e *env, l *daodian.Ledger, path string, st
 // writing it too. An embedded file nobody serves is opened exclusively, which
 // commits faster (pipelined syncs); one that a server holds is opened shared,
 // next to it, as every admin command does. PostgreSQL is always shared.
-func openImportStore(ctx context.Context, db string) (store daodian.Store, shared bool, err error) {
-	if isPostgresURL(db) {
-		store, err = openStore(ctx, db, false)
+func openImportStore(ctx context.Context, ref storeRef) (store daodian.Store, shared bool, err error) {
+	if isPostgresURL(ref.db) {
+		store, err = openStore(ctx, ref, false)
 		return store, true, err
 	}
-	store, err = openStore(ctx, db, true)
+	store, err = openStore(ctx, ref, true)
 	if errors.Is(err, sqlite.ErrLocked) {
-		store, err = openStore(ctx, db, false)
+		store, err = openStore(ctx, ref, false)
 		return store, true, err
 	}
 	return store, false, err

@@ -32,7 +32,7 @@ func writeFile(t *testing.T, name, content string) string {
 // ledgerAt opens the embedded store at db for a test and returns a ledger on it.
 func ledgerAt(t *testing.T, db string) *daodian.Ledger {
 	t.Helper()
-	s, err := openStore(context.Background(), db, false)
+	s, err := openStore(context.Background(), storeRef{db: db}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,7 +329,7 @@ func TestImportStopsHonestly(t *testing.T) {
 	}
 	csvPath := writeFile(t, "t.csv", b.String())
 	db := filepath.Join(t.TempDir(), "d.db")
-	s, err := openStore(context.Background(), db, true)
+	s, err := openStore(context.Background(), storeRef{db: db}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -411,16 +411,20 @@ func TestImportNextToServer(t *testing.T) {
 // PostgreSQL records no commit batches (one transaction per operation).
 func TestImportPostgres(t *testing.T) {
 	db := pgtest.FreshDatabase(t)
+	// The key file from the environment, as DAODIAN_SECRET_KEY_FILE, for the
+	// commands; on the command line for serve.
+	key := filepath.Join(t.TempDir(), "secret.key")
+	keyEnv := map[string]string{"DAODIAN_SECRET_KEY_FILE": key}
 	csvPath := writeFile(t, "t.csv", "merchant_id,count,quantity\nm1,2,1\nm1,1,5\nm2,1,1\n")
-	code, out, errs := cli(t, nil, "ticket", "import", csvPath, "--db", db, "--batch", "2")
+	code, out, errs := cli(t, keyEnv, "ticket", "import", csvPath, "--db", db, "--batch", "2")
 	if code != 0 || !strings.Contains(out, "imported 3 orders, 4 tickets") {
 		t.Fatalf("import: %d %s %s", code, out, errs)
 	}
-	code, out, errs = cli(t, nil, "audit", "--db", db, "--json")
+	code, out, errs = cli(t, keyEnv, "audit", "--db", db, "--json")
 	if code != 0 || !strings.Contains(out, `"tickets": 4`) {
 		t.Fatalf("audit: %d %s %s", code, out, errs)
 	}
-	code, out, errs = cli(t, nil, "app", "create", "--name", "pos", "--merchant", "m1", "--json", "--db", db)
+	code, out, errs = cli(t, keyEnv, "app", "create", "--name", "pos", "--merchant", "m1", "--json", "--db", db)
 	if code != 0 {
 		t.Fatal(errs)
 	}
@@ -431,7 +435,7 @@ func TestImportPostgres(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &app); err != nil {
 		t.Fatal(err)
 	}
-	p := startServeInProcess(t, "--db", db)
+	p := startServeInProcess(t, "--db", db, "--secret-key-file", key)
 	// A reversal that finds nothing still writes: its answer is recorded.
 	envv := map[string]string{"DAODIAN_URL": p.url, "DAODIAN_APP_KEY": app.Key, "DAODIAN_APP_SECRET": app.Secret}
 	if code, _, errs := cli(t, envv, "reverse", "--ticket-id", "2100000000000999999"); code != 1 || !strings.Contains(errs, "TICKET_NOT_FOUND") {

@@ -45,7 +45,7 @@ type env struct {
 func commands() []command {
 	return []command{
 		{"serve", "run the gateway (/router/rest, /healthz, /readyz, /metrics)", runServe},
-		{"app", "create apps: app create --name N --merchant M [--json]", runApp},
+		{"app", "apps: app create --name N --merchant M [--json] | app rotate-secret --app-key K [--grace 24h]", runApp},
 		{"shop", "register shops: shop add --merchant M --shop-id S [--name N]", runShop},
 		{"ticket", "issue tickets: ticket issue --merchant M … | ticket import FILE.csv", runTicket},
 		{"call", "a signed call: call METHOD [name=value …] --app-key K --app-secret S", runCall},

@@ -164,7 +164,7 @@ func TestAuditNamesAViolation(t *testing.T) {
 	}
 	// Corrupt the ledger behind the rules' back: two units vanish without a use.
 	ctx := context.Background()
-	s, err := openStore(ctx, db, false)
+	s, err := openStore(ctx, storeRef{db: db}, false)
 	if err != nil {
 		t.Fatal(err)
 	}

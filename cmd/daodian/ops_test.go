@@ -165,7 +165,7 @@ func startServeInProcess(t *testing.T, args ...string) *serveProc {
 func seed(t *testing.T, db string) (*daodian.App, daodian.Ticket) {
 	t.Helper()
 	ctx := context.Background()
-	s, err := openStore(ctx, db, false)
+	s, err := openStore(ctx, storeRef{db: db}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +322,7 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 	}
 	// The store was closed: the file can be opened exclusively again, and the
 	// use answered during the shutdown is in it.
-	s, err := openStore(context.Background(), db, true)
+	s, err := openStore(context.Background(), storeRef{db: db}, true)
 	if err != nil {
 		t.Fatalf("the store is still held after serve returned: %v", err)
 	}
@@ -525,9 +525,17 @@ func TestBackupRestores(t *testing.T) {
 	}
 
 	// Restore: the backup becomes the database of a fresh location (as after
-	// the loss of the original), without the original's -wal and -shm.
+	// the loss of the original), without the original's -wal and -shm. The
+	// key is not in the backup: without the key file, the restored database
+	// is refused, with a message that says so.
 	restored := filepath.Join(t.TempDir(), "daodian.db")
 	if err := copyFile(backup, restored); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs := cli(t, nil, "audit", "--db", restored); code != 1 || !strings.Contains(errs, "no such secret key file") || strings.Count(errs, "\n") != 1 {
+		t.Fatalf("a restore without its key file: %d %s", code, errs)
+	}
+	if err := copyFile(db+".key", restored+".key"); err != nil {
 		t.Fatal(err)
 	}
 	code, out, errs = cli(t, nil, "audit", "--db", restored, "--json")

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -16,17 +17,38 @@ import (
 	"github.com/daodian/daodian"
 	"github.com/daodian/daodian/gateway"
 	"github.com/daodian/daodian/postgres"
+	"github.com/daodian/daodian/seal"
 	"github.com/daodian/daodian/sqlite"
 	"golang.org/x/term"
 )
 
 const defaultDB = "daodian.db"
 
+// storeRef names a store: the --db and --secret-key-file of a command.
+type storeRef struct {
+	db string
+	// keyFile is the file of the key the app secrets are sealed with; "" is
+	// the embedded store's default, <db>.key, and an error for PostgreSQL.
+	keyFile string
+}
+
+// storeFlags registers --db and --secret-key-file, which every command that
+// opens the store takes.
+func storeFlags(fs *flag.FlagSet, dbDefault, dbUsage string) *storeRef {
+	r := &storeRef{}
+	fs.StringVar(&r.db, "db", dbDefault, dbUsage)
+	fs.StringVar(&r.keyFile, "secret-key-file", "", "file of the key that seals the app secrets in the store (default for an embedded database: DB.key beside it, created 0600 on first use; required for PostgreSQL)")
+	return r
+}
+
+// errPostgresNeedsKey is the refusal to open PostgreSQL without a key file.
+var errPostgresNeedsKey = errors.New("PostgreSQL needs --secret-key-file (or DAODIAN_SECRET_KEY_FILE): the app secrets are sealed with the key in that file, and every gateway and command on one database must use the same file")
+
 // openStore opens the embedded store at a path, or PostgreSQL for a postgres:// URL.
 // The server owns an embedded file exclusively (one serving process per file);
 // admin commands open it shared, so they work while the server runs.
-func openStore(ctx context.Context, db string, server bool) (daodian.Store, error) {
-	return openStoreWith(ctx, db, storeOptions{server: server})
+func openStore(ctx context.Context, ref storeRef, server bool) (daodian.Store, error) {
+	return openStoreWith(ctx, ref, storeOptions{server: server})
 }
 
 // storeOptions are the settings of openStoreWith beyond the database name.
@@ -41,20 +63,30 @@ type storeOptions struct {
 	logger *slog.Logger
 }
 
-func openStoreWith(ctx context.Context, db string, o storeOptions) (daodian.Store, error) {
-	server := o.server
-	if strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://") {
-		s, err := postgres.Open(ctx, db, postgres.Options{})
+func openStoreWith(ctx context.Context, ref storeRef, o storeOptions) (daodian.Store, error) {
+	if isPostgresURL(ref.db) {
+		if ref.keyFile == "" {
+			return nil, errPostgresNeedsKey
+		}
+		s, err := postgres.Open(ctx, ref.db, postgres.Options{SecretKeyFile: ref.keyFile})
 		if err != nil {
-			return nil, fmt.Errorf("open PostgreSQL store: %w", err)
+			return nil, fmt.Errorf("open PostgreSQL store: %w", keyHint(err))
 		}
 		return s, nil
 	}
-	s, err := sqlite.Open(ctx, db, sqlite.Options{Shared: !server, OnCommit: o.onCommit, Logger: o.logger})
+	s, err := sqlite.Open(ctx, ref.db, sqlite.Options{Shared: !o.server, OnCommit: o.onCommit, Logger: o.logger, SecretKeyFile: ref.keyFile})
 	if err != nil {
-		return nil, fmt.Errorf("open embedded store %s: %w", db, err)
+		return nil, fmt.Errorf("open embedded store %s: %w", ref.db, keyHint(err))
 	}
 	return s, nil
+}
+
+// keyHint adds to a refusal of the key file the flag that names it.
+func keyHint(err error) error {
+	if errors.Is(err, seal.ErrNoKeyFile) || errors.Is(err, seal.ErrWrongKey) {
+		return fmt.Errorf("%w (--secret-key-file, DAODIAN_SECRET_KEY_FILE)", err)
+	}
+	return err
 }
 
 // newLogger logs JSON when w is not a terminal (collected by machines), text on a
@@ -87,7 +119,7 @@ const (
 func runServe(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "serve")
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address (port 0 picks a free port)")
-	db := fs.String("db", defaultDB, "embedded database file, or a postgres:// URL")
+	ref := storeFlags(fs, defaultDB, "embedded database file, or a postgres:// URL")
 	window := fs.Duration("reverse-window", 24*time.Hour, "how long after a use it may be reversed")
 	skew := fs.Duration("timestamp-skew", 10*time.Minute, "accepted distance of `timestamp` from server time")
 	maxBody := fs.Int64("max-body", 1<<20, "largest accepted request body in bytes")
@@ -114,7 +146,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	defer stopProfile()
 	metrics := gateway.NewMetrics()
-	store, err := openStoreWith(ctx, *db, storeOptions{server: true, onCommit: metrics.ObserveCommit, logger: logger})
+	store, err := openStoreWith(ctx, *ref, storeOptions{server: true, onCommit: metrics.ObserveCommit, logger: logger})
 	if err != nil {
 		return err
 	}
@@ -155,7 +187,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 			d.print(e.stderr, url)
 		}
 	}
-	fmt.Fprintf(e.stderr, "daodian: serving on %s (store %s)\n", url, describeDB(*db))
+	fmt.Fprintf(e.stderr, "daodian: serving on %s (store %s)\n", url, describeDB(ref.db))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
