@@ -40,6 +40,28 @@ func randomHex(n int) (string, error) {
 	return hex.EncodeToString(b), nil
 }
 
+// App returns the app with the key, or ErrNotFound.
+func (l *Ledger) App(ctx context.Context, key string) (*App, error) {
+	var app *App
+	err := l.store.View(ctx, func(tx ReadTx) error {
+		var err error
+		app, err = tx.App(ctx, key)
+		return err
+	})
+	return app, err
+}
+
+// Counts returns the number of rows of each ledger table.
+func (l *Ledger) Counts(ctx context.Context) (Counts, error) {
+	var n Counts
+	err := l.store.View(ctx, func(tx ReadTx) error {
+		var err error
+		n, err = tx.Counts(ctx)
+		return err
+	})
+	return n, err
+}
+
 // AppSpec describes an app to create.
 type AppSpec struct {
 	Name       string

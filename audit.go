@@ -109,8 +109,8 @@ func (l *Ledger) Audit(ctx context.Context) (*AuditReport, error) {
 			if r.Op != OpUse && r.Op != OpRefund {
 				return nil
 			}
-			var res json.RawMessage
-			rf, err := decodeOutcome(r.Answer, &res)
+			d, err := decodeDecision[json.RawMessage](r.Answer)
+			rf := d.refusal
 			switch {
 			case err != nil:
 				add("idem", id, "answer does not decode: %v", err)

@@ -1,146 +1,93 @@
 package daodian
 
-import (
-	"time"
+import "time"
+
+// TicketStatus is the issuance status of a ticket. Whether it is used up is not a
+// status: it follows from Available.
+type TicketStatus string
+
+const (
+	// TicketValid is an issued ticket that may be used while units remain.
+	TicketValid TicketStatus = "VALID"
+	// TicketRefunded is a ticket whose unused units were refunded to the buyer.
+	TicketRefunded TicketStatus = "REFUNDED"
+	// TicketCancelled is a ticket withdrawn by the merchant.
+	TicketCancelled TicketStatus = "CANCELLED"
 )
 
-// ReverseRequest is the decoded `ticket_reverse_top_request` of SPEC §4.4.
-type ReverseRequest struct {
-	RequestID string
-	TicketID  string
-	TransID   string // ticket_use_trans_id; empty: reverse the latest use
-	// BizDate is the business time of the reversal; zero means the time the call is
-	// received.
-	BizDate time.Time
+// Valid reports whether s is one of the known statuses.
+func (s TicketStatus) Valid() bool {
+	return s == TicketValid || s == TicketRefunded || s == TicketCancelled
 }
 
-// ReverseResult is the `result` of a reversal.
-type ReverseResult struct {
-	Success   bool   `json:"success"`
-	ErrorCode string `json:"error_code,omitempty"`
-	ErrorMsg  string `json:"error_msg,omitempty"`
-	Retry     bool   `json:"retry,omitempty"`
-}
-
-// ConsultRequest is the decoded `consult_request` of SPEC §4.2.
-type ConsultRequest struct {
-	RequestID  string
-	ShopID     string
-	TicketCode string
-}
-
-// ConsultResult is the `result` of a consult.
-type ConsultResult struct {
-	Success   bool
-	ErrorCode string
-	ErrorMsg  string
-	Retry     bool
-	Value     *ConsultValue // nil unless Success
-}
-
-// ConsultValue describes the usable tickets of the queried ticket's sub-order.
-type ConsultValue struct {
-	Tickets           []ConsultTicket
-	AvailableQuantity int
-	UserPhone         string
-	BuyerID           string
-	OrderNo           string
-	SubOrderNo        string
-	ItemID            string
-	OutItemID         string
-}
-
-// ConsultTicket is one entry of `ticket_info_list`.
-type ConsultTicket struct {
-	TicketID           string
-	TicketName         string
-	TicketCode         string // only on the queried ticket
+// Ticket is one voucher of an order, with the order's descriptive fields copied in so
+// that every operation reads one ticket's row.
+type Ticket struct {
+	ID         string // 19 digits
+	Code       string // 12 digits, unique
+	MerchantID string
+	OrderNo    string
+	SubOrderNo string
+	ItemID     string
+	OutItemID  string
+	ItemName   string
+	// Quantity is the number of units issued: 1 for a group-buy voucher, N for an
+	// N-times card.
+	Quantity int
+	// Available is Quantity minus the units of the ticket's unreversed uses.
+	Available int
+	// Prices of this ticket, in cents.
+	OriginalPriceCents int64
 	TotalAmountCents   int64
 	RealAmountCents    int64
-	OriginalPriceCents int64
-	Quantity           int
+	ValidFrom          time.Time
+	ValidTo            time.Time
+	Status             TicketStatus
+	CreatedAt          time.Time
 }
 
-// UseRequest is the decoded `use_request` of SPEC §4.3.
-type UseRequest struct {
-	TicketCode string
-	TicketID   string
-	ShopID     string
-	ShopType   string
-	// Quantity is the units to use, 1 to MaxUseQuantity; 0 means absent (1).
-	Quantity  int
+// NotYetValid reports whether now is before the ticket's validity window.
+func (t *Ticket) NotYetValid(now time.Time) bool { return now.Before(t.ValidFrom) }
+
+// Expired reports whether the ticket's validity window has ended at now.
+func (t *Ticket) Expired(now time.Time) bool { return !now.Before(t.ValidTo) }
+
+// InWindow reports whether now is inside the ticket's validity window.
+func (t *Ticket) InWindow(now time.Time) bool { return !t.NotYetValid(now) && !t.Expired(now) }
+
+// Use is one redemption of units of one ticket. A group-buy use spanning several
+// tickets is several Use rows sharing a GroupTransID.
+type Use struct {
+	TransID      string // ticket_trans_id / ticket_use_trans_id, 19 digits
+	GroupTransID string // the top-level ticket_trans_id of the use request
+	TicketID     string
+	AppKey       string
+	RequestID    string // ticket_request_id of the use
+	ShopID       string
+	Units        int
+	GmtBiz       time.Time // business time claimed by the caller
+	CreatedAt    time.Time // when the ledger recorded it
+
+	// Reversal, set once and never cleared.
+	Reversed          bool
+	ReversedAt        time.Time
+	ReversalAppKey    string
+	ReversalRequestID string
+	ReversalBizDate   time.Time
+
+	// After-sale refund, set once and never cleared. A refunded use stays consumed.
+	Refunded        bool
+	RefundedAt      time.Time
+	RefundAppKey    string
+	RefundRequestID string
+}
+
+// Fence is left by a reversal that found nothing to reverse. A later use of the ticket
+// by the same app whose business time is at or before At is refused (anti-hanging).
+type Fence struct {
+	TicketID  string
+	AppKey    string
+	At        time.Time
 	RequestID string
-	// GmtBiz is the business time of the use; zero means now.
-	GmtBiz time.Time
-}
-
-// Shop types accepted by the use method; both name a shop registered for the
-// ticket's merchant.
-const (
-	ShopTypeInternal = "INTERNAL_SHOP"
-	ShopTypeExternal = "EXTERNAL_SHOP"
-)
-
-// Business codes of a use or refund answer.
-const (
-	BizSuccess           = "SUCCESS"
-	BizTicketAlreadyUsed = "TICKET_ALREADY_USED"
-)
-
-// UseResult is the answer to a use. Money is in cents; the method renders yuan.
-type UseResult struct {
-	TransID            string      `json:"trans_id"`
-	RequestID          string      `json:"request_id"`
-	TicketCode         string      `json:"ticket_code"`
-	TicketID           string      `json:"ticket_id"`
-	UseDate            time.Time   `json:"use_date"`
-	ShopID             string      `json:"shop_id"`
-	ShopName           string      `json:"shop_name"`
-	ItemID             string      `json:"item_id"`
-	ItemName           string      `json:"item_name"`
-	OrderNo            string      `json:"order_no"`
-	OriginalPriceCents int64       `json:"original_price_cents"`
-	CurrentPriceCents  int64       `json:"current_price_cents"`
-	BuyerPayCents      int64       `json:"buyer_pay_cents"`
-	ReceiptCents       int64       `json:"receipt_cents"`
-	BizCode            string      `json:"biz_code"`
-	Details            []UseDetail `json:"details"`
-}
-
-// UseDetail is one ticket consumed by a use.
-type UseDetail struct {
-	TransID       string `json:"trans_id"`
-	TicketID      string `json:"ticket_id"`
-	TicketCode    string `json:"ticket_code"`
-	Units         int    `json:"units"`
-	BuyerPayCents int64  `json:"buyer_pay_cents"`
-	ReceiptCents  int64  `json:"receipt_cents"`
-}
-
-// RefundRequest is the input of the after-sale refund of SPEC §4.5.
-type RefundRequest struct {
-	TransID    string
-	TicketCode string
-	RequestID  string
-}
-
-// RefundResult is the answer to a refund.
-type RefundResult struct {
-	RequestID string `json:"request_id"`
-	BizCode   string `json:"biz_code"`
-}
-
-// share returns the part of a ticket's amount that units of its quantity are worth.
-// Integer cents, rounded down; the remainder stays with the last unit so that using
-// all units one by one adds up to the whole amount.
-func share(amountCents int64, units, quantity int, remainingAfter int) int64 {
-	if quantity <= 0 {
-		return 0
-	}
-	per := amountCents / int64(quantity)
-	v := per * int64(units)
-	if remainingAfter == 0 {
-		v += amountCents - per*int64(quantity)
-	}
-	return v
+	CreatedAt time.Time
 }

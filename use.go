@@ -7,6 +7,62 @@ import (
 	"time"
 )
 
+// UseRequest is the decoded `use_request` of SPEC §4.3.
+type UseRequest struct {
+	TicketCode string
+	TicketID   string
+	ShopID     string
+	ShopType   string
+	// Quantity is the units to use, 1 to MaxUseQuantity; 0 means absent (1).
+	Quantity  int
+	RequestID string
+	// GmtBiz is the business time of the use; zero means now.
+	GmtBiz time.Time
+}
+
+// Shop types accepted by the use method; both name a shop registered for the
+// ticket's merchant.
+const (
+	ShopTypeInternal = "INTERNAL_SHOP"
+	ShopTypeExternal = "EXTERNAL_SHOP"
+)
+
+// Business codes of a use or refund answer.
+const (
+	BizSuccess           = "SUCCESS"
+	BizTicketAlreadyUsed = "TICKET_ALREADY_USED"
+)
+
+// UseResult is the answer to a use. Money is in cents; the method renders yuan.
+type UseResult struct {
+	TransID            string      `json:"trans_id"`
+	RequestID          string      `json:"request_id"`
+	TicketCode         string      `json:"ticket_code"`
+	TicketID           string      `json:"ticket_id"`
+	UseDate            time.Time   `json:"use_date"`
+	ShopID             string      `json:"shop_id"`
+	ShopName           string      `json:"shop_name"`
+	ItemID             string      `json:"item_id"`
+	ItemName           string      `json:"item_name"`
+	OrderNo            string      `json:"order_no"`
+	OriginalPriceCents int64       `json:"original_price_cents"`
+	CurrentPriceCents  int64       `json:"current_price_cents"`
+	BuyerPayCents      int64       `json:"buyer_pay_cents"`
+	ReceiptCents       int64       `json:"receipt_cents"`
+	BizCode            string      `json:"biz_code"`
+	Details            []UseDetail `json:"details"`
+}
+
+// UseDetail is one ticket consumed by a use.
+type UseDetail struct {
+	TransID       string `json:"trans_id"`
+	TicketID      string `json:"ticket_id"`
+	TicketCode    string `json:"ticket_code"`
+	Units         int    `json:"units"`
+	BuyerPayCents int64  `json:"buyer_pay_cents"`
+	ReceiptCents  int64  `json:"receipt_cents"`
+}
+
 // Use applies SPEC §4.3. A refusal is returned as *Refusal, an invalid parameter as
 // *InvalidParameter, a transient failure as an error wrapping ErrTransient (nothing
 // changed); anything else is a bug.
@@ -14,117 +70,87 @@ import (
 // A refusal is a final answer like a success: it is recorded under the request's
 // key in the same transaction, and the same request gets it again forever, so
 // that a delayed duplicate of a refused use never takes effect once its cause is
-// gone (after a reversal freed units, say). A conflict (the key names another
-// request) is not recorded: it is not this request's answer.
+// gone (after a reversal freed units, say).
 func (l *Ledger) Use(ctx context.Context, app *App, req UseRequest) (UseResult, error) {
 	now := l.cfg.Clock()
 	if err := l.validateUse(&req, now); err != nil {
 		return UseResult{}, err
 	}
-	key := IdemKey{AppKey: app.Key, Op: OpUse, RequestID: req.RequestID}
 	fp := useFingerprint(&req)
 	if req.GmtBiz.IsZero() {
 		req.GmtBiz = now
 	}
-	if a, ok := l.answers.get(key); ok {
-		if a.fingerprint != fp {
-			return UseResult{}, refuse(SubRequestIDConflict, subMsgRequestIDConflict)
-		}
-		if rf, ok := a.answer.(Refusal); ok {
-			return UseResult{}, &rf
-		}
-		res := a.answer.(UseResult)
-		res.BizCode = BizTicketAlreadyUsed
-		return res, nil
-	}
-	var res UseResult
-	var rf *Refusal
-	var replayed bool
-	err := l.store.Update(ctx, func(tx Tx) error {
-		res, rf, replayed = UseResult{}, nil, false
-		var t *Ticket
-		var err error
-		if req.TicketCode != "" {
-			t, err = tx.TicketByCode(ctx, req.TicketCode)
-		} else {
-			t, err = tx.Ticket(ctx, req.TicketID)
-		}
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			return err
-		}
-		if rec, err := tx.Idem(ctx, key); err == nil {
-			if rec.Fingerprint != fp {
-				return refuse(SubRequestIDConflict, subMsgRequestIDConflict)
+	d, err := run(ctx, l, app, &operation[UseResult]{
+		key:         IdemKey{AppKey: app.Key, Op: OpUse, RequestID: req.RequestID},
+		fingerprint: fp,
+		now:         now,
+		answers:     l.answers.use,
+		lock: func(ctx context.Context, tx Tx) (*Ticket, error) {
+			if req.TicketCode == "" {
+				return lockTicket(tx.Ticket(ctx, req.TicketID))
 			}
-			replayed = true
-			rf, err = decodeOutcome(rec.Answer, &res)
-			return err
-		} else if !errors.Is(err, ErrNotFound) {
-			return err
-		}
-		if t == nil || !app.CanSee(t.MerchantID) || (req.TicketID != "" && req.TicketCode != "" && t.ID != req.TicketID) {
-			rf = refuse(SubTicketNotFound, subMsgTicketNotFound)
-			return l.recordOutcome(ctx, tx, key, fp, req.TicketID, nil, rf, now)
-		}
-		res, rf, err = l.useTicket(ctx, tx, app, t, &req, now)
-		if err != nil {
-			return err
-		}
-		return l.recordOutcome(ctx, tx, key, fp, t.ID, res, rf, now)
+			t, err := lockTicket(tx.TicketByCode(ctx, req.TicketCode))
+			if t != nil && req.TicketID != "" && t.ID != req.TicketID {
+				return nil, nil // a code and an id of two tickets name neither
+			}
+			return t, err
+		},
+		missingTicketID: req.TicketID,
+		notFound:        decision[UseResult]{refusal: refuse(SubTicketNotFound, subMsgTicketNotFound)},
+		conflict:        decision[UseResult]{refusal: refuse(SubRequestIDConflict, subMsgRequestIDConflict)},
+		decide: func(ctx context.Context, tx Tx, t *Ticket) (decision[UseResult], error) {
+			return l.useTicket(ctx, tx, app, t, &req, now)
+		},
+		replay: func(res UseResult) UseResult {
+			res.BizCode = BizTicketAlreadyUsed
+			return res
+		},
 	})
 	if err != nil {
-		l.loud(err)
 		return UseResult{}, err
 	}
-	// Whether fresh or replayed from the store, res or rf is now the key's
-	// recorded first answer; a replayed success reports it as already used.
-	if rf != nil {
-		l.answers.put(key, fp, *rf)
-		return UseResult{}, rf
+	if d.refusal != nil {
+		return UseResult{}, d.refusal
 	}
-	l.answers.put(key, fp, res)
-	if replayed {
-		res.BizCode = BizTicketAlreadyUsed
-	}
-	return res, nil
+	return d.answer, nil
 }
 
 // useTicket applies a use to a ticket the app can see. Every refusal is decided
 // before the first write, so a refused use leaves the ledger as it was and only
 // its answer is recorded.
-func (l *Ledger) useTicket(ctx context.Context, tx Tx, app *App, t *Ticket, req *UseRequest, now time.Time) (UseResult, *Refusal, error) {
+func (l *Ledger) useTicket(ctx context.Context, tx Tx, app *App, t *Ticket, req *UseRequest, now time.Time) (decision[UseResult], error) {
 	shop, err := tx.Shop(ctx, t.MerchantID, req.ShopID)
 	if errors.Is(err, ErrNotFound) {
-		return UseResult{}, refuse(SubShopNotMatch, subMsgShopNotMatch), nil
+		return refused[UseResult](SubShopNotMatch, subMsgShopNotMatch), nil
 	} else if err != nil {
-		return UseResult{}, nil, err
+		return decision[UseResult]{}, err
 	}
 	if t.Status != TicketValid {
-		return UseResult{}, refuse(SubTicketStatusInvalid, subMsgStatusInvalid), nil
+		return refused[UseResult](SubTicketStatusInvalid, subMsgStatusInvalid), nil
 	}
 	if t.NotYetValid(now) {
-		return UseResult{}, refuse(SubTicketNotYetValid, subMsgTicketNotYetValid), nil
+		return refused[UseResult](SubTicketNotYetValid, subMsgTicketNotYetValid), nil
 	}
 	if t.Expired(now) {
-		return UseResult{}, refuse(SubTicketExpired, subMsgTicketExpired), nil
+		return refused[UseResult](SubTicketExpired, subMsgTicketExpired), nil
 	}
 	parts, err := l.allocate(ctx, tx, t, req.Quantity, now)
 	if err != nil {
-		return UseResult{}, nil, err
+		return decision[UseResult]{}, err
 	}
 	if parts == nil {
-		return UseResult{}, refuse(SubNotEnoughQuantity, subMsgNotEnoughQuantity), nil
+		return refused[UseResult](SubNotEnoughQuantity, subMsgNotEnoughQuantity), nil
 	}
 	for _, p := range parts {
 		f, err := tx.Fence(ctx, p.t.ID, app.Key)
 		if err == nil && !req.GmtBiz.After(f.At) {
-			return UseResult{}, refuse(SubUseFencedByReversal, subMsgFenced), nil
+			return refused[UseResult](SubUseFencedByReversal, subMsgFenced), nil
 		} else if err != nil && !errors.Is(err, ErrNotFound) {
-			return UseResult{}, nil, err
+			return decision[UseResult]{}, err
 		}
 	}
 	res, err := l.applyUse(ctx, tx, app, req, shop, parts, now)
-	return res, nil, err
+	return decision[UseResult]{answer: res}, err
 }
 
 type part struct {
@@ -221,6 +247,21 @@ func (l *Ledger) applyUse(ctx context.Context, tx Tx, app *App, req *UseRequest,
 	return res, nil
 }
 
+// share returns the part of a ticket's amount that units of its quantity are worth.
+// Integer cents, rounded down; the remainder stays with the last unit so that using
+// all units one by one adds up to the whole amount.
+func share(amountCents int64, units, quantity int, remainingAfter int) int64 {
+	if quantity <= 0 {
+		return 0
+	}
+	per := amountCents / int64(quantity)
+	v := per * int64(units)
+	if remainingAfter == 0 {
+		v += amountCents - per*int64(quantity)
+	}
+	return v
+}
+
 func useFingerprint(r *UseRequest) string {
 	b := make([]byte, 0, 96)
 	b = append(b, r.TicketCode...)
@@ -277,177 +318,4 @@ func (l *Ledger) validateUse(req *UseRequest, now time.Time) error {
 		return invalid("gmt_biz", "is in the future")
 	}
 	return nil
-}
-
-// Consult applies SPEC §4.2. It is read-only.
-func (l *Ledger) Consult(ctx context.Context, app *App, req ConsultRequest) (ConsultResult, error) {
-	if err := checkRequestID("request_id", req.RequestID); err != nil {
-		return ConsultResult{}, err
-	}
-	if err := checkText("shop_id", req.ShopID, true, MaxShopIDLen); err != nil {
-		return ConsultResult{}, err
-	}
-	if err := checkDigits("ticket_code", req.TicketCode, true); err != nil {
-		return ConsultResult{}, err
-	}
-	now := l.cfg.Clock()
-	var res ConsultResult
-	fail := func(code string) {
-		res = ConsultResult{ErrorCode: code, ErrorMsg: Message(code), Retry: Retryable(code)}
-	}
-	err := l.store.View(ctx, func(tx ReadTx) error {
-		res = ConsultResult{}
-		t, err := tx.TicketByCode(ctx, req.TicketCode)
-		if errors.Is(err, ErrNotFound) || (err == nil && !app.CanSee(t.MerchantID)) {
-			fail(CodeTicketCodeInvalid)
-			return nil
-		} else if err != nil {
-			return err
-		}
-		if _, err := tx.Shop(ctx, t.MerchantID, req.ShopID); errors.Is(err, ErrNotFound) {
-			fail(CodeShopNotMatch)
-			return nil
-		} else if err != nil {
-			return err
-		}
-		if t.Status != TicketValid {
-			res = ConsultResult{ErrorCode: CodeTicketStatusInvalid, ErrorMsg: msgConsultStatusInvalid}
-			return nil
-		}
-		if t.NotYetValid(now) {
-			fail(CodeTicketNotYetValid)
-			return nil
-		}
-		if t.Expired(now) {
-			fail(CodeTicketExpired)
-			return nil
-		}
-		o, err := tx.Order(ctx, t.SubOrderNo)
-		if err != nil {
-			return err
-		}
-		siblings, err := tx.SubOrderTickets(ctx, t.SubOrderNo)
-		if err != nil {
-			return err
-		}
-		v := &ConsultValue{
-			UserPhone: o.UserPhone, BuyerID: o.BuyerID, OrderNo: o.OrderNo, SubOrderNo: o.SubOrderNo,
-			ItemID: o.ItemID, OutItemID: o.OutItemID,
-		}
-		for i := range siblings {
-			s := &siblings[i]
-			if s.Available == 0 || s.Status != TicketValid || !s.InWindow(now) {
-				continue
-			}
-			ct := ConsultTicket{
-				TicketID: s.ID, TicketName: s.ItemName, TotalAmountCents: s.TotalAmountCents,
-				RealAmountCents: s.RealAmountCents, OriginalPriceCents: s.OriginalPriceCents, Quantity: s.Quantity,
-			}
-			if s.ID == t.ID {
-				ct.TicketCode = s.Code
-			}
-			v.Tickets = append(v.Tickets, ct)
-			v.AvailableQuantity += s.Available
-		}
-		res = ConsultResult{Success: true, Value: v}
-		return nil
-	})
-	if err != nil {
-		if errors.Is(err, ErrTransient) {
-			fail(CodeSystemError)
-			return res, nil
-		}
-		return ConsultResult{}, err
-	}
-	return res, nil
-}
-
-// Refund applies SPEC §4.5: the use is marked refunded and stays consumed. Its
-// answers are recorded like the use's, refusals included.
-func (l *Ledger) Refund(ctx context.Context, app *App, req RefundRequest) (RefundResult, error) {
-	if err := checkDigits("trans_id", req.TransID, true); err != nil {
-		return RefundResult{}, err
-	}
-	if err := checkDigits("ticket_code", req.TicketCode, true); err != nil {
-		return RefundResult{}, err
-	}
-	if err := checkRequestID("ticket_request_id", req.RequestID); err != nil {
-		return RefundResult{}, err
-	}
-	now := l.cfg.Clock()
-	key := IdemKey{AppKey: app.Key, Op: OpRefund, RequestID: req.RequestID}
-	fp := req.TicketCode + "\x00" + req.TransID
-	if a, ok := l.answers.get(key); ok {
-		if a.fingerprint != fp {
-			return RefundResult{}, refuse(SubRequestIDConflict, subMsgRequestIDConflict)
-		}
-		if rf, ok := a.answer.(Refusal); ok {
-			return RefundResult{}, &rf
-		}
-		return a.answer.(RefundResult), nil
-	}
-	var res RefundResult
-	var rf *Refusal
-	err := l.store.Update(ctx, func(tx Tx) error {
-		res, rf = RefundResult{}, nil
-		t, err := tx.TicketByCode(ctx, req.TicketCode)
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			return err
-		}
-		if rec, err := tx.Idem(ctx, key); err == nil {
-			if rec.Fingerprint != fp {
-				return refuse(SubRequestIDConflict, subMsgRequestIDConflict)
-			}
-			rf, err = decodeOutcome(rec.Answer, &res)
-			return err
-		} else if !errors.Is(err, ErrNotFound) {
-			return err
-		}
-		if t == nil || !app.CanSee(t.MerchantID) {
-			rf = refuse(SubTicketNotFound, subMsgTicketNotFound)
-			return l.recordOutcome(ctx, tx, key, fp, "", nil, rf, now)
-		}
-		res, rf, err = l.refundUse(ctx, tx, app, t, &req, now)
-		if err != nil {
-			return err
-		}
-		return l.recordOutcome(ctx, tx, key, fp, t.ID, res, rf, now)
-	})
-	if err != nil {
-		l.loud(err)
-		return RefundResult{}, err
-	}
-	if rf != nil {
-		l.answers.put(key, fp, *rf)
-		return RefundResult{}, rf
-	}
-	l.answers.put(key, fp, res)
-	return res, nil
-}
-
-// refundUse refunds a use of a ticket the app can see; a refusal is decided
-// before any write.
-func (l *Ledger) refundUse(ctx context.Context, tx Tx, app *App, t *Ticket, req *RefundRequest, now time.Time) (RefundResult, *Refusal, error) {
-	u, err := tx.Use(ctx, req.TransID)
-	if errors.Is(err, ErrNotFound) || (err == nil && u.TicketID != t.ID) {
-		return RefundResult{}, refuse(SubUseTransNotFound, subMsgUseTransNotFound), nil
-	} else if err != nil {
-		return RefundResult{}, nil, err
-	}
-	if u.Reversed {
-		return RefundResult{}, refuse(SubUseAlreadyReversed, subMsgUseAlreadyReversed), nil
-	}
-	if !u.Refunded {
-		u.Refunded = true
-		u.RefundedAt = now
-		u.RefundAppKey = app.Key
-		u.RefundRequestID = req.RequestID
-		if err := tx.MarkRefunded(ctx, u); err != nil {
-			return RefundResult{}, nil, err
-		}
-		if err := checkTicket(ctx, tx, t, t.Available, 0); err != nil {
-			return RefundResult{}, nil, err
-		}
-	}
-	return RefundResult{RequestID: req.RequestID, BizCode: BizSuccess}, nil, nil
 }

@@ -212,12 +212,7 @@ func storeKind(db string) string {
 }
 
 func lookupApp(ctx context.Context, l *daodian.Ledger, key string) (*daodian.App, error) {
-	var app *daodian.App
-	err := l.Store().View(ctx, func(tx daodian.ReadTx) error {
-		var err error
-		app, err = tx.App(ctx, key)
-		return err
-	})
+	app, err := l.App(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("app %s in the target's store: %w", key, err)
 	}

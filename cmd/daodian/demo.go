@@ -31,12 +31,7 @@ type demo struct {
 // ledger that already has apps it seeds nothing and returns nil: demo data must
 // never be mixed into a real ledger.
 func seedDemo(ctx context.Context, l *daodian.Ledger) (*demo, error) {
-	var n daodian.Counts
-	err := l.Store().View(ctx, func(tx daodian.ReadTx) error {
-		var err error
-		n, err = tx.Counts(ctx)
-		return err
-	})
+	n, err := l.Counts(ctx)
 	if err != nil {
 		return nil, err
 	}

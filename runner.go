@@ -1,0 +1,196 @@
+package daodian
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// Operation names the kind of an idempotent request; each has its own key space.
+type Operation string
+
+const (
+	// OpUse is alibaba.alsc.merchant.ext.ticketcode.use.
+	OpUse Operation = "use"
+	// OpReverse is alibaba.alsc.daodian.ticket.reserve.
+	OpReverse Operation = "reverse"
+	// OpRefund is alibaba.alsc.merchant.ext.ticket.refund.
+	OpRefund Operation = "refund"
+)
+
+// IdemKey identifies an idempotent request.
+type IdemKey struct {
+	AppKey    string
+	Op        Operation
+	RequestID string
+}
+
+// IdemRecord is the recorded final answer to an idempotent request. It never changes
+// once written.
+type IdemRecord struct {
+	IdemKey
+	// Fingerprint is the canonical form of the request's content; the same key with a
+	// different fingerprint is a conflict.
+	Fingerprint string
+	TicketID    string
+	// Answer is the encoded decision (see encodeDecision).
+	Answer    []byte
+	CreatedAt time.Time
+}
+
+// decision is the final answer to an idempotent request: an answer, or a refusal.
+// The use and the refund answer a refusal as a platform error (SPEC §4.3, §4.5); the
+// reversal has none, its failures are answers with success=false (§4.4).
+type decision[A any] struct {
+	answer  A
+	refusal *Refusal
+}
+
+// operation is one idempotent request as the runner sees it: what identifies it,
+// and the rule that decides it. Every use, reversal and refund is one operation;
+// run owns what they share.
+type operation[A any] struct {
+	key         IdemKey
+	fingerprint string
+	now         time.Time
+	// answers remembers this process's recorded decisions of the operation's kind.
+	answers *answerCache[A]
+	// lock reads the ticket the request names and locks it until the transaction
+	// ends; nil (no error) when there is no such ticket or the request names it
+	// inconsistently.
+	lock func(ctx context.Context, tx Tx) (*Ticket, error)
+	// missingTicketID is recorded with the answer when lock found no ticket.
+	missingTicketID string
+	// notFound answers a request whose ticket is missing or belongs to a merchant
+	// the app is not bound to: one answer for both, so an app learns nothing of
+	// other merchants' tickets.
+	notFound decision[A]
+	// conflict answers the request's key sent with other content. It is not
+	// recorded: it is not this request's answer.
+	conflict decision[A]
+	// decide applies the operation's rule to a ticket the app can see. A refusal
+	// must be decided before the first write, so that only its record is kept.
+	decide func(ctx context.Context, tx Tx, t *Ticket) (decision[A], error)
+	// replay turns a recorded answer into the answer to a replay; nil keeps it.
+	replay func(A) A
+}
+
+// run answers an idempotent request exactly once, whatever the retries and the
+// concurrent duplicates:
+//
+//  1. a decision this process recorded is answered from memory (the cache only
+//     holds durable decisions, which never change);
+//  2. otherwise, in one Store.Update: lock the ticket, then read the key's record —
+//     in that order, so that a concurrent duplicate on another process, once it
+//     gets the ticket's lock, sees the winner's record; a record is replayed (or is
+//     a conflict), else the rule decides and its decision is recorded under the key
+//     in the same transaction as the change it made;
+//  3. once durable, the decision is remembered.
+//
+// A transient store failure is returned wrapped with ErrTransient: nothing changed,
+// nothing was recorded, and the same request may run again.
+func run[A any](ctx context.Context, l *Ledger, app *App, op *operation[A]) (decision[A], error) {
+	if c, ok := op.answers.get(op.key); ok {
+		if c.fingerprint != op.fingerprint {
+			return op.conflict, nil
+		}
+		return op.replayed(c.decision), nil
+	}
+	var d decision[A]
+	var final, replayed bool
+	err := l.store.Update(ctx, func(tx Tx) error {
+		d, final, replayed = decision[A]{}, false, false
+		t, err := op.lock(ctx, tx)
+		if err != nil {
+			return err
+		}
+		rec, err := tx.Idem(ctx, op.key)
+		if err == nil {
+			if rec.Fingerprint != op.fingerprint {
+				d = op.conflict
+				return nil
+			}
+			final, replayed = true, true
+			d, err = decodeDecision[A](rec.Answer)
+			return err
+		} else if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		ticketID := op.missingTicketID
+		if t == nil || !app.CanSee(t.MerchantID) {
+			d = op.notFound
+		} else {
+			ticketID = t.ID
+			if d, err = op.decide(ctx, tx, t); err != nil {
+				return err
+			}
+		}
+		final = true
+		b, err := encodeDecision(d)
+		if err != nil {
+			return err
+		}
+		return tx.PutIdem(ctx, &IdemRecord{IdemKey: op.key, Fingerprint: op.fingerprint, TicketID: ticketID, Answer: b, CreatedAt: op.now})
+	})
+	if err != nil {
+		l.loud(err)
+		return decision[A]{}, err
+	}
+	if final {
+		op.answers.put(op.key, op.fingerprint, d)
+	}
+	if replayed {
+		return op.replayed(d), nil
+	}
+	return d, nil
+}
+
+func (op *operation[A]) replayed(d decision[A]) decision[A] {
+	if op.replay != nil && d.refusal == nil {
+		d.answer = op.replay(d.answer)
+	}
+	return d
+}
+
+// refusalRecord is how a refusal is recorded under its key:
+// {"refusal":{"sub_code":…,"sub_msg":…}}. A recorded answer has no "refusal"
+// member, so the records written before refusals were recorded read as answers.
+type refusalRecord struct {
+	Refusal *Refusal `json:"refusal"`
+}
+
+func encodeDecision[A any](d decision[A]) ([]byte, error) {
+	if d.refusal != nil {
+		return json.Marshal(refusalRecord{d.refusal})
+	}
+	return json.Marshal(d.answer)
+}
+
+func decodeDecision[A any](b []byte) (decision[A], error) {
+	var d decision[A]
+	var r refusalRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		return d, err
+	}
+	if r.Refusal != nil {
+		d.refusal = r.Refusal
+		return d, nil
+	}
+	err := json.Unmarshal(b, &d.answer)
+	return d, err
+}
+
+// refused is the decision to refuse with a sub-code and message.
+func refused[A any](sub, msg string) decision[A] {
+	return decision[A]{refusal: refuse(sub, msg)}
+}
+
+// lockTicket adapts a ticket read for operation.lock: a ticket that does not
+// exist is no error there, the rule's notFound answers it.
+func lockTicket(t *Ticket, err error) (*Ticket, error) {
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	return t, err
+}
