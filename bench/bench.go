@@ -6,8 +6,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"crypto/md5"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -78,54 +76,36 @@ func NewHTTPClient(concurrency int) *http.Client {
 	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
 }
 
-// signer builds signed request bodies with as little work as a careful client does:
-// md5 signing over the sorted parameters, urlencoded POST.
+// signer builds signed request bodies as an SDK does: md5 signing over the
+// sorted parameters (top.Sign), urlencoded POST.
 type signer struct {
 	appKey, secret string
 }
 
 func (s *signer) body(method string, business [][2]string, now time.Time) []byte {
-	params := make([][2]string, 0, 8)
-	params = append(params,
-		[2]string{"app_key", s.appKey},
-		[2]string{"format", "json"},
-		[2]string{"method", method},
-		[2]string{"sign_method", "md5"},
-		[2]string{"timestamp", top.FormatTime(now)},
-		[2]string{"v", "2.0"},
-	)
-	params = append(params, business...)
-	slices.SortFunc(params, func(a, b [2]string) int {
-		switch {
-		case a[0] < b[0]:
-			return -1
-		case a[0] > b[0]:
-			return 1
-		}
-		return 0
-	})
-	h := md5.New()
-	_, _ = io.WriteString(h, s.secret)
-	for _, p := range params {
-		if p[1] == "" {
-			continue
-		}
-		_, _ = io.WriteString(h, p[0])
-		_, _ = io.WriteString(h, p[1])
+	m := make(map[string]string, 8)
+	m["app_key"] = s.appKey
+	m["format"] = "json"
+	m["method"] = method
+	m["sign_method"] = top.SignMD5
+	m["timestamp"] = top.FormatTime(now)
+	m["v"] = "2.0"
+	for _, p := range business {
+		m[p[0]] = p[1]
 	}
-	_, _ = io.WriteString(h, s.secret)
-	var sum [md5.Size]byte
-	sign := bytes.ToUpper([]byte(hex.EncodeToString(h.Sum(sum[:0]))))
+	p := top.NewParams(m)
+	sign, err := top.Sign(p, s.secret, top.SignMD5)
+	if err != nil {
+		panic(err) // md5 is a known method
+	}
 	b := make([]byte, 0, 512)
-	for i, p := range params {
-		if i > 0 {
-			b = append(b, '&')
-		}
-		b = append(b, p[0]...)
+	p.Each(func(name, value string) {
+		b = append(b, name...)
 		b = append(b, '=')
-		b = append(b, url.QueryEscape(p[1])...)
-	}
-	b = append(b, "&sign="...)
+		b = append(b, url.QueryEscape(value)...)
+		b = append(b, '&')
+	})
+	b = append(b, "sign="...)
 	b = append(b, sign...)
 	return b
 }

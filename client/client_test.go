@@ -123,7 +123,7 @@ func TestTypedMethods(t *testing.T) {
 				t.Fatalf("Use: %+v", ur)
 			}
 
-			rr, err := c.Reverse(ctx, alsc.TicketReverseTopRequest{TicketUseTransID: ur.TicketTransID, TicketID: tk.ID},
+			rr, err := c.ReverseWithRetry(ctx, alsc.TicketReverseTopRequest{TicketUseTransID: ur.TicketTransID, TicketID: tk.ID},
 				client.RetryPolicy{BaseDelay: time.Millisecond})
 			if err != nil {
 				t.Fatalf("Reverse: %v", err)

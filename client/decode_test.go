@@ -28,7 +28,7 @@ func TestOversizedRequestIsFinal(t *testing.T) {
 		t.Run(f.name, func(t *testing.T) {
 			o.n.Store(0)
 			c := e.client(client.WithFormat(f.format, f.simplify))
-			_, err := c.Reverse(ctx, alsc.TicketReverseTopRequest{TicketID: "1", TicketUseTransID: strings.Repeat("9", 600)}, client.RetryPolicy{BaseDelay: time.Microsecond})
+			_, err := c.ReverseWithRetry(ctx, alsc.TicketReverseTopRequest{TicketID: "1", TicketUseTransID: strings.Repeat("9", 600)}, client.RetryPolicy{BaseDelay: time.Microsecond})
 			var ce *client.Error
 			if !errors.As(err, &ce) || ce.Code != 41 || ce.RequestID == "" {
 				t.Fatalf("Reverse of an oversized request: %v (%T), want *client.Error 41", err, err)

@@ -81,12 +81,12 @@ func RetryableError(err error) bool {
 	return false
 }
 
-// Reverse sends a reversal and retries it with the same request id while the
+// ReverseWithRetry sends a reversal and retries it with the same request id while the
 // answer is retry=true, the answer was lost, or the failure is transient, with
 // exponential backoff; it stops at the first definitive answer (success, or
 // success=false with retry=false), which it returns. An empty RequestID is
 // replaced by a fresh one, kept across every attempt.
-func (c *Client) Reverse(ctx context.Context, req alsc.TicketReverseTopRequest, p RetryPolicy) (*alsc.ReserveResponse, error) {
+func (c *Client) ReverseWithRetry(ctx context.Context, req alsc.TicketReverseTopRequest, p RetryPolicy) (*alsc.ReserveResponse, error) {
 	if req.RequestID == "" {
 		req.RequestID = NewRequestID()
 	}

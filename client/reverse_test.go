@@ -141,7 +141,7 @@ func testReverseRetriesUntilSuccess(t *testing.T, n int, opt client.Option) {
 	var retries []int
 	req := reverseReq
 	req.RequestID = "rev-42"
-	r, err := c.Reverse(context.Background(), req, fast(8, func(a int, why error) {
+	r, err := c.ReverseWithRetry(context.Background(), req, fast(8, func(a int, why error) {
 		if why == nil {
 			t.Error("OnRetry without a reason")
 		}
@@ -170,7 +170,7 @@ func testReverseRetriesUntilSuccess(t *testing.T, n int, opt client.Option) {
 
 func TestReverseGeneratesOneRequestID(t *testing.T) {
 	f, c := startFake(t, "retry", "retry", "ok")
-	if _, err := c.Reverse(context.Background(), reverseReq, fast(8, nil)); err != nil {
+	if _, err := c.ReverseWithRetry(context.Background(), reverseReq, fast(8, nil)); err != nil {
 		t.Fatalf("Reverse: %v", err)
 	}
 	calls, ids := f.snapshot()
@@ -180,7 +180,7 @@ func TestReverseGeneratesOneRequestID(t *testing.T) {
 	allSame(t, ids, ids[0])
 
 	// A second reversal is a new operation with a new id.
-	if _, err := c.Reverse(context.Background(), reverseReq, fast(8, nil)); err != nil {
+	if _, err := c.ReverseWithRetry(context.Background(), reverseReq, fast(8, nil)); err != nil {
 		t.Fatalf("Reverse: %v", err)
 	}
 	_, ids = f.snapshot()
@@ -193,7 +193,7 @@ func TestReverseStopsAtFinalFailure(t *testing.T) {
 	f, c := startFake(t, "retry", "final", "ok")
 	req := reverseReq
 	req.RequestID = "rev-final"
-	r, err := c.Reverse(context.Background(), req, fast(8, nil))
+	r, err := c.ReverseWithRetry(context.Background(), req, fast(8, nil))
 	if err != nil {
 		t.Fatalf("Reverse: %v", err)
 	}
@@ -207,7 +207,7 @@ func TestReverseStopsAtFinalFailure(t *testing.T) {
 	allSame(t, ids, "rev-final")
 
 	f, c = startFake(t, "final", "ok")
-	if r, err := c.Reverse(context.Background(), req, fast(8, nil)); err != nil || r.Result.ErrorCode != "REVERSE_TIME_EXPIRED" {
+	if r, err := c.ReverseWithRetry(context.Background(), req, fast(8, nil)); err != nil || r.Result.ErrorCode != "REVERSE_TIME_EXPIRED" {
 		t.Fatalf("Reverse: %+v, %v", r, err)
 	}
 	if calls, _ := f.snapshot(); calls != 1 {
@@ -220,7 +220,7 @@ func TestReverseRetriesTransportError(t *testing.T) {
 	var whys []error
 	req := reverseReq
 	req.RequestID = "rev-hangup"
-	r, err := c.Reverse(context.Background(), req, fast(8, func(_ int, why error) { whys = append(whys, why) }))
+	r, err := c.ReverseWithRetry(context.Background(), req, fast(8, func(_ int, why error) { whys = append(whys, why) }))
 	if err != nil {
 		t.Fatalf("Reverse: %v", err)
 	}
@@ -243,7 +243,7 @@ func TestReversePlatformErrors(t *testing.T) {
 	f, c := startFake(t, "15", "15", "ok")
 	req := reverseReq
 	req.RequestID = "rev-15"
-	if _, err := c.Reverse(context.Background(), req, fast(8, nil)); err != nil {
+	if _, err := c.ReverseWithRetry(context.Background(), req, fast(8, nil)); err != nil {
 		t.Fatalf("Reverse: %v", err)
 	}
 	calls, ids := f.snapshot()
@@ -254,7 +254,7 @@ func TestReversePlatformErrors(t *testing.T) {
 
 	// 25 is final: returned at once as *client.Error.
 	f, c = startFake(t, "25", "ok")
-	_, err := c.Reverse(context.Background(), req, fast(8, nil))
+	_, err := c.ReverseWithRetry(context.Background(), req, fast(8, nil))
 	var ce *client.Error
 	if !errors.As(err, &ce) || ce.Code != 25 || ce.RequestID != "trace-1" {
 		t.Fatalf("Reverse: %v, want *client.Error 25", err)
@@ -273,7 +273,7 @@ func TestReverseGivesUp(t *testing.T) {
 			f, c := startFake(t, tail)
 			req := reverseReq
 			req.RequestID = "rev-never"
-			r, err := c.Reverse(context.Background(), req, fast(4, nil))
+			r, err := c.ReverseWithRetry(context.Background(), req, fast(4, nil))
 			if !errors.Is(err, client.ErrNotDefinitive) {
 				t.Fatalf("err %v, want ErrNotDefinitive", err)
 			}
@@ -302,7 +302,7 @@ func TestReverseContextCancelledWhileWaiting(t *testing.T) {
 	p := client.RetryPolicy{MaxAttempts: 8, BaseDelay: time.Hour, MaxDelay: time.Hour, OnRetry: func(int, error) { cancel() }}
 	done := make(chan error, 1)
 	go func() {
-		_, err := c.Reverse(ctx, reverseReq, p)
+		_, err := c.ReverseWithRetry(ctx, reverseReq, p)
 		done <- err
 	}()
 	select {
@@ -321,7 +321,7 @@ func TestReverseContextCancelledWhileWaiting(t *testing.T) {
 // TestReverseSendsReserveMethod: Reverse calls the reversal method.
 func TestReverseSendsReserveMethod(t *testing.T) {
 	f, c := startFake(t, "ok")
-	if _, err := c.Reverse(context.Background(), reverseReq, fast(1, nil)); err != nil {
+	if _, err := c.ReverseWithRetry(context.Background(), reverseReq, fast(1, nil)); err != nil {
 		t.Fatal(err)
 	}
 	f.mu.Lock()
@@ -347,7 +347,7 @@ func testReverseRetriesUnreadableAnswers(t *testing.T, opt client.Option) {
 	var whys []error
 	req := reverseReq
 	req.RequestID = "rev-proxy"
-	r, err := c.Reverse(context.Background(), req, fast(8, func(_ int, why error) { whys = append(whys, why) }))
+	r, err := c.ReverseWithRetry(context.Background(), req, fast(8, func(_ int, why error) { whys = append(whys, why) }))
 	if err != nil || !r.Result.Success {
 		t.Fatalf("Reverse: %+v, %v", r, err)
 	}
@@ -370,7 +370,7 @@ func TestReverseMaxDelayBoundsFirstWait(t *testing.T) {
 	// A guard, not a wait: if a wait of BaseDelay happened, this ends it.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err := c.Reverse(ctx, reverseReq, client.RetryPolicy{MaxAttempts: 3, BaseDelay: time.Hour, MaxDelay: time.Microsecond})
+	_, err := c.ReverseWithRetry(ctx, reverseReq, client.RetryPolicy{MaxAttempts: 3, BaseDelay: time.Hour, MaxDelay: time.Microsecond})
 	if !errors.Is(err, client.ErrNotDefinitive) {
 		t.Fatalf("err %v, want ErrNotDefinitive after 3 quick attempts", err)
 	}

@@ -1,12 +1,21 @@
-// Package storetest is the contract every daodian.Store passes: the row-level
-// behaviour of Store, ReadTx and Tx (round trips, not-found and duplicate
-// mapping, atomicity, isolation, identifiers), independent of the business
-// rules of the ledger, which have tests of their own.
+// Package storetest is the one contract every daodian.Store passes, so that the
+// embedded and the PostgreSQL stores behave identically:
 //
-// A store's test calls Run with a Factory:
+//   - Run: the row-level behaviour of Store, ReadTx and Tx (round trips,
+//     not-found and duplicate mapping, atomicity, isolation, identifiers,
+//     secrets sealed at rest);
+//   - RunLedger: the business rules of SPEC §4 as daodian.Ledger applies them on
+//     the store (idempotency, refusals, reversals, fences, concurrency, the
+//     invariants);
+//   - RunFaults: the fault rules' storage and their counted consumption.
+//
+// A store's test calls each with a Factory:
 //
 //	func TestContract(t *testing.T) {
-//		storetest.Run(t, storetest.Factory{Open: ..., Reopen: ...})
+//		f := storetest.Factory{Open: ..., Reopen: ...}
+//		storetest.Run(t, f)
+//		storetest.RunLedger(t, f)
+//		storetest.RunFaults(t, f)
 //	}
 package storetest
 

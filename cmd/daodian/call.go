@@ -117,7 +117,7 @@ func runReverse(ctx context.Context, e *env, args []string) error {
 		*requestID = client.NewRequestID()
 	}
 	req := alsc.TicketReverseTopRequest{TicketID: *ticketID, TicketUseTransID: *transID, RequestID: *requestID, BizDate: *bizDate}
-	res, err := c.Reverse(ctx, req, client.RetryPolicy{
+	res, err := c.ReverseWithRetry(ctx, req, client.RetryPolicy{
 		MaxAttempts: *attempts,
 		OnRetry: func(attempt int, why error) {
 			fmt.Fprintf(e.stderr, "attempt %d: %v; retrying with request_id %s\n", attempt, oneLine(why.Error()), *requestID)

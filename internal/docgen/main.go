@@ -1,10 +1,10 @@
 // Command docgen writes docs/api.md: it runs a real `daodian serve --demo` on a
 // fresh database, sends the example requests, and fills the template
 // api.md.tmpl with each request (as curl) and the answer the server sent
-// (indented). The directory's leading underscore keeps it out of ./... builds
-// and tests.
+// (indented). It lives under internal/ so that `go build ./...` and `go vet
+// ./...` (CI) keep it compiling.
 //
-//	go build -o /tmp/daodian ./cmd/daodian && go run ./_docgen /tmp/daodian > docs/api.md
+//	go build -o /tmp/daodian ./cmd/daodian && go run ./internal/docgen /tmp/daodian > docs/api.md
 package main
 
 import (
@@ -41,9 +41,9 @@ type gen struct {
 
 func main() {
 	if len(os.Args) != 2 {
-		log.Fatal("usage: go run ./_docgen DAODIAN_BINARY > docs/api.md")
+		log.Fatal("usage: go run ./internal/docgen DAODIAN_BINARY > docs/api.md")
 	}
-	tmpl, err := os.ReadFile(filepath.Join("_docgen", "api.md.tmpl"))
+	tmpl, err := os.ReadFile(filepath.Join("internal", "docgen", "api.md.tmpl"))
 	if err != nil {
 		log.Fatal(err)
 	}
