@@ -66,7 +66,7 @@ func NeedClusters(tb testing.TB) {
 func NewCluster(tb testing.TB, settings ...string) *Cluster {
 	tb.Helper()
 	c := createCluster(tb, settings)
-	run(tb, "pg_ctlcluster", c.Version, c.Name, "start")
+	c.ctl(tb, "start")
 	return c
 }
 
@@ -91,7 +91,7 @@ func (primary *Cluster) NewStandby(tb testing.TB, settings ...string) *Cluster {
 	run(tb, "pg_basebackup", "-h", "127.0.0.1", "-p", strconv.Itoa(primary.Port), "-U", "postgres",
 		"-D", c.dataDir, "-R", "-X", "stream", "-c", "fast")
 	chownTree(tb, c.dataDir)
-	run(tb, "pg_ctlcluster", c.Version, c.Name, "start")
+	c.ctl(tb, "start")
 	primary.WaitStreaming(tb, 1)
 	return c
 }
@@ -160,13 +160,21 @@ func (c *Cluster) Exec(tb testing.TB, sql ...string) {
 // would: sessions are cut at once.
 func (c *Cluster) StopImmediately(tb testing.TB) {
 	tb.Helper()
-	run(tb, "pg_ctlcluster", "-m", "immediate", c.Version, c.Name, "stop")
+	c.ctl(tb, "stop", "-m", "immediate")
 }
 
 // Promote makes a standby a primary and waits until it accepts writes.
 func (c *Cluster) Promote(tb testing.TB) {
 	tb.Helper()
-	run(tb, "pg_ctlcluster", c.Version, c.Name, "promote")
+	c.ctl(tb, "promote")
+}
+
+// ctl runs pg_ctlcluster on the cluster. It runs pg_ctl itself even where
+// systemd runs (pg_ctlcluster would hand start and stop to systemctl, which does
+// not manage a cluster whose start.conf is manual).
+func (c *Cluster) ctl(tb testing.TB, action string, opts ...string) {
+	tb.Helper()
+	run(tb, "pg_ctlcluster", append(append([]string{"--skip-systemctl-redirect"}, opts...), c.Version, c.Name, action)...)
 }
 
 // WaitStreaming waits until at least n standbys stream from the cluster.
