@@ -1,13 +1,11 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +16,7 @@ import (
 	"github.com/daodian/daodian/alsc"
 	"github.com/daodian/daodian/client"
 	"github.com/daodian/daodian/internal/pgtest"
+	"github.com/daodian/daodian/internal/testio"
 	"github.com/daodian/daodian/postgres"
 )
 
@@ -492,22 +491,9 @@ func waitReady(t *testing.T, p *proc, deadline time.Time) time.Time {
 // process; a missing series fails the test.
 func metric(t *testing.T, p *proc, name string) float64 {
 	t.Helper()
-	resp, err := http.Get(strings.TrimSuffix(p.url, "/router/rest") + "/metrics")
-	if err != nil {
-		t.Fatal(err)
+	v, ok := testio.MetricValue(t, strings.TrimSuffix(p.url, "/router/rest"), name)
+	if !ok {
+		t.Fatalf("no %s in /metrics", name)
 	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("%s: %v", sc.Text(), err)
-			}
-			return f
-		}
-	}
-	t.Fatalf("no %s in /metrics", name)
-	return 0
+	return v
 }

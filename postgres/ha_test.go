@@ -59,6 +59,14 @@ func (p *haPair) requireStandby(t *testing.T, name string) {
 	}
 }
 
+// withoutStandby makes the primary's commits wait for a standby that is not
+// connected until the (sub)test ends, when the connected standby is required again.
+func (p *haPair) withoutStandby(t *testing.T) {
+	t.Helper()
+	p.requireStandby(t, "absent")
+	t.Cleanup(func() { p.requireStandby(t, "*") })
+}
+
 // waitingCommit returns the pid of the one backend whose commit waits for the
 // synchronous standby, waiting until there is one.
 func (p *haPair) waitingCommit(t *testing.T) int32 {
@@ -144,8 +152,7 @@ func TestSynchronousReplication(t *testing.T) {
 	}
 
 	t.Run("a commit whose replication wait is cancelled is not a success", func(t *testing.T) {
-		p.requireStandby(t, "absent")
-		defer p.requireStandby(t, "*")
+		p.withoutStandby(t)
 		done := async(putMerchant(ctx, "m-cancelled"))
 		pid := p.waitingCommit(t)
 		p.primary.Exec(t, "SELECT pg_cancel_backend("+itoa(pid)+")")
@@ -160,8 +167,7 @@ func TestSynchronousReplication(t *testing.T) {
 	})
 
 	t.Run("the caller's context does not cut a commit short", func(t *testing.T) {
-		p.requireStandby(t, "absent")
-		defer p.requireStandby(t, "*")
+		p.withoutStandby(t)
 		cctx, cancel := context.WithCancel(ctx)
 		done := async(putMerchant(cctx, "m-hangup"))
 		pid := p.waitingCommit(t)
@@ -180,8 +186,7 @@ func TestSynchronousReplication(t *testing.T) {
 	})
 
 	t.Run("a commit waits at most CommitTimeout, then its outcome is unknown", func(t *testing.T) {
-		p.requireStandby(t, "absent")
-		defer p.requireStandby(t, "*")
+		p.withoutStandby(t)
 		// The caller's deadline is far; the commit's own bound (2s) ends it.
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
@@ -220,8 +225,7 @@ func TestSynchronousReplication(t *testing.T) {
 		}
 		req := daodian.ReverseRequest{RequestID: "r1", TicketID: tk.ID, TransID: used.TransID}
 
-		p.requireStandby(t, "absent")
-		defer p.requireStandby(t, "*")
+		p.withoutStandby(t)
 		done := make(chan daodian.ReverseResult, 1)
 		go func() {
 			res, err := l.Reverse(ctx, app, req)
