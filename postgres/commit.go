@@ -23,14 +23,18 @@ import (
 //   - A termination: the same WARNING, then the connection is closed. The client
 //     sees a lost connection, which is "outcome unknown" already.
 //
-// commitDurably closes both: no context of a caller reaches the commit, the
-// connections never send cancel requests (Open installs a deadline handler), and
-// the WARNING turns the success into errUnreplicated, which Update reports as a
-// transient failure: nothing is answered, nothing cached, and the caller's retry
-// under the same request id decides. That retry cannot answer from the locally
-// committed record either while the standby is still missing: it locks the
-// ticket's row first, which gives its transaction an id, so its own COMMIT waits
-// for the standby to confirm a WAL position past the earlier commit.
+// commitDurably closes both. No context of a caller reaches the commit. When its
+// own bound passes, pgx drops the connection without reading an answer (Open
+// installs its deadline handler, where a cancel-request handler would read the
+// cancelled wait's success); it also sends a cancel request as it closes, so the
+// server may commit locally, but the caller has its outcome as unknown. And the
+// WARNING turns any success that follows it into errUnreplicated, which Update
+// reports as a transient failure: nothing is answered, nothing cached, and the
+// caller's retry under the same request id decides. That retry cannot answer
+// from a locally committed record while the standby is still missing: the
+// ledger locks the ticket's row before it reads the record, which gives the
+// transaction an id, so its own COMMIT waits for the standby to confirm a WAL
+// position past the earlier commit.
 
 // commitWatchKey keys a connection's commitWatch in pgconn.PgConn.CustomData.
 const commitWatchKey = "daodian.commitWatch"
@@ -73,8 +77,8 @@ var errUnreplicated = errors.New("the server committed locally but stopped waiti
 // commit runs under a context detached from ctx: a caller that hangs up or whose
 // deadline passes while the commit waits for the standby must not turn the commit
 // into one of unknown durability. Its own bound is Options.CommitTimeout; when it
-// passes, the connection is closed (Open installs a handler that never sends a
-// cancel request), which leaves the outcome unknown, never a cut-short success.
+// passes, the connection is dropped without reading an answer, which leaves the
+// outcome unknown, never a cut-short success.
 //
 // It returns commit's error, or errUnreplicated when commit succeeded but the
 // server said the standby might not have the commit.

@@ -142,10 +142,11 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if params["application_name"] == "" {
 		params["application_name"] = "daodian"
 	}
-	// A context that ends closes the connection rather than sending a cancel
-	// request (pgx's default before v5.5, kept explicit here): a cancel that
-	// reaches a COMMIT waiting for the synchronous standby makes the server
-	// commit locally and answer success (see commitDurably).
+	// A context that ends makes the connection's reads fail at once (pgx's
+	// default since v5.6, kept explicit here), rather than sending a cancel
+	// request and reading the answer: a cancel that reaches a COMMIT waiting
+	// for the synchronous standby makes the server commit locally and answer
+	// success (see commitDurably).
 	cfg.ConnConfig.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
 		return &pgconn.DeadlineContextWatcherHandler{Conn: c.Conn()}
 	}
