@@ -37,18 +37,9 @@ func newHAPair(t *testing.T) *haPair {
 func (p *haPair) requireStandby(t *testing.T, name string) {
 	t.Helper()
 	p.primary.Exec(t, "ALTER SYSTEM SET synchronous_standby_names = '"+name+"'", "SELECT pg_reload_conf()")
-	ctx := context.Background()
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		conn, err := pgx.Connect(ctx, p.url)
-		if err != nil {
-			t.Fatal(err)
-		}
 		var got string
-		err = conn.QueryRow(ctx, "SHOW synchronous_standby_names").Scan(&got)
-		conn.Close(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		p.scan(t, "SHOW synchronous_standby_names", nil, &got)
 		if got == name {
 			return
 		}
@@ -71,23 +62,15 @@ func (p *haPair) withoutStandby(t *testing.T) {
 // synchronous standby, waiting until there is one.
 func (p *haPair) waitingCommit(t *testing.T) int32 {
 	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, p.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		rows, _ := conn.Query(ctx, "SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep' AND datname = 'daodian'")
-		pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
-		if err != nil {
-			t.Fatal(err)
+		var n int
+		var pid *int32
+		p.scan(t, "SELECT count(*), min(pid) FROM pg_stat_activity WHERE wait_event = 'SyncRep' AND datname = 'daodian'", nil, &n, &pid)
+		if n == 1 {
+			return *pid
 		}
-		if len(pids) == 1 {
-			return pids[0]
-		}
-		if len(pids) > 1 || time.Now().After(deadline) {
-			t.Fatalf("%d commits wait for the standby, want 1", len(pids))
+		if n > 1 || time.Now().After(deadline) {
+			t.Fatalf("%d commits wait for the standby, want 1", n)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -96,17 +79,24 @@ func (p *haPair) waitingCommit(t *testing.T) int32 {
 // stillWaiting reports whether the backend pid still waits for the standby.
 func (p *haPair) stillWaiting(t *testing.T, pid int32) bool {
 	t.Helper()
+	var n int
+	p.scan(t, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'SyncRep'", []any{pid}, &n)
+	return n == 1
+}
+
+// scan runs a one-row query on the primary in a session of its own, which sees
+// the configuration as of its start.
+func (p *haPair) scan(t *testing.T, sql string, args []any, dest ...any) {
+	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, p.url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	var n int
-	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'SyncRep'", pid).Scan(&n); err != nil {
-		t.Fatal(err)
+	if err := conn.QueryRow(ctx, sql, args...).Scan(dest...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
 	}
-	return n == 1
 }
 
 func (p *haPair) open(t *testing.T, opts Options) *Store {
