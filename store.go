@@ -18,7 +18,8 @@ type Store interface {
 	Update(ctx context.Context, fn func(tx Tx) error) error
 	// View runs fn on a consistent read-only snapshot.
 	View(ctx context.Context, fn func(tx ReadTx) error) error
-	// Ping reports whether the store is reachable.
+	// Ping reports whether the store can serve: reachable, and able to take
+	// Updates (a PostgreSQL standby cannot). It backs GET /readyz.
 	Ping(ctx context.Context) error
 	// Close releases the store; pending Updates fail or finish first.
 	Close() error

@@ -155,7 +155,7 @@ func TestFaultError(t *testing.T) {
 	}
 
 	var retries []error
-	res, err := e.a.Reverse(e.Ctx, alsc.TicketReverseTopRequest{RequestID: "r1", TicketID: tk.ID}, fastRetry(&retries))
+	res, err := e.a.ReverseWithRetry(e.Ctx, alsc.TicketReverseTopRequest{RequestID: "r1", TicketID: tk.ID}, fastRetry(&retries))
 	if err != nil || !res.Result.Success {
 		t.Fatalf("SDK reversal helper: %+v, %v", res, err)
 	}
@@ -265,7 +265,7 @@ func TestFaultLoseResponse(t *testing.T) {
 	}
 	e.arm(t, daodian.FaultRule{AppKey: e.A.Key, Kind: daodian.FaultLoseResponse, Method: alsc.MethodReserve, Count: 1})
 	var retries []error
-	res, err := e.a.Reverse(e.Ctx, alsc.TicketReverseTopRequest{RequestID: "r1", TicketID: tk.ID, TicketUseTransID: u.TicketTransID}, fastRetry(&retries))
+	res, err := e.a.ReverseWithRetry(e.Ctx, alsc.TicketReverseTopRequest{RequestID: "r1", TicketID: tk.ID, TicketUseTransID: u.TicketTransID}, fastRetry(&retries))
 	if err != nil || !res.Result.Success {
 		t.Fatalf("SDK reversal helper: %+v, %v", res, err)
 	}
@@ -313,7 +313,7 @@ func TestFaultLoseResponse(t *testing.T) {
 			t.Fatal("lose_response did not apply the use")
 		}
 		var retries []error
-		res, err := e.a.Reverse(e.Ctx, alsc.TicketReverseTopRequest{TicketID: tk.ID}, fastRetry(&retries))
+		res, err := e.a.ReverseWithRetry(e.Ctx, alsc.TicketReverseTopRequest{TicketID: tk.ID}, fastRetry(&retries))
 		if err != nil || !res.Result.Success || e.Available(tk.ID) != 1 {
 			t.Fatalf("reversal after a lost use answer: %+v, %v, available %d", res, err, e.Available(tk.ID))
 		}
@@ -345,7 +345,7 @@ func TestFaultDelay(t *testing.T) {
 		t.Fatal("the delayed use did not run at once")
 	}
 	var retries []error
-	res, err := e.a.Reverse(e.Ctx, alsc.TicketReverseTopRequest{TicketID: tk.ID}, fastRetry(&retries))
+	res, err := e.a.ReverseWithRetry(e.Ctx, alsc.TicketReverseTopRequest{TicketID: tk.ID}, fastRetry(&retries))
 	if err != nil || !res.Result.Success || e.Available(tk.ID) != 1 {
 		t.Fatalf("reversal of the timed-out use: %+v, %v", res, err)
 	}
@@ -373,7 +373,7 @@ func TestFaultHold(t *testing.T) {
 	waitHeld(t, e.gw, 1)
 	e.Clock.Advance(time.Second) // the POS gave up on the use a moment later
 	var retries []error
-	res, err := e.a.Reverse(e.Ctx, alsc.TicketReverseTopRequest{RequestID: "r1", TicketID: tk.ID}, fastRetry(&retries))
+	res, err := e.a.ReverseWithRetry(e.Ctx, alsc.TicketReverseTopRequest{RequestID: "r1", TicketID: tk.ID}, fastRetry(&retries))
 	if err != nil || !res.Result.Success {
 		t.Fatalf("reversal: %+v, %v", res, err)
 	}

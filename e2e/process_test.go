@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -78,6 +79,16 @@ type proc struct {
 	cmd  *exec.Cmd
 	url  string
 	done chan error
+
+	mu   sync.Mutex
+	tail []string // the lines of its standard error so far
+}
+
+// stderr returns what the process has written to its standard error so far.
+func (p *proc) stderr() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.tail, "\n")
 }
 
 var servingRE = regexp.MustCompile(`serving on (http://\S+)`)
@@ -97,14 +108,12 @@ func startServe(t *testing.T, args ...string) *proc {
 	}
 	p := &proc{cmd: cmd, done: make(chan error, 1)}
 	found := make(chan string, 1)
-	var tail []string
-	var mu sync.Mutex
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
-			mu.Lock()
-			tail = append(tail, sc.Text())
-			mu.Unlock()
+			p.mu.Lock()
+			p.tail = append(p.tail, sc.Text())
+			p.mu.Unlock()
 			if m := servingRE.FindStringSubmatch(sc.Text()); m != nil {
 				found <- m[1]
 			}
@@ -119,9 +128,7 @@ func startServe(t *testing.T, args ...string) *proc {
 	case p.url = <-found:
 		return p
 	case err := <-p.done:
-		mu.Lock()
-		defer mu.Unlock()
-		t.Fatalf("daodian serve exited: %v\n%v", err, tail)
+		t.Fatalf("daodian serve exited: %v\n%s", err, p.stderr())
 	case <-time.After(60 * time.Second):
 		t.Fatal("daodian serve did not start in 60s")
 	}

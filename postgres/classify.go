@@ -37,7 +37,8 @@ func classify(err error) errClass {
 	if err == nil {
 		return classPermanent
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, errUnreplicated) {
 		return classTransient
 	}
 	var pgErr *pgconn.PgError

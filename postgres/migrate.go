@@ -181,7 +181,13 @@ func (s *Store) migrate(ctx context.Context) error {
 		return err
 	}
 	defer conn.Release()
-	err = pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		return wrapErr("migrate", err)
+	}
+	// Rolls back unless committed; a no-op after Commit.
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	err = func() error {
 		// A migration may rewrite a large table, and the lock may be held by
 		// another process migrating: neither is bounded by the per-statement
 		// timeout meant for ledger statements.
@@ -217,7 +223,12 @@ func (s *Store) migrate(ctx context.Context) error {
 			}
 		}
 		return nil
-	})
+	}()
+	if err == nil {
+		// Like every commit of the store: a schema the standby may lack is not
+		// reported as applied.
+		err = s.commitDurably(ctx, conn.Conn(), tx.Commit)
+	}
 	if err != nil {
 		return wrapErr("migrate", err)
 	}

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/daodian/daodian"
@@ -45,6 +46,12 @@ const (
 	DefaultIdleInTransactionTimeout = 30 * time.Second
 	// DefaultRetries is how many times Update re-runs fn after a retryable failure.
 	DefaultRetries = 5
+	// DefaultCommitTimeout bounds a COMMIT, which runs detached from the caller's
+	// context (see commitDurably). A commit takes milliseconds, or as long as the
+	// synchronous standby takes to confirm it; one that waits longer is waiting
+	// for a standby that is gone, and the caller gets a transient error rather
+	// than an unbounded wait.
+	DefaultCommitTimeout = 5 * time.Second
 )
 
 // Options tunes a Store. The zero value selects every default.
@@ -74,6 +81,11 @@ type Options struct {
 	// unless the database's secrets are already sealed: then Open fails, as it
 	// does with a file holding another key.
 	SecretKeyFile string
+	// CommitTimeout bounds a COMMIT once sent, including its wait for a
+	// synchronous standby; 0 means DefaultCommitTimeout, a negative value waits
+	// as long as the server takes. The caller's context does not bound it. A
+	// commit that outlives it fails with a transient error, its outcome unknown.
+	CommitTimeout time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -88,6 +100,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.IdleInTransactionTimeout == 0 {
 		o.IdleInTransactionTimeout = DefaultIdleInTransactionTimeout
+	}
+	if o.CommitTimeout == 0 {
+		o.CommitTimeout = DefaultCommitTimeout
 	}
 	if o.Retries == 0 {
 		o.Retries = DefaultRetries
@@ -143,6 +158,15 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if params["application_name"] == "" {
 		params["application_name"] = "daodian"
 	}
+	// A context that ends makes the connection's reads fail at once (pgx's
+	// default since v5.6, kept explicit here), rather than sending a cancel
+	// request and reading the answer: a cancel that reaches a COMMIT waiting
+	// for the synchronous standby makes the server commit locally and answer
+	// success (see commitDurably).
+	cfg.ConnConfig.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.DeadlineContextWatcherHandler{Conn: c.Conn()}
+	}
+	cfg.ConnConfig.OnNotice = onNotice
 	// Keep pgx's default QueryExecModeCacheStatement: every statement text below is
 	// a constant, so each connection prepares it once and then only binds.
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -168,10 +192,23 @@ func millis(d time.Duration) string {
 	return strconv.FormatInt(max(d.Milliseconds(), 1), 10)
 }
 
-// Ping reports whether the database is reachable.
+// Ping reports whether the store can take writes: a server is reachable and it is
+// a primary. A standby (in recovery) answers reads but refuses every Update, which
+// happens when the URL lists it without target_session_attrs=read-write and the
+// primary is down; during a failover, before the standby is promoted, Ping fails
+// either way.
 func (s *Store) Ping(ctx context.Context) error {
-	if err := s.pool.Ping(ctx); err != nil {
+	conn, err := s.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	var standby bool
+	if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&standby); err != nil {
 		return wrapErr("ping", err)
+	}
+	if standby {
+		return daodian.Transient(errors.New("postgres: the server is a standby, which refuses writes; list every host of the cluster in the URL with target_session_attrs=read-write"))
 	}
 	return nil
 }
@@ -241,9 +278,12 @@ func (s *Store) View(ctx context.Context, fn func(tx daodian.ReadTx) error) erro
 // is: by then the conflicting row is committed and visible to fn, so the duplicate
 // is real and a retry by the caller cannot help.
 //
-// A COMMIT whose outcome is unknown (the connection was lost while it ran) is
-// reported as a transient error, never as success, and is not retried here: the
-// ledger's idempotency records make the caller's retry safe.
+// COMMIT runs under its own bound (Options.CommitTimeout), not under ctx: once sent,
+// a caller that goes away does not cut it short. A COMMIT whose outcome or
+// durability is unknown (the connection was lost while it ran, its bound passed,
+// or the server stopped waiting for the synchronous standby) is reported as a
+// transient error, never as success, and is not retried here: the ledger's
+// idempotency records make the caller's retry safe.
 func (s *Store) Update(ctx context.Context, fn func(tx daodian.Tx) error) error {
 	for attempt := 0; ; attempt++ {
 		class, err := s.updateOnce(ctx, fn)
@@ -294,7 +334,19 @@ func (s *Store) updateOnce(ctx context.Context, fn func(tx daodian.Tx) error) (e
 	if s.beforeCommit != nil {
 		s.beforeCommit(conn)
 	}
-	committing, tag, err := t.commit(ctx)
+	if err := ctx.Err(); err != nil {
+		// The caller is gone: roll back rather than commit a change whose answer
+		// nobody reads. Past this point the commit no longer depends on ctx.
+		rollback(ctx, t)
+		return classTransient, daodian.Transient(fmt.Errorf("postgres: not committed: %w", err))
+	}
+	var committing bool
+	var tag pgconn.CommandTag
+	err = s.commitDurably(ctx, t.c, func(cctx context.Context) error {
+		var cerr error
+		committing, tag, cerr = t.commit(cctx)
+		return cerr
+	})
 	if !committing {
 		// A held-back write failed: the transaction did not commit.
 		return failed(ctx, t, err)
@@ -332,8 +384,8 @@ func commitErr(err error) (errClass, error) {
 		return classify(err), wrapErr("commit", err)
 	}
 	if pgconn.SafeToRetry(err) {
-		// Failed before anything was sent (the context was done): the
-		// transaction is still open, and Release will close the connection.
+		// Failed before anything was sent: the transaction is still open, and
+		// Release will close the connection.
 		return classTransient, daodian.Transient(fmt.Errorf("postgres: commit not sent: %w", err))
 	}
 	return classTransient, daodian.Transient(fmt.Errorf("postgres: commit outcome unknown: %w", err))

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -189,23 +188,7 @@ func seed(t *testing.T, db string) (*daodian.App, daodian.Ticket) {
 // the exact label text ("" for none).
 func metricValue(t *testing.T, base, series string) (float64, bool) {
 	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("%s: %v", sc.Text(), err)
-			}
-			return f, true
-		}
-	}
-	return 0, false
+	return testio.MetricValue(t, base, series)
 }
 
 // slowRequest sends a signed use whose body arrives in two parts: the headers

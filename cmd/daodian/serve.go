@@ -158,6 +158,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	gw := gateway.New(ledger, gateway.Config{Metrics: metrics, MaxBodyBytes: *maxBody, TimestampSkew: *skew, Logger: logger, MaxConcurrent: *maxConcurrent,
 		Faults: gateway.FaultOptions{Disabled: *noFaults}})
 	announceFaults(ctx, e.stderr, ledger, *noFaults)
+	watchReplication(ctx, e.stderr, metrics.Registry(), logger, store)
 
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {

@@ -1,0 +1,509 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/daodian/daodian"
+	"github.com/daodian/daodian/alsc"
+	"github.com/daodian/daodian/client"
+	"github.com/daodian/daodian/internal/pgtest"
+	"github.com/daodian/daodian/internal/testio"
+	"github.com/daodian/daodian/postgres"
+)
+
+// Bounds of TestFailover, measured from the promotion of the standby (the
+// operator's or the HA manager's part of a failover): the gateway must be ready
+// and answer definitively again within failoverBound.
+const failoverBound = 10 * time.Second
+
+// failoverWorkers is the number of POS terminals of TestFailover.
+const failoverWorkers = 16
+
+// TestFailover is SPEC §5.3 "High availability" on real processes: a primary with
+// a synchronous standby, both clusters of the test's own; one `daodian serve` on
+// the multi-host URL with target_session_attrs=read-write; POS terminals doing
+// use → reversal cycles on tickets of their own, each retrying a request id until
+// it has a definitive answer. The primary is stopped at once (no shutdown
+// checkpoint, sessions cut) in the middle of the load, the standby promoted a
+// second later, and the load goes on. Then:
+//   - no answer was a wrong definitive one: a terminal owns its ticket, so its use
+//     can only succeed and its reversal only succeed; and every answer to a
+//     request sent while no primary existed was transient (code 15 or
+//     SYSTEM_ERROR retry=true);
+//   - /readyz is false while no writable primary is reachable, also for a gateway
+//     whose URL lets it reach the standby, and true again after the promotion;
+//   - the gateway answers definitively again, without a restart, within
+//     failoverBound of the promotion;
+//   - every acknowledged use and reversal is in the new primary's tables, read
+//     from the database by a fresh connection (never by replaying through the
+//     gateway, whose answer cache would hide a loss), and nothing else is: each
+//     ticket's uses are exactly those acknowledged, its units what they imply;
+//   - client.ReverseWithRetry started during the outage completes after the promotion,
+//     with exactly one effect;
+//   - `daodian audit` (a fresh process) finds nothing;
+//   - serve said at start that commits wait for a synchronous standby, and its
+//     gauge turns to 0 once it runs on the promoted standby, which has none.
+func TestFailover(t *testing.T) {
+	began := time.Now()
+	primary := pgtest.NewCluster(t, "synchronous_standby_names=*")
+	standby := primary.NewStandby(t)
+	primary.Exec(t, "CREATE DATABASE daodian")
+	hosts := primary.Host() + "," + standby.Host()
+	dbURL := "postgres://postgres@" + hosts + "/daodian?sslmode=disable&connect_timeout=5&target_session_attrs=read-write"
+	// Every daodian command of the test takes these flags.
+	storeArgs := []string{"--db", dbURL}
+	ctx := context.Background()
+	t.Logf("clusters ready in %v", time.Since(began).Round(time.Millisecond))
+
+	app := createApp(t, storeArgs)
+	tickets, sdkTicket := issueTickets(t, dbURL, failoverWorkers)
+
+	gw := startServe(t, storeArgs...)
+	// A gateway whose URL does not insist on a primary: it reaches the standby
+	// when the primary is gone, and must not call itself ready there.
+	loose := startServe(t, "--db", "postgres://postgres@"+hosts+"/daodian?sslmode=disable&connect_timeout=5")
+	if out := gw.stderr(); !strings.Contains(out, `commits wait for a synchronous standby (synchronous_standby_names="*")`) {
+		t.Fatalf("serve does not report the synchronous standby at start:\n%s", out)
+	}
+	if v := metric(t, gw, "daodian_store_synchronous_replication"); v != 1 {
+		t.Fatalf("daodian_store_synchronous_replication = %v before the failover, want 1", v)
+	}
+	c := client.New(gw.url, app.Key, app.Secret, client.WithHTTPClient(&http.Client{Timeout: 5 * time.Second}))
+	for _, rid := range []string{"sdk-u1", "sdk-u2"} {
+		if _, err := c.Use(ctx, alsc.UseTopRequest{TicketCode: sdkTicket.Code, ShopID: "s1", TicketRequestID: rid}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Nothing in the test may wait for ever: a gateway that never answers
+	// definitively again fails it.
+	loadCtx, cancelLoad := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancelLoad()
+	l := &failoverLoad{t: t, c: c, tickets: tickets}
+	l.start(loadCtx)
+	// On a failure that ends the test early, the terminals stop at once and
+	// quietly: they must not outlive it.
+	defer func() {
+		l.aborted.Store(true)
+		cancelLoad()
+		l.wg.Wait()
+	}()
+	time.Sleep(2 * time.Second)
+	if l.acked.Load() == 0 {
+		t.Fatal("no operation acknowledged in 2s before the failover")
+	}
+
+	stopAt := time.Now()
+	primary.StopImmediately(t)
+	stopped := time.Now()
+	l.mark(stopped, time.Time{})
+	ackedBefore := l.acked.Load()
+
+	// client.ReverseWithRetry, started while no primary exists, rides through.
+	sdkRetries := atomic.Int32{}
+	type sdkAnswer struct {
+		r   *alsc.ReserveResponse
+		err error
+	}
+	sdk := make(chan sdkAnswer, 1)
+	go func() {
+		r, err := c.ReverseWithRetry(loadCtx, alsc.TicketReverseTopRequest{RequestID: "sdk-r", TicketID: sdkTicket.ID},
+			client.RetryPolicy{OnRetry: func(int, error) { sdkRetries.Add(1) }})
+		sdk <- sdkAnswer{r, err}
+	}()
+
+	for range 3 {
+		for name, p := range map[string]*proc{"the gateway": gw, "a gateway that may reach the standby": loose} {
+			if code := readyz(t, p); code != http.StatusServiceUnavailable {
+				t.Errorf("%s answers /readyz %d while no primary exists, want 503", name, code)
+			}
+		}
+	}
+	time.Sleep(time.Until(stopped.Add(time.Second)))
+
+	promoteAt := time.Now()
+	l.mark(stopped, promoteAt)
+	standby.Promote(t)
+	promoted := time.Now()
+	readyAt := waitReady(t, gw, promoteAt.Add(failoverBound))
+	first := l.firstSuccessAfter(loadCtx, promoteAt, promoteAt.Add(failoverBound))
+
+	// Keep the load going on the new primary, until serve has seen that it has no
+	// synchronous standby (it reads the settings every 10s).
+	minEnd := time.Now().Add(2 * time.Second)
+	for metric(t, gw, "daodian_store_synchronous_replication") != 0 {
+		if time.Since(promoted) > 15*time.Second {
+			t.Error("daodian_store_synchronous_replication still 1 15s after the failover to a primary without a synchronous standby")
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(time.Until(minEnd))
+	l.stop()
+	a := <-sdk
+	if a.err != nil || !a.r.Result.Success {
+		t.Errorf("client.ReverseWithRetry started during the outage: %+v, %v; want success", a.r, a.err)
+	}
+	if sdkRetries.Load() == 0 {
+		t.Error("client.ReverseWithRetry started during the outage was answered at its first attempt: the outage was not exercised")
+	}
+
+	t.Logf("primary stopped in %v; promotion took %v; ready %v after the promotion; first success %v after the stop, %v after the promotion",
+		stopped.Sub(stopAt).Round(time.Millisecond), promoted.Sub(promoteAt).Round(time.Millisecond),
+		readyAt.Sub(promoteAt).Round(time.Millisecond), first.Sub(stopped).Round(time.Millisecond), first.Sub(promoteAt).Round(time.Millisecond))
+	t.Logf("%d operations acknowledged (%d before the stop); %d transient answers, %d of them while no primary existed; client.ReverseWithRetry retried %d times",
+		l.acked.Load(), ackedBefore, l.transient.Load(), l.outageTransient.Load(), sdkRetries.Load())
+	if l.outageTransient.Load() == 0 {
+		t.Error("no request was answered while no primary existed: the outage was not exercised")
+	}
+	if t.Failed() {
+		return
+	}
+
+	// Judged from the database, by a fresh connection to the new primary.
+	checked := l.verify(standby.URL("daodian"), app.Key, sdkTicket)
+	out, err := exec.Command(daodianBinary(t), append([]string{"audit"}, storeArgs...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("daodian audit after the failover: %v\n%s", err, out)
+	}
+	gw.stop(t)
+	t.Logf("%d acknowledged operations checked in the new primary's tables; test ran %v", checked, time.Since(began).Round(time.Millisecond))
+}
+
+// createApp creates the POS app with the command line, as an operator would.
+func createApp(t *testing.T, storeArgs []string) *daodian.App {
+	t.Helper()
+	args := append([]string{"app", "create", "--name", "pos", "--merchant", "m1", "--json"}, storeArgs...)
+	out, err := exec.Command(daodianBinary(t), args...).Output()
+	if err != nil {
+		t.Fatalf("daodian app create: %v", err)
+	}
+	var a struct {
+		Key    string `json:"app_key"`
+		Secret string `json:"app_secret"`
+	}
+	if err := json.Unmarshal(out, &a); err != nil {
+		t.Fatalf("daodian app create --json: %v\n%s", err, out)
+	}
+	return &daodian.App{Key: a.Key, Secret: a.Secret}
+}
+
+// issueTickets registers shop s1 of merchant m1 and issues n single-ticket orders
+// of one unit, one per terminal (a use of a ticket of a group-buy order may take
+// a unit of another ticket of its order), and one ticket of two units for
+// client.ReverseWithRetry.
+func issueTickets(t *testing.T, dbURL string, n int) ([]daodian.Ticket, daodian.Ticket) {
+	t.Helper()
+	ctx := context.Background()
+	s, err := postgres.Open(ctx, dbURL, postgres.Options{SecretKeyFile: keyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	l := daodian.NewLedger(s, daodian.Config{})
+	if err := l.AddShop(ctx, daodian.Shop{MerchantID: "m1", ID: "s1", Name: "店"}); err != nil {
+		t.Fatal(err)
+	}
+	issue := func(q int) daodian.Ticket {
+		o, err := l.Issue(ctx, daodian.IssueRequest{MerchantID: "m1", Quantity: q})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o.Tickets[0]
+	}
+	tickets := make([]daodian.Ticket, n)
+	for i := range tickets {
+		tickets[i] = issue(1)
+	}
+	return tickets, issue(2)
+}
+
+// failoverLoad is the terminals of TestFailover and what they were answered.
+type failoverLoad struct {
+	t       *testing.T
+	c       *client.Client
+	tickets []daodian.Ticket
+
+	stopping atomic.Bool // finish the current operation, then stop
+	aborted  atomic.Bool // the test is ending: stop now, report nothing
+	wg       sync.WaitGroup
+
+	// outage is the window in which no primary exists: [from, to), to zero
+	// while open.
+	outageMu        sync.Mutex
+	outageFrom      time.Time
+	outageTo        time.Time
+	firstMu         sync.Mutex
+	successes       []time.Time // when each success after the stop was answered
+	acked           atomic.Int64
+	transient       atomic.Int64
+	outageTransient atomic.Int64
+
+	// acks[i] are the acknowledged operations of terminal i, in order.
+	acks [][]ackedOp
+}
+
+// ackedOp is an operation answered success.
+type ackedOp struct {
+	rid     string
+	use     bool
+	transID string // of the use, or of the use the reversal names
+}
+
+func (l *failoverLoad) mark(from, to time.Time) {
+	l.outageMu.Lock()
+	defer l.outageMu.Unlock()
+	l.outageFrom, l.outageTo = from, to
+}
+
+// inOutage reports whether an attempt sent at sent and answered at answered ran
+// wholly while no primary existed.
+func (l *failoverLoad) inOutage(sent, answered time.Time) bool {
+	l.outageMu.Lock()
+	defer l.outageMu.Unlock()
+	return !l.outageFrom.IsZero() && sent.After(l.outageFrom) && (l.outageTo.IsZero() || answered.Before(l.outageTo))
+}
+
+func (l *failoverLoad) start(ctx context.Context) {
+	l.acks = make([][]ackedOp, len(l.tickets))
+	for i := range l.tickets {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			l.terminal(ctx, i)
+		}()
+	}
+}
+
+// stop lets every terminal finish its current operation, then waits for them.
+func (l *failoverLoad) stop() {
+	l.stopping.Store(true)
+	l.wg.Wait()
+}
+
+// terminal runs use → reversal cycles on ticket i until stopped.
+func (l *failoverLoad) terminal(ctx context.Context, i int) {
+	tk := l.tickets[i]
+	for k := 0; !l.stopping.Load(); k++ {
+		rid := fmt.Sprintf("w%d-u%d", i, k)
+		var transID string
+		ok := l.untilDefinitive(ctx, rid, func() (bool, error) {
+			r, err := l.c.Use(ctx, alsc.UseTopRequest{TicketCode: tk.Code, ShopID: "s1", TicketRequestID: rid})
+			if err != nil {
+				return false, err
+			}
+			if len(r.TicketUseDetails) != 1 || r.TicketUseDetails[0].TicketID != tk.ID || r.TicketTransID == "" {
+				return false, fmt.Errorf("use %s: answer %+v does not name one use of ticket %s", rid, r, tk.ID)
+			}
+			transID = r.TicketTransID
+			return true, nil
+		})
+		if !ok {
+			return
+		}
+		l.acks[i] = append(l.acks[i], ackedOp{rid: rid, use: true, transID: transID})
+
+		rid = fmt.Sprintf("w%d-r%d", i, k)
+		ok = l.untilDefinitive(ctx, rid, func() (bool, error) {
+			r, err := l.c.Reserve(ctx, alsc.TicketReverseTopRequest{RequestID: rid, TicketID: tk.ID, TicketUseTransID: transID})
+			switch {
+			case err != nil:
+				return false, err
+			case r.Result.Success:
+				return true, nil
+			case r.Result.Retry:
+				return false, nil
+			}
+			return false, fmt.Errorf("reversal %s of an acknowledged use: definitive refusal %+v", rid, r.Result)
+		})
+		if !ok {
+			return
+		}
+		l.acks[i] = append(l.acks[i], ackedOp{rid: rid, transID: transID})
+	}
+}
+
+// untilDefinitive sends one operation under one request id until it succeeds.
+// send returns (true, nil) for success, (false, nil) or a transient error for an
+// answer that asks for a retry, and any other error for a wrong definitive
+// answer, which fails the test. It reports whether the operation succeeded.
+func (l *failoverLoad) untilDefinitive(ctx context.Context, rid string, send func() (bool, error)) bool {
+	for {
+		sent := time.Now()
+		ok, err := send()
+		answered := time.Now()
+		if ok {
+			if l.inOutage(sent, answered) {
+				l.t.Errorf("%s: sent and answered success while no primary existed", rid)
+			}
+			l.acked.Add(1)
+			l.firstMu.Lock()
+			l.successes = append(l.successes, answered)
+			l.firstMu.Unlock()
+			return true
+		}
+		if err != nil && !client.RetryableError(err) {
+			l.t.Errorf("%s: %v", rid, err)
+			return false
+		}
+		l.transient.Add(1)
+		if l.inOutage(sent, answered) {
+			l.outageTransient.Add(1)
+		}
+		if ctx.Err() != nil {
+			if !l.aborted.Load() {
+				l.t.Errorf("%s: no definitive answer before the test's deadline (last: %v)", rid, err)
+			}
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// firstSuccessAfter waits for the first success answered after from, and fails
+// the test unless it comes before deadline.
+func (l *failoverLoad) firstSuccessAfter(ctx context.Context, from, deadline time.Time) time.Time {
+	for {
+		l.firstMu.Lock()
+		var first time.Time
+		for _, at := range l.successes {
+			if at.After(from) && (first.IsZero() || at.Before(first)) {
+				first = at
+			}
+		}
+		l.firstMu.Unlock()
+		if !first.IsZero() {
+			return first
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			l.t.Fatalf("no success within %v of the promotion", failoverBound)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// verify checks the acknowledged operations against the tables of the database
+// at url and returns how many it checked.
+func (l *failoverLoad) verify(url, appKey string, sdkTicket daodian.Ticket) int {
+	t := l.t
+	ctx := context.Background()
+	s, err := postgres.Open(ctx, url, postgres.Options{SecretKeyFile: keyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	uses := map[string][]daodian.Use{} // by ticket
+	avail := map[string]int{}
+	idem := map[daodian.IdemKey]bool{}
+	err = s.View(ctx, func(tx daodian.ReadTx) error {
+		if err := tx.EachUse(ctx, func(u *daodian.Use) error { uses[u.TicketID] = append(uses[u.TicketID], *u); return nil }); err != nil {
+			return err
+		}
+		if err := tx.EachIdem(ctx, func(r *daodian.IdemRecord) error { idem[r.IdemKey] = true; return nil }); err != nil {
+			return err
+		}
+		return tx.EachTicket(ctx, func(tk *daodian.Ticket) error { avail[tk.ID] = tk.Available; return nil })
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for i, tk := range l.tickets {
+		byTrans := map[string]daodian.Use{}
+		for _, u := range uses[tk.ID] {
+			byTrans[u.TransID] = u
+		}
+		nUses := 0
+		for _, op := range l.acks[i] {
+			checked++
+			u, ok := byTrans[op.transID]
+			op2 := daodian.OpReverse
+			if op.use {
+				op2 = daodian.OpUse
+				nUses++
+			}
+			switch {
+			case !ok:
+				t.Errorf("acknowledged %s: use %s of ticket %s is not in the new primary", op.rid, op.transID, tk.ID)
+			case op.use && (u.RequestID != op.rid || u.AppKey != appKey):
+				t.Errorf("acknowledged use %s: the row %+v does not match", op.rid, u)
+			case !op.use && (!u.Reversed || u.ReversalRequestID != op.rid):
+				t.Errorf("acknowledged reversal %s: use %s is %+v", op.rid, op.transID, u)
+			}
+			if !idem[daodian.IdemKey{AppKey: appKey, Op: op2, RequestID: op.rid}] {
+				t.Errorf("acknowledged %s: its answer is not recorded in the new primary", op.rid)
+			}
+		}
+		if len(uses[tk.ID]) != nUses {
+			t.Errorf("ticket %s: %d uses in the new primary, %d acknowledged", tk.ID, len(uses[tk.ID]), nUses)
+		}
+		want := 1
+		if n := len(l.acks[i]); n > 0 && l.acks[i][n-1].use {
+			want = 0
+		}
+		if avail[tk.ID] != want {
+			t.Errorf("ticket %s: available %d, the acknowledged operations imply %d", tk.ID, avail[tk.ID], want)
+		}
+	}
+	// client.ReverseWithRetry: one of the two uses reversed, by its request id, once.
+	reversed := 0
+	for _, u := range uses[sdkTicket.ID] {
+		if u.Reversed {
+			reversed++
+			if u.ReversalRequestID != "sdk-r" {
+				t.Errorf("use %s of the client.ReverseWithRetry ticket reversed by %q", u.TransID, u.ReversalRequestID)
+			}
+		}
+	}
+	if len(uses[sdkTicket.ID]) != 2 || reversed != 1 || avail[sdkTicket.ID] != 1 {
+		t.Errorf("client.ReverseWithRetry ticket: %d uses, %d reversed, available %d; want 2, 1, 1",
+			len(uses[sdkTicket.ID]), reversed, avail[sdkTicket.ID])
+	}
+	return checked + 3 // client.ReverseWithRetry's two uses and its reversal
+}
+
+// readyz returns the status of GET /readyz of a serve process.
+func readyz(t *testing.T, p *proc) int {
+	t.Helper()
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(strings.TrimSuffix(p.url, "/router/rest") + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// waitReady polls /readyz until it answers 200 and returns when it did; it fails
+// the test at deadline.
+func waitReady(t *testing.T, p *proc, deadline time.Time) time.Time {
+	t.Helper()
+	for {
+		if readyz(t, p) == http.StatusOK {
+			return time.Now()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz not 200 within %v of the promotion", failoverBound)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// metric returns the value of an unlabelled series of GET /metrics of a serve
+// process; a missing series fails the test.
+func metric(t *testing.T, p *proc, name string) float64 {
+	t.Helper()
+	v, ok := testio.MetricValue(t, strings.TrimSuffix(p.url, "/router/rest"), name)
+	if !ok {
+		t.Fatalf("no %s in /metrics", name)
+	}
+	return v
+}
