@@ -25,6 +25,12 @@ import (
 // inFlight reads daodian_requests_in_flight from the server's /metrics.
 func inFlight(t *testing.T, base string) float64 {
 	t.Helper()
+	return gauge(t, base, "daodian_requests_in_flight")
+}
+
+// gauge reads the unlabelled metric name from the server's /metrics.
+func gauge(t *testing.T, base, name string) float64 {
+	t.Helper()
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +39,7 @@ func inFlight(t *testing.T, base string) float64 {
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "daodian_requests_in_flight "); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
 			f, err := strconv.ParseFloat(v, 64)
 			if err != nil {
 				t.Fatal(err)
@@ -41,7 +47,7 @@ func inFlight(t *testing.T, base string) float64 {
 			return f
 		}
 	}
-	t.Fatal("no daodian_requests_in_flight in /metrics")
+	t.Fatalf("no %s in /metrics", name)
 	return 0
 }
 
