@@ -16,7 +16,6 @@ import (
 	"github.com/daodian/daodian/alsc"
 	"github.com/daodian/daodian/client"
 	"github.com/daodian/daodian/gateway"
-	"github.com/daodian/daodian/sqlite"
 )
 
 // TestSlowSendersDoNotShutOutReversals (SPEC §3.6) runs a real `daodian serve
@@ -27,26 +26,8 @@ import (
 func TestSlowSendersDoNotShutOutReversals(t *testing.T) {
 	const maxConcurrent, calls = 4, 5
 	db := filepath.Join(t.TempDir(), "slow.db")
+	app, tickets := seedServeDB(t, db, daodian.IssueRequest{Count: calls, Quantity: 1})
 	ctx := context.Background()
-	s, err := sqlite.Open(ctx, db, sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := daodian.NewLedger(s, daodian.Config{})
-	if err := l.AddShop(ctx, daodian.Shop{MerchantID: "m1", ID: "s1"}); err != nil {
-		t.Fatal(err)
-	}
-	app, err := l.CreateApp(ctx, daodian.AppSpec{Name: "pos", MerchantID: "m1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	o, err := l.Issue(ctx, daodian.IssueRequest{MerchantID: "m1", Count: calls, Quantity: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
 
 	p := startServe(t, "--db", db, "--max-concurrent", strconv.Itoa(maxConcurrent), "--read-body-timeout", "1m")
 	base := strings.TrimSuffix(p.url, "/router/rest")
@@ -77,7 +58,7 @@ func TestSlowSendersDoNotShutOutReversals(t *testing.T) {
 	}
 
 	c := client.New(p.url, app.Key, app.Secret)
-	for i, tk := range o.Tickets {
+	for i, tk := range tickets {
 		start := time.Now()
 		used, err := c.Use(ctx, alsc.UseTopRequest{TicketCode: tk.Code, ShopID: "s1", TicketRequestID: "u" + strconv.Itoa(i)})
 		if err != nil {
