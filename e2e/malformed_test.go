@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"encoding/xml"
@@ -22,6 +23,7 @@ import (
 	"github.com/daodian/daodian/client"
 	"github.com/daodian/daodian/gateway"
 	"github.com/daodian/daodian/internal/pgtest"
+	"github.com/daodian/daodian/internal/spectest"
 	"github.com/daodian/daodian/sqlite"
 	"github.com/daodian/daodian/storetest"
 	"github.com/daodian/daodian/top"
@@ -64,6 +66,7 @@ type mfEnv struct {
 	code, id        string // a ticket that exists and is usable
 	limited, narrow *daodian.App
 	disabled        *daodian.App
+	consultOnly     *daodian.App
 	httpc           *http.Client
 	rid             int
 	maxBody         int64
@@ -101,6 +104,12 @@ func encode(p map[string]string) string {
 // post sends rawBody as a form to the gateway with rawQuery.
 func (m *mfEnv) post(rawQuery, rawBody string) []byte {
 	m.t.Helper()
+	return m.postAs(http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, rawQuery, rawBody)
+}
+
+// postAs sends rawBody to the gateway with rawQuery and the given headers.
+func (m *mfEnv) postAs(h http.Header, rawQuery, rawBody string) []byte {
+	m.t.Helper()
 	u := m.url + "/router/rest"
 	if rawQuery != "" {
 		u += "?" + rawQuery
@@ -109,7 +118,7 @@ func (m *mfEnv) post(rawQuery, rawBody string) []byte {
 	if err != nil {
 		m.t.Fatal(err)
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header = h
 	resp, err := m.httpc.Do(req)
 	if err != nil {
 		m.t.Fatalf("no answer: %v", err)
@@ -279,6 +288,10 @@ func runMalformed(t *testing.T, s daodian.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	m.consultOnly, err = e.Ledger.CreateApp(e.Ctx, daodian.AppSpec{Name: "consult only", MerchantID: storetest.M1, Methods: []string{alsc.MethodConsult}})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	m.disabled, err = e.Ledger.CreateApp(e.Ctx, daodian.AppSpec{Name: "disabled", MerchantID: storetest.M1})
 	if err != nil {
@@ -293,6 +306,7 @@ func runMalformed(t *testing.T, s daodian.Store) {
 	}
 
 	rows := m.protocolRows()
+	rows = append(rows, m.transportRows()...)
 	rows = append(rows, m.typeRows()...)
 	rows = append(rows, m.valueRows()...)
 	rows = append(rows, m.injectionRows()...)
@@ -411,6 +425,64 @@ func (m *mfEnv) protocolRows() []mfRow {
 			want: mfWant{code: 50, sub: top.SubCodeInvalidParameter, subHas: "use_request"}},
 		{name: "50 use_request a JSON array", send: func() []byte { return m.object(alsc.MethodUse, "use_request", `[1,2]`, "json") },
 			want: mfWant{code: 50, sub: top.SubCodeInvalidParameter, subHas: "use_request"}},
+	}
+}
+
+// transportRows: bodies the gateway cannot read as parameters, and requests an
+// official SDK sends that must keep working.
+func (m *mfEnv) transportRows() []mfRow {
+	form := func() string { return encode(sign(m.params(m.A, alsc.MethodTimeGet, nil, "json"), m.A.Secret)) }
+	jsonBody := func() string {
+		b, err := json.Marshal(sign(m.params(m.A, alsc.MethodTimeGet, nil, "json"), m.A.Secret))
+		if err != nil {
+			m.t.Fatal(err)
+		}
+		return string(b)
+	}
+	as := func(ctype, encoding string) http.Header {
+		h := http.Header{}
+		if ctype != "" {
+			h.Set("Content-Type", ctype)
+		}
+		if encoding != "" {
+			h.Set("Content-Encoding", encoding)
+		}
+		return h
+	}
+	gz := func(s string) string {
+		var b bytes.Buffer
+		w := gzip.NewWriter(&b)
+		_, _ = io.WriteString(w, s)
+		_ = w.Close()
+		return b.String()
+	}
+	// The query holds the format, so that even a refused body is answered in
+	// JSON.
+	jsonQuery := "format=json"
+	return []mfRow{
+		{name: "41 JSON body", send: func() []byte { return m.postAs(as("application/json", ""), jsonQuery, jsonBody()) },
+			want: mfWant{code: 41, subHas: `Content-Type "application/json" is not supported`}},
+		{name: "41 text/plain body", send: func() []byte { return m.postAs(as("text/plain;charset=UTF-8", ""), jsonQuery, form()) },
+			want: mfWant{code: 41, subHas: `"text/plain"`}},
+		{name: "41 body without Content-Type", send: func() []byte { return m.postAs(as("", ""), jsonQuery, form()) },
+			want: mfWant{code: 41, subHas: "application/x-www-form-urlencoded or multipart/form-data"}},
+		{name: "41 gzip body", send: func() []byte {
+			return m.postAs(as("application/x-www-form-urlencoded;charset=utf-8", "gzip"), jsonQuery, gz(form()))
+		}, want: mfWant{code: 41, subHas: `Content-Encoding "gzip" is not supported`}},
+		{name: "POST without a body, JSON Content-Type, everything in the query", send: func() []byte {
+			return m.postAs(as("application/json", ""), form(), "")
+		}, want: mfWant{result: "-"}},
+		{name: "POST as the official SDKs send it", send: func() []byte {
+			return m.postAs(as("application/x-www-form-urlencoded;charset=utf-8", ""), form(), "")
+		}, want: mfWant{result: "-"}},
+		{name: "empty partner_id signed with empty values kept (Node and Python SDKs)", send: func() []byte {
+			p := m.params(m.A, alsc.MethodTimeGet, map[string]string{"partner_id": "", "session": ""}, "json")
+			p["sign"] = spectest.SignEmptiesKept(p, m.A.Secret, p["sign_method"])
+			return m.post("", encode(p))
+		}, want: mfWant{result: "-"}},
+		{name: "taobao.time.get by an app granted only consult", send: func() []byte {
+			return m.call(m.consultOnly, alsc.MethodTimeGet, nil, "json")
+		}, want: mfWant{result: "-"}},
 	}
 }
 

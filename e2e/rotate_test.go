@@ -56,10 +56,6 @@ func TestRotatedSecretThroughGateway(t *testing.T) {
 	w.Clock.Advance(cacheTTL + time.Second)
 	accepted(t, "the new secret", r1.Secret)
 	t.Run("OldSecretDuringGrace", func(t *testing.T) {
-		// TODO(merge w21): the gateway's acceptance of App.PreviousSecret while
-		// PreviousSecretValid is written on another branch (gateway/gateway.go);
-		// remove this Skip once it is merged. Without it this assertion fails.
-		t.Skip("TODO(merge w21): needs the gateway to accept App.PreviousSecret (another branch)")
 		accepted(t, "the old secret within the grace", old)
 	})
 	w.Clock.Advance(time.Hour)

@@ -25,6 +25,12 @@ import (
 // inFlight reads daodian_requests_in_flight from the server's /metrics.
 func inFlight(t *testing.T, base string) float64 {
 	t.Helper()
+	return gauge(t, base, "daodian_requests_in_flight")
+}
+
+// gauge reads the unlabelled metric name from the server's /metrics.
+func gauge(t *testing.T, base, name string) float64 {
+	t.Helper()
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +39,7 @@ func inFlight(t *testing.T, base string) float64 {
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "daodian_requests_in_flight "); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
 			f, err := strconv.ParseFloat(v, 64)
 			if err != nil {
 				t.Fatal(err)
@@ -41,16 +47,15 @@ func inFlight(t *testing.T, base string) float64 {
 			return f
 		}
 	}
-	t.Fatal("no daodian_requests_in_flight in /metrics")
+	t.Fatalf("no %s in /metrics", name)
 	return 0
 }
 
-// TestSIGTERMFinishesInFlight runs a real `daodian serve`, holds a use request
-// in flight (its body half sent), and sends SIGTERM: the process stops accepting
-// connections, answers the request properly, and exits 0; the use is durable
-// and the ledger audits clean.
-func TestSIGTERMFinishesInFlight(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "d.db")
+// seedServeDB creates the embedded database db for a `daodian serve` to open:
+// merchant m1 with shop s1, an app of m1, and the tickets of one order of m1
+// (req.MerchantID is set).
+func seedServeDB(t *testing.T, db string, req daodian.IssueRequest) (*daodian.App, []daodian.Ticket) {
+	t.Helper()
 	ctx := context.Background()
 	s, err := sqlite.Open(ctx, db, sqlite.Options{SecretKeyFile: keyFile})
 	if err != nil {
@@ -64,14 +69,25 @@ func TestSIGTERMFinishesInFlight(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, err := l.Issue(ctx, daodian.IssueRequest{MerchantID: "m1", Quantity: 3})
+	req.MerchantID = "m1"
+	o, err := l.Issue(ctx, req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tk := o.Tickets[0]
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
+	return app, o.Tickets
+}
+
+// TestSIGTERMFinishesInFlight runs a real `daodian serve`, holds a use request
+// in flight (its body half sent), and sends SIGTERM: the process stops accepting
+// connections, answers the request properly, and exits 0; the use is durable
+// and the ledger audits clean.
+func TestSIGTERMFinishesInFlight(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "d.db")
+	app, tickets := seedServeDB(t, db, daodian.IssueRequest{Quantity: 3})
+	tk := tickets[0]
 
 	p := startServe(t, "--db", db)
 	base := strings.TrimSuffix(p.url, "/router/rest")

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -19,6 +20,9 @@ type appCache struct {
 
 	mu sync.RWMutex
 	m  map[string]cachedApp
+
+	// lookups bounds the store reads of keys the cache does not hold.
+	lookups chan struct{}
 }
 
 type cachedApp struct {
@@ -29,12 +33,35 @@ type cachedApp struct {
 // maxCachedApps bounds the cache; beyond it the cache is dropped and refilled.
 const maxCachedApps = 100_000
 
+// Bounds on the store reads of app keys the cache does not hold. The app is
+// looked up before the signature can be checked, so any client can make the
+// gateway look up random keys; these reads must not take the store's
+// connections from signed requests. A key the cache holds, even expired, is
+// read again without this bound: only apps that exist get there.
+const (
+	// maxAppLookups is the most such reads at once: half the smallest read
+	// capacity of either store (the embedded store's 4 read sessions on a small
+	// machine; PostgreSQL's pool is at least 4), so that reads for signed
+	// requests always find a connection.
+	maxAppLookups = 2
+	// appLookupWait is the longest a request waits for one; after it, the
+	// answer is code 15 isp.server-busy. Generous for a burst of genuine new
+	// keys (a read takes well under a millisecond), short for a flood.
+	appLookupWait = time.Second
+)
+
+// errLookupBusy: a key the cache does not hold could not be looked up within
+// appLookupWait.
+var errLookupBusy = errors.New("gateway: too many app lookups at once")
+
 func newAppCache(s daodian.Store, ttl time.Duration, clock func() time.Time) *appCache {
-	return &appCache{store: s, ttl: ttl, clock: clock, m: make(map[string]cachedApp)}
+	return &appCache{store: s, ttl: ttl, clock: clock, m: make(map[string]cachedApp),
+		lookups: make(chan struct{}, maxAppLookups)}
 }
 
-// get returns the app or daodian.ErrNotFound. Unknown keys are not cached, so a
-// client cannot fill memory with random keys.
+// get returns the app, daodian.ErrNotFound, or errLookupBusy. Unknown keys are
+// not cached, so a client cannot fill memory with random keys, and their store
+// reads are bounded (maxAppLookups).
 func (c *appCache) get(ctx context.Context, key string) (*daodian.App, error) {
 	now := c.clock()
 	c.mu.RLock()
@@ -43,6 +70,13 @@ func (c *appCache) get(ctx context.Context, key string) (*daodian.App, error) {
 	if ok && now.Before(e.expires) {
 		return e.app, nil
 	}
+	if !ok {
+		release, err := c.acquireLookup(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+	}
 	var app *daodian.App
 	err := c.store.View(ctx, func(tx daodian.ReadTx) error {
 		var err error
@@ -50,6 +84,12 @@ func (c *appCache) get(ctx context.Context, key string) (*daodian.App, error) {
 		return err
 	})
 	if err != nil {
+		if ok && errors.Is(err, daodian.ErrNotFound) {
+			// Deleted: its key is now as unknown as a random one.
+			c.mu.Lock()
+			delete(c.m, key)
+			c.mu.Unlock()
+		}
 		return nil, err
 	}
 	c.mu.Lock()
@@ -60,6 +100,27 @@ func (c *appCache) get(ctx context.Context, key string) (*daodian.App, error) {
 	c.mu.Unlock()
 	return app, nil
 }
+
+// acquireLookup takes one of the maxAppLookups, waiting at most appLookupWait.
+func (c *appCache) acquireLookup(ctx context.Context) (release func(), err error) {
+	select {
+	case c.lookups <- struct{}{}:
+		return c.releaseLookup, nil
+	default:
+	}
+	t := time.NewTimer(appLookupWait)
+	defer t.Stop()
+	select {
+	case c.lookups <- struct{}{}:
+		return c.releaseLookup, nil
+	case <-t.C:
+		return nil, errLookupBusy
+	case <-ctx.Done(): // the client left; nobody reads the answer
+		return nil, errLookupBusy
+	}
+}
+
+func (c *appCache) releaseLookup() { <-c.lookups }
 
 // limiter holds one token bucket per app. The limit is per process: several
 // gateways on one database each allow the app's rate.

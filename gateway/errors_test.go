@@ -97,7 +97,7 @@ func TestPlatformErrors(t *testing.T) {
 			name: "11 app not granted the method",
 			apps: []daodian.App{{Key: "narrow", Secret: "ns", Enabled: true, Methods: []string{alsc.MethodConsult}}},
 			send: func(e *env) answer {
-				return e.get(signed(e.pubParams(alsc.MethodTimeGet, "narrow"), "ns"))
+				return e.get(signed(e.pubParams(alsc.MethodUse, "narrow"), "ns"))
 			},
 			want: want{code: 11},
 		},
@@ -515,11 +515,15 @@ func TestTimestampWindow(t *testing.T) {
 	}
 }
 
-// TestPermissions: a restricted app may call exactly its methods.
+// TestPermissions: a restricted app may call exactly its methods, and always
+// taobao.time.get, the protocol's smoke test.
 func TestPermissions(t *testing.T) {
 	e := stdEnv(t, envOpts{})
 	e.addApp(daodian.App{Key: "narrow", Secret: "ns", Enabled: true, Methods: []string{alsc.MethodConsult}})
-	e.expectError(e.get(signed(e.pubParams(alsc.MethodTimeGet, "narrow"), "ns")), want{code: 11})
+	for _, m := range []string{alsc.MethodUse, alsc.MethodReserve, alsc.MethodRefund} {
+		e.expectError(e.get(signed(e.pubParams(m, "narrow"), "ns")), want{code: 11})
+	}
+	e.expectOK(e.get(signed(e.pubParams(alsc.MethodTimeGet, "narrow"), "ns")))
 	p := e.pubParams(alsc.MethodConsult, "narrow")
 	p["consult_request"] = validConsult
 	e.expectOK(e.post(nil, signed(p, "ns")))

@@ -50,6 +50,8 @@ type envOpts struct {
 	setup func(*gateway.Gateway)
 	// wrap, if set, wraps the gateway's handler.
 	wrap func(http.Handler) http.Handler
+	// wrapStore, if set, wraps the store the ledger and the gateway use.
+	wrapStore func(daodian.Store) daodian.Store
 }
 
 // newEnv starts a gateway over a fresh store in t.TempDir().
@@ -66,6 +68,9 @@ func newEnv(t *testing.T, o envOpts) *env {
 	}
 	var store daodian.Store = s
 	t.Cleanup(func() { _ = store.Close() })
+	if o.wrapStore != nil {
+		store = o.wrapStore(store)
+	}
 	e := &env{t: t, store: store, now: t0, rids: map[string]bool{}}
 	e.ledger = daodian.NewLedger(store, daodian.Config{Clock: e.clock})
 	cfg.Clock = e.clock

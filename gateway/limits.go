@@ -1,9 +1,7 @@
 package gateway
 
 import (
-	"log/slog"
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/daodian/daodian/top"
@@ -13,15 +11,44 @@ import (
 // serves at once (Config.MaxConcurrent).
 const DefaultMaxConcurrent = 1024
 
+// DefaultBodyReadTimeout is the default time a client has to send a request body
+// once its headers have arrived (Config.BodyReadTimeout).
+const DefaultBodyReadTimeout = 5 * time.Second
+
 // SubCodeServerBusy is the sub_code of the code-15 answer to a request refused
 // because the process already serves Config.MaxConcurrent requests.
 const SubCodeServerBusy = "isp.server-busy"
 
-// concurrencyLimit bounds the requests of /router/rest in flight at once. Beyond
-// the bound a request is answered at once, before its body is read, without
-// waiting in any queue: a queue would only turn an overload into latency for
-// every caller and memory for the server, while an immediate answer lets the
-// client back off or try another gateway.
+// OutcomeServerBusy is the outcome, in the request log line and the request
+// metrics, of an answer with SubCodeServerBusy.
+const OutcomeServerBusy = "server_busy"
+
+// What an unauthenticated client can hold (SPEC §3.6). A client that has not
+// proved it knows an app's secret must never hold what signed callers need, so
+// the request path is, in order:
+//
+//  1. headers, within the server's ReadHeaderTimeout and MaxHeaderBytes;
+//  2. the body, within Config.BodyReadTimeout and Config.MaxBodyBytes, read into
+//     a buffer that grows only as bytes arrive (top.ParseRequest);
+//  3. the checks of SPEC §3.5 up to the signature. The app lookup they need is
+//     served from the app cache; a key the cache has never held (any client can
+//     send random ones) reads the store through at most maxAppLookups reads at
+//     once, waiting at most appLookupWait for one (appCache.get);
+//  4. only a request whose signature, rate limit and permission passed takes one
+//     of the MaxConcurrent slots, and only around its method (and the fault
+//     injected into it), never while it sends its body or reads its answer.
+//
+// So a slow or idle connection costs one goroutine, the server's buffers and at
+// most the body bytes it actually sent, for at most the header and body
+// timeouts (and the server's IdleTimeout between requests); it never holds a
+// slot, and the number of such connections is bounded only by the process's
+// file descriptors: per-client connection limits belong in front of the
+// gateway (a load balancer or firewall).
+
+// slots bounds the requests in their method at once. Beyond the bound a request
+// is answered at once, without waiting in any queue: a queue would only turn an
+// overload into latency for every caller and memory for the server, while an
+// immediate answer lets the client back off or try another gateway.
 //
 // The answer is the TOP error_response code 15 "Remote service error" with
 // sub_code isp.server-busy, over HTTP 200:
@@ -35,62 +62,74 @@ const SubCodeServerBusy = "isp.server-busy"
 //     (client.RetryableError) and the official SDKs already treat it as
 //     retryable, and for a reversal it means, as SYSTEM_ERROR does, that nothing
 //     was done and the same request may be sent again.
-type concurrencyLimit struct {
-	g    *Gateway
-	sem  chan struct{}
-	next http.Handler
-}
+type slots chan struct{}
 
-// limit wraps next with the concurrency bound of the configuration; n ≤ 0
-// (after defaults, only a negative Config.MaxConcurrent) means unbounded.
-func (g *Gateway) limit(n int, next http.Handler) http.Handler {
+// newSlots returns n slots; n ≤ 0 (after defaults, only a negative
+// Config.MaxConcurrent) means unbounded, a nil slots.
+func newSlots(n int) slots {
 	if n <= 0 {
-		return next
+		return nil
 	}
-	return &concurrencyLimit{g: g, sem: make(chan struct{}, n), next: next}
+	return make(slots, n)
 }
 
-func (l *concurrencyLimit) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	select {
-	case l.sem <- struct{}{}:
-		defer func() { <-l.sem }()
-		l.next.ServeHTTP(w, r)
-	default:
-		l.g.busy(w, r)
-	}
-}
-
-// busy answers a request shed by the concurrency limit. It reads nothing but the
-// query string (bounded by the server's MaxHeaderBytes), so that shedding stays
-// cheap: the format and the method name come from there, as the official SDKs
-// send them.
-func (g *Gateway) busy(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	rid := g.newRequestID()
-	f, _ := formatFromQuery(r.URL)
-	method := ""
-	if q, err := url.ParseQuery(r.URL.RawQuery); err == nil {
-		if ms := q["method"]; len(ms) == 1 {
-			if _, ok := g.methods[ms[0]]; ok {
-				method = ms[0]
-			} else {
-				method = "unknown"
-			}
+// admit takes a slot if one is free, counting the request as admitted until
+// release is called. It never waits.
+func (g *Gateway) admit() (release func(), ok bool) {
+	if g.slots != nil {
+		select {
+		case g.slots <- struct{}{}:
+		default:
+			return nil, false
 		}
 	}
+	g.cfg.Metrics.admitted.Inc()
+	return g.leave, true
+}
+
+// leave gives back the slot taken by admit.
+func (g *Gateway) leave() {
+	g.cfg.Metrics.admitted.Dec()
+	if g.slots != nil {
+		<-g.slots
+	}
+}
+
+// errServerBusy is the answer to a request beyond the concurrency limit, or one
+// whose app could not be looked up within appLookupWait.
+func errServerBusy() *top.Error {
 	e := top.ErrRemoteService()
 	e.SubCode, e.SubMsg = SubCodeServerBusy, "服务繁忙,请稍后重试"
-	buf := top.AppendError(nil, f, e, rid)
-	// The body was not read: tell the client this connection will not be reused,
-	// so that an unread request body is never taken for the next request.
-	w.Header().Set("Connection", "close")
-	g.write(w, f, buf)
-	const outcome = "server_busy"
-	d := time.Since(start)
-	g.cfg.Logger.LogAttrs(r.Context(), slog.LevelWarn, "request",
-		slog.String("request_id", rid), slog.String("method", method), slog.String("outcome", outcome),
-		slog.Float64("duration_ms", float64(d.Microseconds())/1000))
-	if g.cfg.Observer != nil {
-		g.cfg.Observer.Observe(method, outcome, d)
+	return e
+}
+
+// readParams parses the request's parameters, giving the client
+// Config.BodyReadTimeout to send its body. The deadline is that of the
+// connection, so that a client trickling bytes is cut off too, not only one that
+// stops.
+func (g *Gateway) readParams(w http.ResponseWriter, r *http.Request) (*top.Params, *top.Error) {
+	if r.Method != http.MethodPost || r.ContentLength == 0 || g.cfg.BodyReadTimeout < 0 {
+		return top.ParseRequest(r, g.cfg.MaxBodyBytes)
 	}
+	rc := http.NewResponseController(w)
+	// Without a connection deadline (a ResponseWriter that cannot set one), the
+	// server's own ReadTimeout still bounds the body.
+	deadline := rc.SetReadDeadline(time.Now().Add(g.cfg.BodyReadTimeout)) == nil
+	p, err := top.ParseRequest(r, g.cfg.MaxBodyBytes)
+	if err != nil {
+		// The body may be left unread: close the connection after the answer,
+		// so that the server neither reads the rest of it (under no deadline)
+		// nor takes it for the next request.
+		w.Header().Set("Connection", "close")
+		return p, err
+	}
+	if deadline {
+		// The body was read to its end. Lift the deadline: the server's
+		// background read, which watches for the client going away while the
+		// method runs, would take its expiry for a broken connection and cancel
+		// the request's context mid-method. The next request on the connection
+		// gets the server's deadlines again.
+		_ = rc.SetReadDeadline(time.Time{})
+	}
+	return p, nil
 }

@@ -2,7 +2,9 @@ package gateway_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -11,6 +13,7 @@ import (
 	"github.com/daodian/daodian"
 	"github.com/daodian/daodian/alsc"
 	"github.com/daodian/daodian/gateway"
+	"github.com/daodian/daodian/internal/testio"
 	"github.com/daodian/daodian/top"
 )
 
@@ -19,11 +22,15 @@ import (
 type blocker struct {
 	entered chan struct{}
 	release chan struct{}
+	once    sync.Once
 }
 
 func newBlocker() *blocker {
 	return &blocker{entered: make(chan struct{}, 64), release: make(chan struct{})}
 }
+
+// releaseAll lets every held call, and every later one, return.
+func (b *blocker) releaseAll() { b.once.Do(func() { close(b.release) }) }
 
 func (b *blocker) register(g *gateway.Gateway) {
 	g.Register(&gateway.Method{
@@ -43,6 +50,9 @@ func (b *blocker) register(g *gateway.Gateway) {
 // returns their HTTP statuses and bodies after release.
 func (e *env) hold(t *testing.T, b *blocker, n int) (wait func() []string) {
 	t.Helper()
+	// A failing test must not leave the calls held: the server's Close would
+	// wait for them forever.
+	t.Cleanup(b.releaseAll)
 	q := values(signed(e.pubParams("test.block", testKey), testSecret)).Encode()
 	var wg sync.WaitGroup
 	out := make([]string, n)
@@ -66,10 +76,10 @@ func (e *env) hold(t *testing.T, b *blocker, n int) (wait func() []string) {
 	return func() []string { wg.Wait(); return out }
 }
 
-// TestMaxConcurrent: beyond MaxConcurrent requests in flight, a request is
-// answered at once (it does not wait for a slot) with code 15 isp.server-busy in
-// the caller's format, HTTP 200; the health endpoints still answer; once a slot
-// frees, requests are served again.
+// TestMaxConcurrent: beyond MaxConcurrent requests in their method, a signed
+// request is answered at once (it does not wait for a slot) with code 15
+// isp.server-busy in the caller's format, HTTP 200; the health endpoints still
+// answer; once a slot frees, requests are served again.
 func TestMaxConcurrent(t *testing.T) {
 	b := newBlocker()
 	e := stdEnv(t, envOpts{cfg: gateway.Config{MaxConcurrent: 2}, setup: b.register})
@@ -80,10 +90,12 @@ func TestMaxConcurrent(t *testing.T) {
 	if te.SubMsg == "" {
 		t.Fatal("busy answer without sub_msg")
 	}
-	// XML by default, and a POST whose body is never read.
-	q := e.timeGet()
-	delete(q, "format")
-	a := e.post(q, map[string]string{"consult_request": strings.Repeat("x", 10_000)})
+	// XML by default, and a POST whose body is read (to check its signature)
+	// before the request finds no slot.
+	all := with(without(e.timeGet(), testSecret, "format"), testSecret, "pad", strings.Repeat("x", 10_000))
+	q := without(all, testSecret, "pad")
+	q["sign"] = all["sign"]
+	a := e.post(q, map[string]string{"pad": all["pad"]})
 	if a.isJSON() {
 		t.Fatalf("busy answer to an XML caller is JSON: %s", a.body)
 	}
@@ -103,7 +115,7 @@ func TestMaxConcurrent(t *testing.T) {
 		}
 	}
 
-	close(b.release)
+	b.releaseAll()
 	for i, s := range wait() {
 		if !strings.HasPrefix(s, "200 ") || !strings.Contains(s, "time_get_response") && !strings.Contains(s, `"time"`) {
 			t.Fatalf("held request %d: %s", i, s)
@@ -136,7 +148,7 @@ func TestMaxConcurrentDefaultAndUnbounded(t *testing.T) {
 	e := stdEnv(t, envOpts{cfg: gateway.Config{MaxConcurrent: -1}, setup: b.register})
 	wait := e.hold(t, b, 40)
 	e.expectOK(e.get(e.timeGet()))
-	close(b.release)
+	b.releaseAll()
 	for i, s := range wait() {
 		if !strings.HasPrefix(s, "200 ") {
 			t.Fatalf("request %d: %s", i, s)
@@ -144,24 +156,42 @@ func TestMaxConcurrentDefaultAndUnbounded(t *testing.T) {
 	}
 }
 
-// TestBusyIsObserved: a shed request is logged and reported to the Observer with
-// outcome server_busy and its method when the query names a known one.
+// TestBusyIsObserved: a shed request is logged at WARN with its app and method,
+// and reported to the Observer with outcome server_busy; a request that fails a
+// check is answered for that fault even when every slot is taken.
 func TestBusyIsObserved(t *testing.T) {
 	var o recordingObserver
+	var logs testio.Buffer
 	b := newBlocker()
-	e := newEnv(t, envOpts{cfg: gateway.Config{MaxConcurrent: 1, Observer: &o}, setup: b.register})
+	e := newEnv(t, envOpts{cfg: gateway.Config{MaxConcurrent: 1, Observer: &o,
+		Logger: slog.New(slog.NewJSONHandler(&logs, nil))}, setup: b.register})
 	e.addApp(daodian.App{Key: testKey, Secret: testSecret, Enabled: true})
 	wait := e.hold(t, b, 1)
-	e.expectError(e.get(e.timeGet()), want{code: 15, subCode: gateway.SubCodeServerBusy})
-	e.expectError(e.get(map[string]string{"method": "no.such", "format": "json"}), want{code: 15, subCode: gateway.SubCodeServerBusy})
-	close(b.release)
+	te := e.expectError(e.get(e.timeGet()), want{code: 15, subCode: gateway.SubCodeServerBusy})
+	e.expectError(e.get(map[string]string{"method": "no.such", "format": "json"}), want{code: 22})
+	e.expectError(e.get(with(e.timeGet(), "wrong secret")), want{code: 25})
+	b.releaseAll()
 	wait()
 	o.mu.Lock()
-	defer o.mu.Unlock()
 	got := strings.Join(o.got, "|")
-	for _, w := range []string{alsc.MethodTimeGet + " server_busy", "unknown server_busy"} {
+	o.mu.Unlock()
+	for _, w := range []string{alsc.MethodTimeGet + " server_busy", "unknown code_22", alsc.MethodTimeGet + " code_25"} {
 		if !strings.Contains(got, w) {
-			t.Fatalf("observed %q, want %q among them", o.got, w)
+			t.Fatalf("observed %q, want %q among them", got, w)
 		}
+	}
+	if strings.Count(got, "server_busy") != 1 {
+		t.Fatalf("observed %q: one request was shed", got)
+	}
+	var line map[string]any
+	for l := range strings.SplitSeq(logs.String(), "\n") {
+		if strings.Contains(l, te.RequestID) {
+			if err := json.Unmarshal([]byte(l), &line); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if line["level"] != "WARN" || line["outcome"] != gateway.OutcomeServerBusy || line["app_key"] != testKey || line["method"] != alsc.MethodTimeGet {
+		t.Fatalf("log line of the shed request: %v", line)
 	}
 }

@@ -18,6 +18,7 @@ const (
 	MetricRequests        = "daodian_requests_total"
 	MetricRequestDuration = "daodian_request_duration_seconds"
 	MetricInFlight        = "daodian_requests_in_flight"
+	MetricAdmitted        = "daodian_requests_admitted"
 	MetricCommitBatch     = "daodian_store_commit_batch_size"
 	MetricCommitDuration  = "daodian_store_commit_duration_seconds"
 )
@@ -64,6 +65,7 @@ type Metrics struct {
 	requests       *prometheus.CounterVec
 	duration       *prometheus.HistogramVec
 	inFlight       prometheus.Gauge
+	admitted       prometheus.Gauge
 	commitBatch    prometheus.Histogram
 	commitDuration prometheus.Histogram
 
@@ -94,7 +96,11 @@ func NewMetrics() *Metrics {
 		}, []string{"method"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: MetricInFlight,
-			Help: "TOP requests being served now (admitted by the concurrency limit, not yet answered).",
+			Help: "TOP requests received and not yet answered: sending their body, being checked, or in their method.",
+		}),
+		admitted: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: MetricAdmitted,
+			Help: "TOP requests holding one of the --max-concurrent slots now: authenticated and in their method. Never more than the limit.",
 		}),
 		commitBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    MetricCommitBatch,
@@ -108,7 +114,7 @@ func NewMetrics() *Metrics {
 		}),
 	}
 	m.reg.MustRegister(
-		m.requests, m.duration, m.inFlight, m.commitBatch, m.commitDuration,
+		m.requests, m.duration, m.inFlight, m.admitted, m.commitBatch, m.commitDuration,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

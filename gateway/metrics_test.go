@@ -180,7 +180,7 @@ func TestMetricsOutcomes(t *testing.T) {
 		{alsc.MethodTimeGet, func() answer { return e.get(e.timeGet()) }},
 		{alsc.MethodTimeGet, func() answer { return e.get(signed(e.pubParams(alsc.MethodTimeGet, "limited"), "ls")) }},
 		{alsc.MethodTimeGet, func() answer { return e.get(signed(e.pubParams(alsc.MethodTimeGet, "limited"), "ls")) }}, // 7
-		{alsc.MethodTimeGet, func() answer { return e.get(signed(e.pubParams(alsc.MethodTimeGet, "narrow"), "ns")) }},  // 11
+		{alsc.MethodUse, func() answer { return e.get(signed(e.pubParams(alsc.MethodUse, "narrow"), "ns")) }},          // 11
 		{"test.panic", func() answer { return e.get(signed(e.pubParams("test.panic", testKey), testSecret)) }},         // 15
 		{"unknown", func() answer { return e.get(without(e.timeGet(), testSecret, "method")) }},                        // 21
 		{"unknown", func() answer { return e.get(with(e.timeGet(), testSecret, "method", "no.such.method")) }},         // 22

@@ -8,6 +8,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -119,8 +120,10 @@ func putScratch(bp *[]byte) {
 }
 
 // ParseRequest returns the parameters of a TOP call: the URL query merged with, for
-// POST, an application/x-www-form-urlencoded or multipart/form-data body (any other
-// body is not read). Every fault is code 41: a name given more than once anywhere, a
+// POST, an application/x-www-form-urlencoded or multipart/form-data body. Every
+// fault is code 41: a POST body of another Content-Type, or none, or with a
+// Content-Encoding other than identity (refused unread, naming what is not
+// supported), a name given more than once anywhere, a
 // name or value that is not UTF-8 after decoding, malformed percent-encoding, an empty
 // name (which url.ParseQuery would accept, but which no client means to send), a body
 // over maxBodyBytes (DefaultMaxBodyBytes when not positive), more than MaxParams
@@ -146,10 +149,15 @@ func ParseRequest(r *http.Request, maxBodyBytes int64) (*Params, *Error) {
 
 	kind := bodyNone
 	var ctype string
-	if r.Method == http.MethodPost && r.Body != nil {
+	// Content-Length 0 is a POST without a body, whatever its headers say; -1
+	// (chunked) may have one.
+	if r.Method == http.MethodPost && r.Body != nil && r.ContentLength != 0 {
 		ctype = r.Header.Get("Content-Type")
 		kind = classifyBody(ctype)
-		if kind != bodyNone && r.ContentLength > maxBodyBytes {
+		if err := checkBodyHeaders(r.Header, ctype, kind); err != nil {
+			return nil, err
+		}
+		if r.ContentLength > maxBodyBytes {
 			return nil, errBodyTooLarge(maxBodyBytes)
 		}
 	}
@@ -162,7 +170,7 @@ func ParseRequest(r *http.Request, maxBodyBytes int64) (*Params, *Error) {
 	switch kind {
 	case bodyURLEncoded:
 		var body string
-		if body, err = readBody(scratch, r.Body, maxBodyBytes, r.ContentLength); err != nil {
+		if body, err = readBody(scratch, r.Body, maxBodyBytes); err != nil {
 			return nil, err
 		}
 		kvs = make([]kv, 0, min(strings.Count(query, "&")+strings.Count(body, "&")+2, MaxParams))
@@ -203,6 +211,30 @@ const (
 	bodyMultipart
 )
 
+// checkBodyHeaders refuses a POST body the gateway cannot read as parameters, so
+// that the caller learns what is wrong with it rather than that its parameters
+// are missing: a body of another media type (a JSON body would otherwise be
+// answered "Missing Method"), or a compressed one (a gzip body would be parsed as
+// urlencoded bytes).
+func checkBodyHeaders(h http.Header, ctype string, kind bodyKind) *Error {
+	for _, enc := range h.Values("Content-Encoding") {
+		for e := range strings.SplitSeq(enc, ",") {
+			if e = strings.TrimSpace(e); e != "" && !strings.EqualFold(e, "identity") {
+				return ErrInvalidArguments("Content-Encoding " + quoteName(e) + " is not supported: send the body unencoded (identity)")
+			}
+		}
+	}
+	if kind != bodyNone {
+		return nil
+	}
+	const accepted = "application/x-www-form-urlencoded or multipart/form-data"
+	mt, _, _ := strings.Cut(ctype, ";")
+	if mt = strings.TrimSpace(mt); mt == "" {
+		return ErrInvalidArguments("a request body needs a Content-Type: " + accepted)
+	}
+	return ErrInvalidArguments("Content-Type " + quoteName(mt) + " is not supported: send " + accepted)
+}
+
 // classifyBody looks only at the media type; parameters such as charset are ignored
 // because every name and value is checked to be UTF-8 anyway. It avoids
 // mime.ParseMediaType on the urlencoded hot path since that allocates a map.
@@ -223,13 +255,12 @@ func classifyBody(ctype string) bodyKind {
 
 // readBody reads at most max bytes of body into *scratch and returns them as a string,
 // refusing a longer body without reading more than max+1 bytes of it.
-func readBody(scratch *[]byte, body io.Reader, max, contentLength int64) (string, *Error) {
+func readBody(scratch *[]byte, body io.Reader, max int64) (string, *Error) {
 	buf := (*scratch)[:0]
-	// Reading into the pooled buffer and copying once beats growing a fresh one; when
-	// the declared length exceeds it, size it exactly (bounded: contentLength <= max).
-	if contentLength > 0 && int64(cap(buf)) <= contentLength {
-		buf = make([]byte, 0, contentLength+1)
-	}
+	// The buffer grows (doubling) only as bytes arrive, never to the declared
+	// Content-Length up front: a client that declares a megabyte and sends ten
+	// bytes, on each of many connections, must not make the server hold a
+	// megabyte per connection before it is even authenticated.
 	lr := io.LimitedReader{R: body, N: max + 1}
 	for {
 		if len(buf) == cap(buf) {
@@ -441,6 +472,7 @@ type capReader struct {
 	read     int64
 	exceeded bool
 	eof      bool
+	err      error // the last failed read of r, other than EOF
 }
 
 var errCapExceeded = errors.New("top: body over the limit")
@@ -458,6 +490,9 @@ func (c *capReader) Read(p []byte) (int, error) {
 	c.left -= int64(n)
 	c.read += int64(n)
 	c.eof = err == io.EOF
+	if err != nil && err != io.EOF {
+		c.err = err
+	}
 	if c.left < 0 {
 		c.exceeded = true
 		return n, errCapExceeded
@@ -473,6 +508,9 @@ func multipartError(err error, lr *capReader, max int64) *Error {
 	if errors.As(err, &mbe) {
 		return errBodyTooLarge(min(max, mbe.Limit))
 	}
+	if errors.Is(lr.err, os.ErrDeadlineExceeded) {
+		return readError(lr.err, max)
+	}
 	// The multipart reader does not distinguish a syntax error from a failed read of
 	// the connection, and the caller cannot act differently on the two anyway.
 	return ErrInvalidArguments("malformed or unreadable multipart/form-data body")
@@ -482,6 +520,10 @@ func readError(err error, max int64) *Error {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return errBodyTooLarge(min(max, mbe.Limit))
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// The connection's read deadline (the gateway's body read timeout) passed.
+		return ErrInvalidArguments("the request body did not arrive in time")
 	}
 	return ErrInvalidArguments("the request body could not be read")
 }

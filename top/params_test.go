@@ -5,11 +5,14 @@ import (
 	"errors"
 	"io"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/textproto"
 	"net/url"
+	"os"
 	"reflect"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -95,26 +98,96 @@ func TestParseRequestMerge(t *testing.T) {
 }
 
 func TestParseRequestBodyOnlyForForms(t *testing.T) {
-	// A GET body, and a POST body of another type, are not parameters and not read.
+	// A GET body is not parameters and not read.
 	r := httptest.NewRequest(http.MethodGet, "/?a=1", strings.NewReader("b=2"))
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	r.Body = failingBody{t}
 	if got := paramsMap(mustParse(t, r, 0)); !reflect.DeepEqual(got, map[string]string{"a": "1"}) {
 		t.Fatalf("GET params = %v", got)
 	}
-	for _, ct := range []string{"", "application/json", "text/plain", "application/x-www-form-urlencodedx"} {
+	// A POST without a body takes its parameters from the query, whatever its
+	// Content-Type, or without one.
+	for _, ct := range []string{"", "application/json", "text/plain", "application/x-www-form-urlencoded;charset=utf-8"} {
 		r := httptest.NewRequest(http.MethodPost, "/?a=1", nil)
 		r.Header.Set("Content-Type", ct)
+		r.Header.Set("Content-Encoding", "gzip")
 		r.Body = failingBody{t}
-		r.ContentLength = 10 << 20
 		if got := paramsMap(mustParse(t, r, 0)); !reflect.DeepEqual(got, map[string]string{"a": "1"}) {
-			t.Fatalf("POST %q params = %v", ct, got)
+			t.Fatalf("POST %q without a body: params = %v", ct, got)
 		}
 	}
 	r = httptest.NewRequest(http.MethodPost, "/?a=1", strings.NewReader("b=2"))
 	r.Header.Set("Content-Type", " Application/X-WWW-Form-URLEncoded ; charset=UTF-8")
+	r.Header.Set("Content-Encoding", "Identity")
 	if got := paramsMap(mustParse(t, r, 0)); !reflect.DeepEqual(got, map[string]string{"a": "1", "b": "2"}) {
 		t.Fatalf("mixed-case content type params = %v", got)
+	}
+}
+
+// TestParseRequestUnsupportedBody: a POST body that is not a form, or that is
+// encoded, is refused unread with a 41 that says what is not supported and what
+// is, instead of being ignored (a JSON body was answered "Missing Method", a gzip
+// one "unescaped ';'").
+func TestParseRequestUnsupportedBody(t *testing.T) {
+	forms := "application/x-www-form-urlencoded or multipart/form-data"
+	for _, c := range []struct {
+		ctype, encoding string
+		length          int64
+		want            []string
+	}{
+		{"application/json", "", 10, []string{`Content-Type "application/json" is not supported`, forms}},
+		{"text/plain; charset=utf-8", "", 10, []string{`Content-Type "text/plain" is not supported`, forms}},
+		{"application/x-www-form-urlencodedx", "", 10, []string{`"application/x-www-form-urlencodedx"`, forms}},
+		{"", "", 10, []string{"needs a Content-Type", forms}},
+		{"", "", -1, []string{"needs a Content-Type", forms}},
+		{"application/json", "", 10 << 20, []string{`"application/json"`}},
+		{"application/" + strings.Repeat("x", 200), "", 10, []string{`"application/xxx`, `…`}},
+		{"application/x-www-form-urlencoded;charset=utf-8", "gzip", 10, []string{`Content-Encoding "gzip" is not supported`, "identity"}},
+		{"multipart/form-data; boundary=b", "br", -1, []string{`Content-Encoding "br" is not supported`}},
+		{"application/x-www-form-urlencoded", "identity, deflate", 10, []string{`Content-Encoding "deflate"`}},
+		{"application/json", "gzip", 10, []string{`Content-Encoding "gzip"`}},
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/?method=taobao.time.get", nil)
+		r.Header.Set("Content-Type", c.ctype)
+		if c.encoding != "" {
+			r.Header.Set("Content-Encoding", c.encoding)
+		}
+		r.Body = failingBody{t}
+		r.ContentLength = c.length
+		p, err := ParseRequest(r, 0)
+		if err == nil || err.Code != 41 {
+			t.Errorf("%q %q: got %v, %v; want a 41", c.ctype, c.encoding, p, err)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.SubMsg, w) {
+				t.Errorf("%q %q: sub_msg %q does not say %q", c.ctype, c.encoding, err.SubMsg, w)
+			}
+		}
+		if len(err.SubMsg) > 200 {
+			t.Errorf("sub_msg of %d bytes echoes too much of the header", len(err.SubMsg))
+		}
+	}
+}
+
+// TestReadBodyGrowsAsBytesArrive: a declared Content-Length does not size the
+// buffer; only the bytes received do. A client that declares a megabyte and
+// sends ten bytes costs the pooled buffer, not a megabyte.
+func TestReadBodyGrowsAsBytesArrive(t *testing.T) {
+	r := httptest.NewRequest(http.MethodPost, "/", nil)
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.Body = io.NopCloser(io.MultiReader(strings.NewReader("a=0123456"), errReader{}))
+	r.ContentLength = 1 << 20
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := ParseRequest(r, 2<<20)
+	runtime.ReadMemStats(&after)
+	if err == nil || err.Code != 41 {
+		t.Fatalf("a body that fails mid-read: %v", err)
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 64<<10 {
+		t.Fatalf("reading 10 bytes of a body declared as 1 MiB allocated %d bytes", grew)
 	}
 }
 
@@ -449,5 +522,31 @@ func checkParsed(t *testing.T, query string, body []byte, ctype string, max int6
 	}
 	if got := paramsMap(p); !reflect.DeepEqual(got, want) {
 		t.Fatalf("params %v; url.ParseQuery gives %v", got, want)
+	}
+}
+
+// deadlineReader sends some bytes, then fails as a connection does when its read
+// deadline passes.
+type deadlineReader struct{ r io.Reader }
+
+func (d *deadlineReader) Read(p []byte) (int, error) {
+	if n, err := d.r.Read(p); err != io.EOF {
+		return n, err
+	}
+	return 0, &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}
+}
+
+// TestParseRequestBodyDeadline: a body cut short by the read deadline is a 41
+// that says the body did not arrive in time, for both kinds of form.
+func TestParseRequestBodyDeadline(t *testing.T) {
+	for _, ctype := range []string{"application/x-www-form-urlencoded", "multipart/form-data; boundary=b"} {
+		r := httptest.NewRequest(http.MethodPost, "/", nil)
+		r.Header.Set("Content-Type", ctype)
+		r.Body = io.NopCloser(&deadlineReader{strings.NewReader("--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nv")})
+		r.ContentLength = 1000
+		_, err := ParseRequest(r, 0)
+		if err == nil || err.Code != 41 || !strings.Contains(err.SubMsg, "did not arrive in time") {
+			t.Errorf("%s: %v; want a 41 saying the body did not arrive in time", ctype, err)
+		}
 	}
 }

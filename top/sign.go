@@ -38,7 +38,7 @@ const maxPooledSignBuf = 64 << 10
 // without empty values, in byte order of name, concatenated as name+value.
 func Sign(p *Params, secret, signMethod string) (string, error) {
 	var dst [maxDigestHex]byte
-	n, ok := signInto(&dst, p, secret, signMethod)
+	n, _, ok := signInto(&dst, p, secret, signMethod, false)
 	if !ok {
 		return "", ErrUnknownSignMethod
 	}
@@ -50,13 +50,18 @@ func SignMap(m map[string]string, secret, signMethod string) (string, error) {
 	return Sign(NewParams(m), secret, signMethod)
 }
 
-// VerifySign reports whether sign is the signature of p. The comparison ignores case,
-// because clients differ in the hex case they send, and takes constant time in the
-// expected value, so that timing does not reveal how much of a forged sign matched.
-// It is false for an unknown sign method.
+// VerifySign reports whether sign is the signature of p under secret, computed
+// either as SPEC §3.3 says (empty values dropped) or, as the official Node and
+// Python SDKs do, with empty-valued parameters kept (name followed by nothing).
+// The second form is computed only when the first does not match and p has an
+// empty-valued parameter, so that the common request pays for one digest. The
+// comparison ignores case, because clients differ in the hex case they send, and
+// takes constant time in the expected value, so that timing does not reveal how
+// much of a forged sign matched; whether a second digest was computed depends only
+// on the request itself. It is false for an unknown sign method.
 func VerifySign(p *Params, secret, signMethod, sign string) bool {
 	var want [maxDigestHex]byte
-	n, ok := signInto(&want, p, secret, signMethod)
+	n, hasEmpty, ok := signInto(&want, p, secret, signMethod, false)
 	if !ok || len(sign) != n {
 		// The length of a valid signature is public, so leaving early reveals nothing.
 		return false
@@ -69,15 +74,24 @@ func VerifySign(p *Params, secret, signMethod, sign string) bool {
 		}
 		got[i] = c
 	}
+	if subtle.ConstantTimeCompare(got[:n], want[:n]) == 1 {
+		return true
+	}
+	if !hasEmpty {
+		return false
+	}
+	signInto(&want, p, secret, signMethod, true)
 	return subtle.ConstantTimeCompare(got[:n], want[:n]) == 1
 }
 
-// signInto writes the upper-case hex signature into dst and returns its length.
-func signInto(dst *[maxDigestHex]byte, p *Params, secret, method string) (int, bool) {
+// signInto writes the upper-case hex signature into dst and returns its length and
+// whether p has a parameter (other than sign) with an empty value. keepEmpty signs
+// those as name+"" instead of dropping them.
+func signInto(dst *[maxDigestHex]byte, p *Params, secret, method string, keepEmpty bool) (n int, hasEmpty, ok bool) {
 	switch method {
 	case SignMD5, SignHMAC, SignHMACSHA256:
 	default:
-		return 0, false
+		return 0, false, false
 	}
 	bp := signBufPool.Get().(*[]byte)
 	buf := (*bp)[:0]
@@ -86,14 +100,19 @@ func signInto(dst *[maxDigestHex]byte, p *Params, secret, method string) (int, b
 	}
 	if p != nil {
 		for _, kv := range p.kvs {
-			if kv.value == "" || kv.name == "sign" {
+			if kv.name == "sign" {
 				continue
+			}
+			if kv.value == "" {
+				hasEmpty = true
+				if !keepEmpty {
+					continue
+				}
 			}
 			buf = append(buf, kv.name...)
 			buf = append(buf, kv.value...)
 		}
 	}
-	var n int
 	switch method {
 	case SignMD5:
 		buf = append(buf, secret...)
@@ -110,7 +129,7 @@ func signInto(dst *[maxDigestHex]byte, p *Params, secret, method string) (int, b
 		*bp = buf
 		signBufPool.Put(bp)
 	}
-	return n, true
+	return n, hasEmpty, true
 }
 
 // macSum returns the HMAC of msg keyed by secret, in out's storage.

@@ -132,3 +132,87 @@ func clone(m map[string]string) map[string]string {
 	}
 	return c
 }
+
+// emptiesKeptVectors are requests with empty-valued parameters, as the official
+// Node and Python SDKs send them, with both signatures SPEC §3.3 accepts: dropped
+// (empty values left out of S, the specified form) and kept (name followed by
+// nothing, the SDKs' form). They were computed outside this project (Python's
+// hashlib and hmac, from the text of §3.3); the shared vectors have no such case.
+var emptiesKeptVectors = []struct {
+	name, signMethod string
+	rid              string   // the business request id (default "r-1")
+	empty            []string // the names sent with an empty value
+	dropped, kept    string
+}{
+	{"node-partner-id-md5", SignMD5, "", []string{"partner_id"},
+		"80D79E875C85863D4330A1513F039B61", "BD6BBC7E6F91EDA38CAD725EA4B37C07"},
+	{"python-partner-id-hmac", SignHMAC, "", []string{"partner_id"},
+		"81F4B933C364FE3669FE5C7D0F80560C", "8BED5D42229211EA94A40A94418AC38E"},
+	{"two-empties-hmac-sha256", SignHMACSHA256, "", []string{"partner_id", "session"},
+		"55CBCC41D67098E4DC7B07F20E573A9FDDF1DEDDDABCE32FA5CBA98953468946", "CA0F9CEE043ECE625422B1B0C14A6E239AE4E0E753F26896E705D29375A4B3F5"},
+	{"empty-sorts-first-md5", SignMD5, "", []string{"a"},
+		"80D79E875C85863D4330A1513F039B61", "3E6985AA31BD0773DFF2DDA6CCCF17C8"},
+	{"unicode-hmac-sha256", SignHMACSHA256, "退款-1", []string{"target_app_key"},
+		"4D7D438236BDE9CFAF27468BF24C2883667B38567AAD90053B33B5A407504C40", "8745A72BC2296AC3933D1B6F6881B308043843543FA23CF97075F82762CD3DC1"},
+}
+
+// vectorParams is a reversal's parameters with sign_method m, the business
+// request id rid (default "r-1") and the given names with empty values.
+func vectorParams(m, rid string, empty ...string) map[string]string {
+	if rid == "" {
+		rid = "r-1"
+	}
+	p := map[string]string{
+		"method": "alibaba.alsc.daodian.ticket.reserve", "app_key": "12345678", "timestamp": "2022-08-11 11:11:11",
+		"v": "2.0", "format": "json", "sign_method": m,
+		"ticket_reverse_top_request": `{"request_id":"` + rid + `","ticket_id":"2208191159703216457"}`,
+	}
+	for _, n := range empty {
+		p[n] = ""
+	}
+	return p
+}
+
+// TestVerifySignEmptiesKept: a signature over empty-valued parameters is
+// accepted whether the signer dropped them (SPEC §3.3) or kept them (the Node
+// and Python SDKs); Sign itself produces the dropped form; anything else is
+// refused.
+func TestVerifySignEmptiesKept(t *testing.T) {
+	const secret = "helloworld"
+	for _, c := range emptiesKeptVectors {
+		t.Run(c.name, func(t *testing.T) {
+			params := vectorParams(c.signMethod, c.rid, c.empty...)
+			p := NewParams(params)
+			if got, err := Sign(p, secret, c.signMethod); err != nil || got != c.dropped {
+				t.Fatalf("Sign = %q, %v; want the dropped form %q", got, err, c.dropped)
+			}
+			if ref := referenceSign(params, secret, c.signMethod); ref != c.dropped {
+				t.Fatalf("reference signer = %q; the vector is %q", ref, c.dropped)
+			}
+			for _, s := range []string{c.dropped, c.kept, strings.ToLower(c.kept)} {
+				if !VerifySign(p, secret, c.signMethod, s) {
+					t.Errorf("VerifySign rejects %q", s)
+				}
+			}
+			if VerifySign(p, secret+"x", c.signMethod, c.kept) {
+				t.Error("VerifySign accepts the kept form under another secret")
+			}
+			// Without its empty parameters the request has one S, the dropped one.
+			bare := NewParams(vectorParams(c.signMethod, c.rid))
+			if VerifySign(bare, secret, c.signMethod, c.kept) {
+				t.Error("VerifySign accepts the kept form for the request without its empty parameters")
+			}
+			if !VerifySign(bare, secret, c.signMethod, c.dropped) {
+				t.Error("VerifySign rejects the dropped form for the request without its empty parameters")
+			}
+			// An empty parameter of another name makes another kept form.
+			renamed := vectorParams(c.signMethod, c.rid)
+			for _, n := range c.empty {
+				renamed[n+"x"] = ""
+			}
+			if VerifySign(NewParams(renamed), secret, c.signMethod, c.kept) {
+				t.Error("VerifySign accepts the kept form after an empty parameter was renamed")
+			}
+		})
+	}
+}

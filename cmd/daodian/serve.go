@@ -124,15 +124,16 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	skew := fs.Duration("timestamp-skew", 10*time.Minute, "accepted distance of `timestamp` from server time")
 	maxBody := fs.Int64("max-body", 1<<20, "largest accepted request body in bytes")
 	cpuProfile := fs.String("cpu-profile", "", "write a pprof CPU profile of the whole run to this file")
-	maxConcurrent := fs.Int("max-concurrent", gateway.DefaultMaxConcurrent, "most TOP requests served at once; beyond it a request is answered at once with code 15 isp.server-busy (negative: no limit)")
+	maxConcurrent := fs.Int("max-concurrent", gateway.DefaultMaxConcurrent, "most signed TOP requests in their method at once; beyond it a request is answered at once with code 15 isp.server-busy (negative: no limit)")
 	headerTimeout := fs.Duration("read-header-timeout", readHeaderTimeout, "how long a client may take to send the request headers (slow clients are cut off)")
+	bodyTimeout := fs.Duration("read-body-timeout", gateway.DefaultBodyReadTimeout, "how long a client may take to send a request body after its headers (slow clients are cut off)")
 	noFaults := fs.Bool("no-faults", false, "ignore the store's fault rules (daodian fault): a production server never injects faults")
 	demoFlag := fs.Bool("demo", false, "on an empty database, seed a demo merchant, shop, app and tickets and print how to call them")
 	if _, err := parse(e, fs, args); err != nil {
 		return err
 	}
-	if *maxConcurrent == 0 || *headerTimeout <= 0 {
-		return errors.New("--max-concurrent must not be 0 (negative: no limit) and --read-header-timeout must be positive")
+	if *maxConcurrent == 0 || *headerTimeout <= 0 || *bodyTimeout <= 0 {
+		return errors.New("--max-concurrent must not be 0 (negative: no limit), and --read-header-timeout and --read-body-timeout must be positive")
 	}
 	logger := slog.Default()
 	if f, ok := e.stdout.(*os.File); ok {
@@ -156,7 +157,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	defer closeStore()
 	ledger := daodian.NewLedger(store, daodian.Config{ReverseWindow: *window, FutureSkew: *skew, Logger: logger})
 	gw := gateway.New(ledger, gateway.Config{Metrics: metrics, MaxBodyBytes: *maxBody, TimestampSkew: *skew, Logger: logger, MaxConcurrent: *maxConcurrent,
-		Faults: gateway.FaultOptions{Disabled: *noFaults}})
+		BodyReadTimeout: *bodyTimeout, Faults: gateway.FaultOptions{Disabled: *noFaults}})
 	announceFaults(ctx, e.stderr, ledger, *noFaults)
 	watchReplication(ctx, e.stderr, metrics.Registry(), logger, store)
 

@@ -18,9 +18,20 @@ import (
 // secret on both sides, or HMAC-MD5 / HMAC-SHA256 keyed by the secret; upper-case
 // hex. An unknown method gives "".
 func Sign(params map[string]string, secret, method string) string {
+	return sign(params, secret, method, false)
+}
+
+// SignEmptiesKept is the other signature SPEC §3.3 accepts, the one the official
+// Node and Python SDKs compute: Sign with the empty-valued parameters kept, each
+// as its name followed by nothing.
+func SignEmptiesKept(params map[string]string, secret, method string) string {
+	return sign(params, secret, method, true)
+}
+
+func sign(params map[string]string, secret, method string, keepEmpty bool) string {
 	names := make([]string, 0, len(params))
 	for k, v := range params {
-		if k != "sign" && v != "" {
+		if k != "sign" && (keepEmpty || v != "") {
 			names = append(names, k)
 		}
 	}
