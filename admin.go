@@ -402,6 +402,13 @@ func issueOrder(ctx context.Context, tx Tx, req *IssueRequest, now time.Time) (*
 		if err := insertWithFreshCode(ctx, tx, &t); err != nil {
 			return nil, err
 		}
+		// An issue is an administrator's act: no app, no request id.
+		if err := tx.AppendRecord(ctx, &Record{
+			At: now, Kind: RecordIssue, MerchantID: t.MerchantID, TicketID: t.ID, Units: t.Quantity,
+			BuyerPayCents: t.TotalAmountCents, ReceiptCents: t.RealAmountCents,
+		}); err != nil {
+			return nil, err
+		}
 		out.Tickets = append(out.Tickets, t)
 	}
 	return out, nil

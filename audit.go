@@ -8,7 +8,7 @@ import (
 
 // Violation is one broken invariant found by Audit.
 type Violation struct {
-	Kind string // ticket, use, idem
+	Kind string // ticket, use, idem, record
 	ID   string
 	What string
 }
@@ -21,9 +21,9 @@ const MaxViolations = 1000
 
 // AuditReport is the result of Audit.
 type AuditReport struct {
-	Tickets, Uses, Reversed, Refunded, Idem int
-	Violations                              []Violation
-	Truncated                               bool
+	Tickets, Uses, Reversed, Refunded, Idem, Records int
+	Violations                                       []Violation
+	Truncated                                        bool
 }
 
 // Audit checks every invariant of SPEC §4.4 over the whole ledger on one consistent
@@ -35,9 +35,14 @@ type AuditReport struct {
 //     never also refunded;
 //   - every idempotency record has a fingerprint and an answer that decodes; a
 //     recorded refusal of a use or refund names its sub_code, and is never a
-//     conflict or an invalid parameter (answers that are not recorded).
+//     conflict or an invalid parameter (answers that are not recorded);
+//   - every change has its record and every record its change (SPEC §8): each
+//     ticket one issue record, each use one use record (same ticket, units),
+//     each reversed use one reversal record and each refunded use one refund
+//     record, and no such record of a ticket or use that does not exist;
+//     record ids increase.
 //
-// Memory is one integer per ticket that has uses.
+// Memory is a few bytes per ticket and per use.
 func (l *Ledger) Audit(ctx context.Context) (*AuditReport, error) {
 	rep := &AuditReport{}
 	add := func(kind, id, format string, args ...any) {
@@ -48,11 +53,29 @@ func (l *Ledger) Audit(ctx context.Context) (*AuditReport, error) {
 		rep.Violations = append(rep.Violations, Violation{Kind: kind, ID: id, What: fmt.Sprintf(format, args...)})
 	}
 	err := l.store.View(ctx, func(tx ReadTx) error {
+		issued, useRecs, err := auditRecords(ctx, tx, rep, add)
+		if err != nil {
+			return err
+		}
 		active := make(map[string]int)
 		useTickets := make(map[string]struct{})
-		err := tx.EachUse(ctx, func(u *Use) error {
+		err = tx.EachUse(ctx, func(u *Use) error {
 			rep.Uses++
 			useTickets[u.TicketID] = struct{}{}
+			ur := useRecs[u.TransID]
+			delete(useRecs, u.TransID)
+			switch {
+			case ur.uses != 1:
+				add("record", u.TransID, "use has %d use records, want 1", ur.uses)
+			case ur.ticketID != u.TicketID || ur.units != u.Units:
+				add("record", u.TransID, "use record of ticket %s, %d units; the use is of ticket %s, %d units", ur.ticketID, ur.units, u.TicketID, u.Units)
+			}
+			if want := b2i(u.Reversed); ur.reversals != want {
+				add("record", u.TransID, "use has %d reversal records, want %d", ur.reversals, want)
+			}
+			if want := b2i(u.Refunded); ur.refunds != want {
+				add("record", u.TransID, "use has %d refund records, want %d", ur.refunds, want)
+			}
 			if u.Units < 1 {
 				add("use", u.TransID, "has %d units", u.Units)
 			}
@@ -78,9 +101,16 @@ func (l *Ledger) Audit(ctx context.Context) (*AuditReport, error) {
 		if err != nil {
 			return err
 		}
+		for id := range useRecs {
+			add("record", id, "records of a use that does not exist")
+		}
 		err = tx.EachTicket(ctx, func(t *Ticket) error {
 			rep.Tickets++
 			delete(useTickets, t.ID)
+			if n := issued[t.ID]; n != 1 {
+				add("record", t.ID, "ticket has %d issue records, want 1", n)
+			}
+			delete(issued, t.ID)
 			a := active[t.ID]
 			if t.Available < 0 || t.Available > t.Quantity {
 				add("ticket", t.ID, "available %d outside [0, %d]", t.Available, t.Quantity)
@@ -95,6 +125,9 @@ func (l *Ledger) Audit(ctx context.Context) (*AuditReport, error) {
 		}
 		for id := range useTickets {
 			add("use", id, "uses name a ticket that does not exist")
+		}
+		for id := range issued {
+			add("record", id, "issue record of a ticket that does not exist")
 		}
 		return tx.EachIdem(ctx, func(r *IdemRecord) error {
 			rep.Idem++
@@ -127,4 +160,63 @@ func (l *Ledger) Audit(ctx context.Context) (*AuditReport, error) {
 		return nil, err
 	}
 	return rep, nil
+}
+
+// useRecords counts the records of one use.
+type useRecords struct {
+	ticketID                 string
+	units                    int
+	uses, reversals, refunds int
+}
+
+// auditRecords walks the records: ids must increase; it returns the issue
+// records per ticket and the records per use, for the walks of tickets and uses
+// to hold against the rows.
+func auditRecords(ctx context.Context, tx ReadTx, rep *AuditReport, add func(kind, id, format string, args ...any)) (map[string]int, map[string]useRecords, error) {
+	issued := map[string]int{}
+	uses := map[string]useRecords{}
+	last := ""
+	err := tx.EachRecord(ctx, func(r *Record) error {
+		rep.Records++
+		if !idLess(last, r.ID) {
+			add("record", r.ID, "record id does not increase (after %s)", last)
+		}
+		last = r.ID
+		if !r.Kind.Valid() {
+			add("record", r.ID, "unknown kind %q", r.Kind)
+		}
+		switch r.Kind {
+		case RecordIssue:
+			issued[r.TicketID]++
+		case RecordUse, RecordReversal, RecordRefund:
+			u := uses[r.TransID]
+			switch r.Kind {
+			case RecordUse:
+				u.uses++
+				u.ticketID, u.units = r.TicketID, r.Units
+			case RecordReversal:
+				u.reversals++
+			default:
+				u.refunds++
+			}
+			uses[r.TransID] = u
+		}
+		return nil
+	})
+	return issued, uses, err
+}
+
+// idLess orders decimal ids: a shorter one is smaller. "" is before every id.
+func idLess(a, b string) bool {
+	if len(a) != len(b) {
+		return len(a) < len(b)
+	}
+	return a < b
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

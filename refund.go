@@ -67,7 +67,8 @@ func (l *Ledger) refundUse(ctx context.Context, tx Tx, app *App, t *Ticket, req 
 	if u.Reversed {
 		return refused[RefundResult](SubUseAlreadyReversed, subMsgUseAlreadyReversed), nil
 	}
-	if !u.Refunded {
+	d := answered(RefundResult{RequestID: req.RequestID, BizCode: BizSuccess})
+	if !u.Refunded { // a refund of a refunded use changes nothing, and records nothing
 		u.Refunded = true
 		u.RefundedAt = now
 		u.RefundAppKey = app.Key
@@ -78,6 +79,10 @@ func (l *Ledger) refundUse(ctx context.Context, tx Tx, app *App, t *Ticket, req 
 		if err := checkTicket(ctx, tx, t, t.Available, 0); err != nil {
 			return decision[RefundResult]{}, err
 		}
+		d.changes = []Record{{
+			Kind: RecordRefund, MerchantID: t.MerchantID, ShopID: u.ShopID, TicketID: t.ID, TransID: u.TransID,
+			Units: u.Units, BuyerPayCents: u.BuyerPayCents, ReceiptCents: u.ReceiptCents,
+		}}
 	}
-	return decision[RefundResult]{answer: RefundResult{RequestID: req.RequestID, BizCode: BizSuccess}}, nil
+	return d, nil
 }

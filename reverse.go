@@ -50,11 +50,10 @@ func (l *Ledger) Reverse(ctx context.Context, app *App, req ReverseRequest) (Rev
 			return lockTicket(tx.Ticket(ctx, req.TicketID))
 		},
 		missingTicketID: req.TicketID,
-		notFound:        decision[ReverseResult]{answer: failure(CodeTicketNotFound)},
-		conflict:        decision[ReverseResult]{answer: failure(CodeRequestIDConflict)},
+		notFound:        answered(failure(CodeTicketNotFound)),
+		conflict:        answered(failure(CodeRequestIDConflict)),
 		decide: func(ctx context.Context, tx Tx, t *Ticket) (decision[ReverseResult], error) {
-			res, err := l.reverseTicket(ctx, tx, app, t, &req, now)
-			return decision[ReverseResult]{answer: res}, err
+			return l.reverseTicket(ctx, tx, app, t, &req, now)
 		},
 	})
 	if errors.Is(err, ErrTransient) {
@@ -63,23 +62,23 @@ func (l *Ledger) Reverse(ctx context.Context, app *App, req ReverseRequest) (Rev
 	return d.answer, err
 }
 
-func (l *Ledger) reverseTicket(ctx context.Context, tx Tx, app *App, t *Ticket, req *ReverseRequest, now time.Time) (ReverseResult, error) {
+func (l *Ledger) reverseTicket(ctx context.Context, tx Tx, app *App, t *Ticket, req *ReverseRequest, now time.Time) (decision[ReverseResult], error) {
 	var u *Use
 	var err error
 	if req.TransID != "" {
 		u, err = tx.Use(ctx, req.TransID)
 		if errors.Is(err, ErrNotFound) {
-			return failure(CodeUseTransNotFound), nil
+			return answered(failure(CodeUseTransNotFound)), nil
 		}
 		if err != nil {
-			return ReverseResult{}, err
+			return decision[ReverseResult]{}, err
 		}
 		if u.TicketID != t.ID {
 			// The top-level id of a group-buy use names the whole group: reverse
 			// this ticket's part of it.
 			g, gerr := tx.GroupUse(ctx, req.TransID, t.ID)
 			if gerr != nil && !errors.Is(gerr, ErrNotFound) {
-				return ReverseResult{}, gerr
+				return decision[ReverseResult]{}, gerr
 			}
 			if g == nil {
 				return l.foreignUse(ctx, tx, app, u)
@@ -87,22 +86,22 @@ func (l *Ledger) reverseTicket(ctx context.Context, tx Tx, app *App, t *Ticket, 
 			u = g
 		}
 		if u.Reversed {
-			return ReverseResult{Success: true}, nil
+			return answered(ReverseResult{Success: true}), nil
 		}
 	} else {
 		u, err = tx.LatestActiveUse(ctx, t.ID, app.Key)
 		if errors.Is(err, ErrNotFound) {
-			return ReverseResult{Success: true}, l.fence(ctx, tx, app, t, req, now)
+			return l.fence(ctx, tx, app, t, req, now)
 		}
 		if err != nil {
-			return ReverseResult{}, err
+			return decision[ReverseResult]{}, err
 		}
 	}
 	if u.Refunded {
-		return failure(CodeTicketStatusInvalid), nil
+		return answered(failure(CodeTicketStatusInvalid)), nil
 	}
 	if now.Sub(u.CreatedAt) > l.cfg.ReverseWindow {
-		return failure(CodeReverseTimeExpired), nil
+		return answered(failure(CodeReverseTimeExpired)), nil
 	}
 	before := t.Available
 	u.Reversed = true
@@ -111,16 +110,19 @@ func (l *Ledger) reverseTicket(ctx context.Context, tx Tx, app *App, t *Ticket, 
 	u.ReversalRequestID = req.RequestID
 	u.ReversalBizDate = req.BizDate
 	if err := tx.MarkReversed(ctx, u); err != nil {
-		return ReverseResult{}, err
+		return decision[ReverseResult]{}, err
 	}
 	t.Available += u.Units
 	if err := tx.SetAvailable(ctx, t.ID, t.Available); err != nil {
-		return ReverseResult{}, err
+		return decision[ReverseResult]{}, err
 	}
 	if err := checkTicket(ctx, tx, t, before, u.Units); err != nil {
-		return ReverseResult{}, err
+		return decision[ReverseResult]{}, err
 	}
-	return ReverseResult{Success: true}, nil
+	return decision[ReverseResult]{answer: ReverseResult{Success: true}, changes: []Record{{
+		Kind: RecordReversal, MerchantID: t.MerchantID, ShopID: u.ShopID, TicketID: t.ID, TransID: u.TransID,
+		Units: u.Units, BizTime: req.BizDate, BuyerPayCents: u.BuyerPayCents, ReceiptCents: u.ReceiptCents,
+	}}}, nil
 }
 
 // foreignUse answers a reversal naming a use of another ticket. MISMATCH would
@@ -129,28 +131,31 @@ func (l *Ledger) reverseTicket(ctx context.Context, tx Tx, app *App, t *Ticket, 
 // exist, or any app could count every merchant's redemptions by probing the
 // sequential ids (SPEC §4.4 step 3). The use's ticket is not locked to learn its
 // merchant: a transaction holds one ticket's locks only.
-func (l *Ledger) foreignUse(ctx context.Context, tx Tx, app *App, u *Use) (ReverseResult, error) {
+func (l *Ledger) foreignUse(ctx context.Context, tx Tx, app *App, u *Use) (decision[ReverseResult], error) {
 	m, err := tx.TicketMerchant(ctx, u.TicketID)
 	if errors.Is(err, ErrNotFound) || (err == nil && !app.CanSee(m)) {
-		return failure(CodeUseTransNotFound), nil
+		return answered(failure(CodeUseTransNotFound)), nil
 	}
 	if err != nil {
-		return ReverseResult{}, err
+		return decision[ReverseResult]{}, err
 	}
-	return failure(CodeUseTransMismatch), nil
+	return answered(failure(CodeUseTransMismatch)), nil
 }
 
 // fence records an empty reversal. A fence only moves forward: an earlier empty
 // reversal with a later business time keeps protecting what it protected.
-func (l *Ledger) fence(ctx context.Context, tx Tx, app *App, t *Ticket, req *ReverseRequest, now time.Time) error {
+func (l *Ledger) fence(ctx context.Context, tx Tx, app *App, t *Ticket, req *ReverseRequest, now time.Time) (decision[ReverseResult], error) {
+	d := answered(ReverseResult{Success: true})
 	f, err := tx.Fence(ctx, t.ID, app.Key)
 	if err != nil && !errors.Is(err, ErrNotFound) {
-		return err
+		return decision[ReverseResult]{}, err
 	}
 	if f != nil && !req.BizDate.After(f.At) {
-		return nil
+		return d, nil // nothing changes, so nothing is recorded
 	}
-	return tx.PutFence(ctx, &Fence{TicketID: t.ID, AppKey: app.Key, At: req.BizDate, RequestID: req.RequestID, CreatedAt: now})
+	err = tx.PutFence(ctx, &Fence{TicketID: t.ID, AppKey: app.Key, At: req.BizDate, RequestID: req.RequestID, CreatedAt: now})
+	d.changes = []Record{{Kind: RecordFence, MerchantID: t.MerchantID, TicketID: t.ID, BizTime: req.BizDate}}
+	return d, err
 }
 
 func (l *Ledger) validateReverse(req *ReverseRequest, now time.Time) error {

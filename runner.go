@@ -45,6 +45,10 @@ type IdemRecord struct {
 type decision[A any] struct {
 	answer  A
 	refusal *Refusal
+	// changes are the records of what the decision changed in the ledger
+	// (SPEC §8), without the fields run fills in (At, AppKey, RequestID). They
+	// are written with the decision, never recorded in it.
+	changes []Record
 }
 
 // operation is one idempotent request as the runner sees it: what identifies it,
@@ -127,6 +131,13 @@ func run[A any](ctx context.Context, l *Ledger, app *App, op *operation[A]) (dec
 			}
 		}
 		final = true
+		for i := range d.changes {
+			r := &d.changes[i]
+			r.At, r.AppKey, r.RequestID = op.now, op.key.AppKey, op.key.RequestID
+			if err := tx.AppendRecord(ctx, r); err != nil {
+				return err
+			}
+		}
 		b, err := encodeDecision(d)
 		if err != nil {
 			return err
@@ -137,6 +148,7 @@ func run[A any](ctx context.Context, l *Ledger, app *App, op *operation[A]) (dec
 		l.loud(err)
 		return decision[A]{}, err
 	}
+	d.changes = nil
 	if final {
 		op.answers.put(op.key, op.fingerprint, d)
 	}
@@ -180,6 +192,9 @@ func decodeDecision[A any](b []byte) (decision[A], error) {
 	err := json.Unmarshal(b, &d.answer)
 	return d, err
 }
+
+// answered is the decision to answer res.
+func answered[A any](res A) decision[A] { return decision[A]{answer: res} }
 
 // refused is the decision to refuse with a sub-code and message.
 func refused[A any](sub, msg string) decision[A] {

@@ -59,6 +59,19 @@ type ReadTx interface {
 	ActiveUnits(ctx context.Context, ticketID string) (int, error)
 	// Fence returns the fence of (ticket, app), or ErrNotFound.
 	Fence(ctx context.Context, ticketID, appKey string) (*Fence, error)
+
+	// Records returns at most q.Limit records of q.MerchantID that match q, with
+	// a record_id after q.AfterID, in record_id order (SPEC §8).
+	Records(ctx context.Context, q RecordQuery) ([]Record, error)
+	// TicketRecords returns the records of a ticket in record_id order (at most
+	// MaxTimeline).
+	TicketRecords(ctx context.Context, ticketID string) ([]Record, error)
+	// DayTotals returns a merchant's records of a business day (YYYYMMDD, see
+	// Day) summed by shop and kind; a non-empty shopID keeps that shop only.
+	DayTotals(ctx context.Context, merchantID string, day int, shopID string) ([]DayTotal, error)
+	// EachDayUse calls fn for every use record of a merchant's business day, in
+	// record_id order, with the use's current state; fn's error stops the walk.
+	EachDayUse(ctx context.Context, merchantID string, day int, fn func(*DayUse) error) error
 	// Shop returns a shop of a merchant, or ErrNotFound.
 	Shop(ctx context.Context, merchantID, shopID string) (*Shop, error)
 	// App returns an app by key, or ErrNotFound.
@@ -70,6 +83,8 @@ type ReadTx interface {
 	EachTicket(ctx context.Context, fn func(*Ticket) error) error
 	// EachUse calls fn for every use in transaction id order.
 	EachUse(ctx context.Context, fn func(*Use) error) error
+	// EachRecord calls fn for every record in record_id order.
+	EachRecord(ctx context.Context, fn func(*Record) error) error
 	// EachIdem calls fn for every idempotency record.
 	EachIdem(ctx context.Context, fn func(*IdemRecord) error) error
 	// Counts returns the number of rows of the main tables, for tests and metrics.
@@ -81,7 +96,7 @@ type ReadTx interface {
 
 // Counts is the number of rows of each ledger table.
 type Counts struct {
-	Apps, Merchants, Shops, Orders, Tickets, Uses, Fences, Idem int
+	Apps, Merchants, Shops, Orders, Tickets, Uses, Fences, Idem, Records int
 }
 
 // Tx reads and writes the ledger inside Store.Update.
@@ -103,6 +118,9 @@ type Tx interface {
 	MarkReversed(ctx context.Context, u *Use) error
 	// MarkRefunded stores the refund fields of a use.
 	MarkRefunded(ctx context.Context, u *Use) error
+	// AppendRecord appends a record of a change made in this transaction and
+	// sets r.ID to the record_id the store assigned (SPEC §8).
+	AppendRecord(ctx context.Context, r *Record) error
 	// PutFence creates or replaces the fence of (ticket, app).
 	PutFence(ctx context.Context, f *Fence) error
 	// NewID returns a fresh 19-digit identifier (from 2100000000000000000, and

@@ -65,8 +65,13 @@ type Use struct {
 	RequestID    string // ticket_request_id of the use
 	ShopID       string
 	Units        int
-	GmtBiz       time.Time // business time claimed by the caller
-	CreatedAt    time.Time // when the ledger recorded it
+	// BuyerPayCents and ReceiptCents are what these units are worth: the
+	// buyer's payment and the merchant's receipt (a share of the ticket's
+	// prices, see share). A reversal or refund of the use moves them back.
+	BuyerPayCents int64
+	ReceiptCents  int64
+	GmtBiz        time.Time // business time claimed by the caller
+	CreatedAt     time.Time // when the ledger recorded it
 
 	// Reversal, set once and never cleared.
 	Reversed          bool

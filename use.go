@@ -149,8 +149,7 @@ func (l *Ledger) useTicket(ctx context.Context, tx Tx, app *App, t *Ticket, req 
 			return decision[UseResult]{}, err
 		}
 	}
-	res, err := l.applyUse(ctx, tx, app, req, shop, parts, now)
-	return decision[UseResult]{answer: res}, err
+	return l.applyUse(ctx, tx, app, req, shop, parts, now)
 }
 
 type part struct {
@@ -193,7 +192,7 @@ func (l *Ledger) allocate(ctx context.Context, tx Tx, t *Ticket, quantity int, n
 	return parts, nil
 }
 
-func (l *Ledger) applyUse(ctx context.Context, tx Tx, app *App, req *UseRequest, shop *Shop, parts []part, now time.Time) (UseResult, error) {
+func (l *Ledger) applyUse(ctx context.Context, tx Tx, app *App, req *UseRequest, shop *Shop, parts []part, now time.Time) (decision[UseResult], error) {
 	first := parts[0].t
 	res := UseResult{
 		RequestID:          req.RequestID,
@@ -209,10 +208,11 @@ func (l *Ledger) applyUse(ctx context.Context, tx Tx, app *App, req *UseRequest,
 		CurrentPriceCents:  first.TotalAmountCents,
 		BizCode:            BizSuccess,
 	}
+	changes := make([]Record, 0, len(parts))
 	for i, p := range parts {
 		id, err := tx.NewID(ctx)
 		if err != nil {
-			return UseResult{}, err
+			return decision[UseResult]{}, err
 		}
 		if i == 0 {
 			// The first ticket's use id is also the id of the whole request, so
@@ -220,31 +220,35 @@ func (l *Ledger) applyUse(ctx context.Context, tx Tx, app *App, req *UseRequest,
 			// top-level id of a group-buy use finds this ticket's part directly.
 			res.TransID = id
 		}
+		before := p.t.Available
+		p.t.Available -= p.units
 		u := &Use{
 			TransID: id, GroupTransID: res.TransID, TicketID: p.t.ID, AppKey: app.Key,
 			RequestID: req.RequestID, ShopID: shop.ID, Units: p.units, GmtBiz: req.GmtBiz, CreatedAt: now,
-		}
-		if err := tx.InsertUse(ctx, u); err != nil {
-			return UseResult{}, err
-		}
-		before := p.t.Available
-		p.t.Available -= p.units
-		if err := tx.SetAvailable(ctx, p.t.ID, p.t.Available); err != nil {
-			return UseResult{}, err
-		}
-		if err := checkTicket(ctx, tx, p.t, before, -p.units); err != nil {
-			return UseResult{}, err
-		}
-		d := UseDetail{
-			TransID: id, TicketID: p.t.ID, TicketCode: p.t.Code, Units: p.units,
 			BuyerPayCents: share(p.t.TotalAmountCents, p.units, p.t.Quantity, p.t.Available),
 			ReceiptCents:  share(p.t.RealAmountCents, p.units, p.t.Quantity, p.t.Available),
 		}
-		res.BuyerPayCents += d.BuyerPayCents
-		res.ReceiptCents += d.ReceiptCents
-		res.Details = append(res.Details, d)
+		if err := tx.InsertUse(ctx, u); err != nil {
+			return decision[UseResult]{}, err
+		}
+		if err := tx.SetAvailable(ctx, p.t.ID, p.t.Available); err != nil {
+			return decision[UseResult]{}, err
+		}
+		if err := checkTicket(ctx, tx, p.t, before, -p.units); err != nil {
+			return decision[UseResult]{}, err
+		}
+		res.BuyerPayCents += u.BuyerPayCents
+		res.ReceiptCents += u.ReceiptCents
+		res.Details = append(res.Details, UseDetail{
+			TransID: id, TicketID: p.t.ID, TicketCode: p.t.Code, Units: p.units,
+			BuyerPayCents: u.BuyerPayCents, ReceiptCents: u.ReceiptCents,
+		})
+		changes = append(changes, Record{
+			Kind: RecordUse, MerchantID: p.t.MerchantID, ShopID: shop.ID, TicketID: p.t.ID, TransID: id,
+			Units: p.units, BizTime: req.GmtBiz, BuyerPayCents: u.BuyerPayCents, ReceiptCents: u.ReceiptCents,
+		})
 	}
-	return res, nil
+	return decision[UseResult]{answer: res, changes: changes}, nil
 }
 
 // share returns the part of a ticket's amount that units of its quantity are worth.

@@ -19,8 +19,9 @@ import (
 //
 // Encoding: a version byte, then the fields in a fixed order; strings are a
 // uvarint length and the bytes, integers zig-zag varints, times Unix
-// microseconds (0 for the zero time), booleans one byte. A new field means a new
-// version byte that the decoder learns to read; old rows keep decoding.
+// microseconds (0 for the zero time), booleans one byte. A new field is appended
+// at the end, and the decoder reads it only when the doc goes on (decoder.more),
+// so old rows keep decoding; a change to existing fields needs a new version byte.
 
 // docV1 is the current doc encoding.
 const docV1 = 1
@@ -138,6 +139,10 @@ func (d *decoder) strs() []string {
 	return l
 }
 
+// more reports whether fields remain: a doc of an older row ends before the
+// fields appended to its encoding since.
+func (d *decoder) more() bool { return !d.bad && len(d.s) != 0 }
+
 func (d *decoder) err() error {
 	if d.bad || len(d.s) != 0 {
 		return errCorrupt
@@ -219,6 +224,8 @@ func useDoc(b []byte, u *daodian.Use) []byte {
 	e.int(int64(u.Units))
 	e.time(u.GmtBiz)
 	e.time(u.CreatedAt)
+	e.int(u.BuyerPayCents)
+	e.int(u.ReceiptCents)
 	return e.b
 }
 
@@ -255,6 +262,10 @@ func decodeUse(doc, reversal, refund []byte) (*daodian.Use, error) {
 		Units:        int(d.int()),
 		GmtBiz:       d.time(),
 		CreatedAt:    d.time(),
+	}
+	if d.more() { // the amounts, which uses kept from schema version 4 on
+		u.BuyerPayCents = d.int()
+		u.ReceiptCents = d.int()
 	}
 	if err := d.err(); err != nil {
 		return nil, err

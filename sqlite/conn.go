@@ -38,7 +38,7 @@ type session struct {
 	conn *sql.Conn
 	dc   driver.Conn
 	args []driver.NamedValue
-	dest [8]driver.Value
+	dest [9]driver.Value
 	buf  []byte // scratch for doc encoding
 	key  *seal.Key
 

@@ -11,7 +11,7 @@ import (
 
 // schemaVersion is the version this binary writes; migrations[i] brings a
 // database from version i to i+1.
-const schemaVersion = 3
+const schemaVersion = 4
 
 // migrations are applied in order, each in the same transaction as the update
 // of meta.schema_version, so a crash leaves the database at one version or the
@@ -133,6 +133,36 @@ var migrations = [][]string{
 		`ALTER TABLE apps ADD COLUMN previous_secret TEXT NOT NULL DEFAULT ''`,
 		`ALTER TABLE apps ADD COLUMN previous_secret_until INTEGER NOT NULL DEFAULT 0`,
 	},
+	// 3 → 4: records (records.go); a ledger written before them gets its
+	// history rebuilt from its rows (backfillRecords). day is the GMT+8
+	// business day YYYYMMDD of at.
+	{
+		`CREATE TABLE IF NOT EXISTS records (
+			id              INTEGER PRIMARY KEY,
+			at              INTEGER NOT NULL,
+			day             INTEGER NOT NULL,
+			kind            TEXT NOT NULL,
+			merchant_id     TEXT NOT NULL,
+			shop_id         TEXT NOT NULL,
+			ticket_id       TEXT NOT NULL,
+			trans_id        TEXT NOT NULL,
+			request_id      TEXT NOT NULL,
+			app_key         TEXT NOT NULL,
+			units           INTEGER NOT NULL,
+			biz_time        INTEGER NOT NULL,
+			buyer_pay_cents INTEGER NOT NULL,
+			receipt_cents   INTEGER NOT NULL
+		)`,
+		`CREATE INDEX IF NOT EXISTS records_merchant ON records (merchant_id, id)`,
+		`CREATE INDEX IF NOT EXISTS records_day ON records (merchant_id, day)`,
+		`CREATE INDEX IF NOT EXISTS records_ticket ON records (ticket_id)`,
+	},
+}
+
+// migrationFuncs run after the statements of a migration, in its transaction:
+// the steps SQL alone cannot take (the rows' docs are encoded in Go).
+var migrationFuncs = map[int]func(ctx context.Context, c *sql.Conn) error{
+	3: backfillRecords,
 }
 
 // addColumnRE matches the one kind of migration statement SQLite cannot make
@@ -197,6 +227,11 @@ func migrate(ctx context.Context, c *sql.Conn) (err error) {
 				}
 			}
 			if _, err := c.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("sqlite: migration to version %d: %w", v+1, err)
+			}
+		}
+		if fn := migrationFuncs[v]; fn != nil {
+			if err := fn(ctx, c); err != nil {
 				return fmt.Errorf("sqlite: migration to version %d: %w", v+1, err)
 			}
 		}

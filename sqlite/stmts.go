@@ -18,7 +18,7 @@ type writeStmts struct {
 	begin, commit, rollback, savepoint, rollbackTo, release,
 	putIdem, setAvailable, insertUse, markReversed, markRefunded, putFence,
 	putMerchant, insertShop, insertApp, updateApp, setAppSecrets, insertOrder, insertTicket,
-	getMeta, raiseIDLimit *stmt
+	getMeta, raiseIDLimit, insertRecord *stmt
 }
 
 const (
@@ -65,7 +65,8 @@ func (s *session) prepareRead(ctx context.Context) error {
 		{&s.r.merchant, `SELECT name FROM merchants WHERE id = ?`},
 		{&s.r.counts, `SELECT (SELECT count(*) FROM apps), (SELECT count(*) FROM merchants),
 			(SELECT count(*) FROM shops), (SELECT count(*) FROM orders), (SELECT count(*) FROM tickets),
-			(SELECT count(*) FROM uses), (SELECT count(*) FROM fences), (SELECT count(*) FROM idem)`},
+			(SELECT count(*) FROM uses), (SELECT count(*) FROM fences), (SELECT count(*) FROM idem),
+			(SELECT count(*) FROM records)`},
 		{&s.r.ping, `SELECT value FROM meta WHERE key = '` + metaSchemaVersion + `'`},
 	} {
 		st, err := s.prepare(ctx, p.text)
@@ -107,6 +108,7 @@ func (s *session) prepareWrite(ctx context.Context) error {
 		{&s.w.insertOrder, `INSERT INTO orders (sub_order_no, order_no, merchant_id, doc) VALUES (?, ?, ?, ?)`},
 		{&s.w.insertTicket, `INSERT INTO tickets (id, code, merchant_id, sub_order_no, quantity, available, doc) VALUES (?, ?, ?, ?, ?, ?, ?)`},
 		{&s.w.getMeta, `SELECT value FROM meta WHERE key = ?`},
+		{&s.w.insertRecord, sqlInsertRecord},
 		// Never lowers the mark another Store on the file may have raised. The
 		// values are decimal strings of 19 digits (20 at exhaustion), compared
 		// as such: they may exceed SQLite's 64-bit signed integers.

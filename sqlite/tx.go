@@ -354,7 +354,7 @@ func (t *readTx) Counts(ctx context.Context) (daodian.Counts, error) {
 	if t.done {
 		return daodian.Counts{}, errTxDone
 	}
-	row, err := t.s.queryRow(t.s.r.counts, 8)
+	row, err := t.s.queryRow(t.s.r.counts, 9)
 	if err != nil {
 		return daodian.Counts{}, t.s.fail(err)
 	}
@@ -367,6 +367,7 @@ func (t *readTx) Counts(ctx context.Context) (daodian.Counts, error) {
 		Uses:      int(asInt(row[5])),
 		Fences:    int(asInt(row[6])),
 		Idem:      int(asInt(row[7])),
+		Records:   int(asInt(row[8])),
 	}, nil
 }
 
