@@ -157,7 +157,7 @@ func (t *readTx) Records(ctx context.Context, q daodian.RecordQuery) ([]daodian.
 			args = append(args, string(k))
 		}
 	}
-	args = append(args, q.Limit)
+	args = append(args, int64(q.Limit))
 	recs := make([]daodian.Record, 0, min(q.Limit, 256))
 	err := t.queryEach(ctx, `SELECT `+recordCols+` FROM records INDEXED BY records_merchant WHERE `+where.String()+` ORDER BY id LIMIT ?`,
 		nRecordCols, func(row []driver.Value) error {
@@ -184,7 +184,7 @@ func (t *readTx) TicketRecords(ctx context.Context, ticketID string) ([]daodian.
 	err := t.queryEach(ctx, sqlTicketRecords, nRecordCols, func(row []driver.Value) error {
 		recs = append(recs, decodeRecord(row))
 		return nil
-	}, ticketID, daodian.MaxTimeline)
+	}, ticketID, int64(daodian.MaxTimeline))
 	return recs, err
 }
 
@@ -221,7 +221,8 @@ func (t *readTx) EachDayUse(ctx context.Context, merchantID string, day int, fn 
 // per ticket (at its creation), a use per use, a reversal and a refund per
 // reversed or refunded use (at the time each was marked), and a fence per fence
 // (at its last move: the moves before it were overwritten). They are numbered in
-// time order. It also gives those uses their amounts, which uses did not keep:
+// time order, records of one instant in the order issue, use, reversal, fence,
+// refund. It also gives those uses their amounts, which uses did not keep:
 // each unit's share of the ticket's prices, without the remainder cents that a
 // ticket's last unit used to carry (which use took the last unit is lost once
 // uses are reversed).
@@ -319,7 +320,7 @@ func backfillRecords(ctx context.Context, c *sql.Conn) error {
 			return err
 		}
 	}
-	kindOrder := map[daodian.RecordKind]int{daodian.RecordIssue: 0, daodian.RecordUse: 1, daodian.RecordFence: 2, daodian.RecordReversal: 3, daodian.RecordRefund: 4}
+	kindOrder := map[daodian.RecordKind]int{daodian.RecordIssue: 0, daodian.RecordUse: 1, daodian.RecordReversal: 2, daodian.RecordFence: 3, daodian.RecordRefund: 4}
 	slices.SortStableFunc(recs, func(a, b daodian.Record) int {
 		if c := a.At.Compare(b.At); c != 0 {
 			return c
