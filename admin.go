@@ -51,6 +51,10 @@ func (l *Ledger) App(ctx context.Context, key string) (*App, error) {
 	return app, err
 }
 
+// Ping reports whether the ledger's store is reachable (and, on PostgreSQL,
+// writable).
+func (l *Ledger) Ping(ctx context.Context) error { return l.store.Ping(ctx) }
+
 // Counts returns the number of rows of each ledger table.
 func (l *Ledger) Counts(ctx context.Context) (Counts, error) {
 	var n Counts

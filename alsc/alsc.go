@@ -22,6 +22,17 @@ const (
 	MethodRefund  = "alibaba.alsc.merchant.ext.ticket.refund"
 )
 
+// Business parameter names, as the methods' published pages spell them.
+const (
+	ParamConsultRequest = "consult_request"
+	ParamUseRequest     = "use_request"
+	ParamReverseRequest = "ticket_reverse_top_request"
+	// The refund's plain parameters.
+	ParamTransID         = "trans_id"
+	ParamTicketCode      = "ticket_code"
+	ParamTicketRequestID = "ticket_request_id"
+)
+
 // Param describes one business parameter of a method.
 type Param struct {
 	Name     string
@@ -39,15 +50,15 @@ type Spec struct {
 // Specs are the methods this service implements.
 var Specs = []Spec{
 	{Name: MethodTimeGet},
-	{Name: MethodConsult, Params: []Param{{Name: "consult_request", Required: true, Object: true}}},
-	{Name: MethodUse, Params: []Param{{Name: "use_request", Required: true, Object: true}}},
+	{Name: MethodConsult, Params: []Param{{Name: ParamConsultRequest, Required: true, Object: true}}},
+	{Name: MethodUse, Params: []Param{{Name: ParamUseRequest, Required: true, Object: true}}},
 	// The published page marks ticket_reverse_top_request optional; a request
 	// without it fails on its required request_id instead (code 50).
-	{Name: MethodReserve, Params: []Param{{Name: "ticket_reverse_top_request", Object: true}}},
+	{Name: MethodReserve, Params: []Param{{Name: ParamReverseRequest, Object: true}}},
 	{Name: MethodRefund, Params: []Param{
-		{Name: "trans_id", Required: true},
-		{Name: "ticket_code", Required: true},
-		{Name: "ticket_request_id", Required: true},
+		{Name: ParamTransID, Required: true},
+		{Name: ParamTicketCode, Required: true},
+		{Name: ParamTicketRequestID, Required: true},
 	}},
 }
 
@@ -105,7 +116,7 @@ func (r *ReserveRequest) APIParams() (map[string]string, error) {
 	if r.TicketReverseTopRequest == nil {
 		return map[string]string{}, nil
 	}
-	return objectParam("ticket_reverse_top_request", r.TicketReverseTopRequest)
+	return objectParam(ParamReverseRequest, r.TicketReverseTopRequest)
 }
 
 // ReserveResult is the `result` of a reversal.
@@ -154,7 +165,7 @@ func (r *ConsultRequest) APIParams() (map[string]string, error) {
 	if r.ConsultRequest == nil {
 		return map[string]string{}, nil
 	}
-	return objectParam("consult_request", r.ConsultRequest)
+	return objectParam(ParamConsultRequest, r.ConsultRequest)
 }
 
 // TicketInfo is one usable ticket in a consult answer. Money is in cents.
@@ -314,7 +325,7 @@ func (r *UseRequest) APIParams() (map[string]string, error) {
 	if r.UseRequest == nil {
 		return map[string]string{}, nil
 	}
-	return objectParam("use_request", r.UseRequest)
+	return objectParam(ParamUseRequest, r.UseRequest)
 }
 
 // MerchantTicketUseDetail is one ticket consumed by a use. Amounts are yuan with two
@@ -407,7 +418,7 @@ func (*RefundRequest) APIMethod() string { return MethodRefund }
 
 // APIParams implements Request.
 func (r *RefundRequest) APIParams() (map[string]string, error) {
-	return map[string]string{"trans_id": r.TransID, "ticket_code": r.TicketCode, "ticket_request_id": r.TicketRequestID}, nil
+	return map[string]string{ParamTransID: r.TransID, ParamTicketCode: r.TicketCode, ParamTicketRequestID: r.TicketRequestID}, nil
 }
 
 // RefundResponse is the answer to a refund.

@@ -179,7 +179,7 @@ func (w *worker) run(ctx context.Context, id int, tickets []Ticket) {
 		now := time.Now()
 		uid := w.cfg.RunID + "-" + strconv.Itoa(id) + "-" + strconv.Itoa(cycle)
 		useReq := `{"ticket_code":"` + t.Code + `","shop_id":"` + w.cfg.ShopID + `","ticket_request_id":"u` + uid + `"}`
-		resp, ok := w.post(ctx, w.signer.body(alsc.MethodUse, [][2]string{{"use_request", useReq}}, now), &buf)
+		resp, ok := w.post(ctx, w.signer.body(alsc.MethodUse, [][2]string{{alsc.ParamUseRequest, useReq}}, now), &buf)
 		if !ok {
 			continue
 		}
@@ -197,7 +197,7 @@ func (w *worker) run(ctx context.Context, id int, tickets []Ticket) {
 		}
 		trans := string(rest[:j])
 		revReq := `{"request_id":"r` + uid + `","ticket_id":"` + t.ID + `","ticket_use_trans_id":"` + trans + `"}`
-		body := w.signer.body(alsc.MethodReserve, [][2]string{{"ticket_reverse_top_request", revReq}}, now)
+		body := w.signer.body(alsc.MethodReserve, [][2]string{{alsc.ParamReverseRequest, revReq}}, now)
 		for k := 0; k < 2 && ctx.Err() == nil; k++ {
 			resp, ok = w.post(ctx, body, &buf)
 			if !ok {
@@ -329,7 +329,7 @@ func Baseline(ctx context.Context, baseURL string, cfg Config) (*Result, error) 
 		var buf bytes.Buffer
 		for n := 0; ctx.Err() == nil; n++ {
 			revReq := `{"request_id":"b` + strconv.Itoa(i) + "-" + strconv.Itoa(n) + `","ticket_id":"2100000000000000001"}`
-			if _, ok := w.post(ctx, w.signer.body(alsc.MethodReserve, [][2]string{{"ticket_reverse_top_request", revReq}}, time.Now()), &buf); ok {
+			if _, ok := w.post(ctx, w.signer.body(alsc.MethodReserve, [][2]string{{alsc.ParamReverseRequest, revReq}}, time.Now()), &buf); ok {
 				w.revs++
 			}
 		}

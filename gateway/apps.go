@@ -14,7 +14,7 @@ import (
 // needs the secret on every request, and a store read per request would put the
 // store on the hot path of requests that never touch the ledger.
 type appCache struct {
-	store daodian.Store
+	read  func(ctx context.Context, key string) (*daodian.App, error) // Ledger.App
 	ttl   time.Duration
 	clock func() time.Time
 
@@ -54,8 +54,8 @@ const (
 // appLookupWait.
 var errLookupBusy = errors.New("gateway: too many app lookups at once")
 
-func newAppCache(s daodian.Store, ttl time.Duration, clock func() time.Time) *appCache {
-	return &appCache{store: s, ttl: ttl, clock: clock, m: make(map[string]cachedApp),
+func newAppCache(read func(ctx context.Context, key string) (*daodian.App, error), ttl time.Duration, clock func() time.Time) *appCache {
+	return &appCache{read: read, ttl: ttl, clock: clock, m: make(map[string]cachedApp),
 		lookups: make(chan struct{}, maxAppLookups)}
 }
 
@@ -77,12 +77,7 @@ func (c *appCache) get(ctx context.Context, key string) (*daodian.App, error) {
 		}
 		defer release()
 	}
-	var app *daodian.App
-	err := c.store.View(ctx, func(tx daodian.ReadTx) error {
-		var err error
-		app, err = tx.App(ctx, key)
-		return err
-	})
+	app, err := c.read(ctx, key)
 	if err != nil {
 		if ok && errors.Is(err, daodian.ErrNotFound) {
 			// Deleted: its key is now as unknown as a random one.

@@ -94,8 +94,10 @@ type FaultObserver interface {
 	ObserveFault(kind string)
 }
 
-// faultCall is the fault state of one request.
+// faultCall is the fault state of one request, from the running of its method
+// to the writing of its answer: the request's deliverer.
 type faultCall struct {
+	f *faults
 	// kind is the fault injected into this request, "" for none.
 	kind daodian.FaultKind
 	rule string
@@ -252,24 +254,37 @@ func (f *faults) current() *faultSet {
 	return ns
 }
 
-// handle runs the method of a request whose checks have passed, injecting the
-// fault of the first rule of the app that matches and fires.
-func (g *Gateway) handle(r *http.Request, c *call, m *Method, in *Input) (top.Body, *top.Error) {
-	f := g.faults
-	if f == nil {
-		return m.Handle(r.Context(), in)
+// wrap returns run with fault injection: for a request of an app with rules, the
+// first rule that matches and fires injects its fault around the method; and
+// whatever the app, an answer given while uses are held releases its app's. The
+// faultCall it returns, if any, delivers the answer (deliver).
+func (f *faults) wrap(run runFunc) runFunc {
+	return func(r *http.Request, w http.ResponseWriter, c *call, m *Method, in *Input) (top.Body, *top.Error, deliverer) {
+		set := f.current()
+		rules := set.byApp[c.appKey]
+		release := f.nheld.Load() > 0
+		if len(rules) == 0 && !release {
+			return run(r, w, c, m, in) // the common road: no allocation
+		}
+		fc := &faultCall{f: f, release: release}
+		if len(rules) == 0 {
+			body, terr, _ := run(r, w, c, m, in)
+			return body, terr, fc
+		}
+		rule, h := f.pick(r.Context(), set, c, m, in, rules)
+		if rule == nil {
+			body, terr, _ := run(r, w, c, m, in)
+			return body, terr, fc
+		}
+		body, terr := f.inject(r, w, c, m, in, run, fc, rule, h)
+		return body, terr, fc
 	}
-	set := f.current()
-	rules := set.byApp[c.appKey]
-	c.fault.release = f.nheld.Load() > 0
-	if len(rules) == 0 {
-		return m.Handle(r.Context(), in)
-	}
-	rule, h := f.pick(r.Context(), set, c, in, rules)
-	if rule == nil {
-		return m.Handle(r.Context(), in)
-	}
-	c.fault.kind, c.fault.rule = rule.Kind, rule.ID
+}
+
+// inject runs the method of a request under the fault of rule.
+func (f *faults) inject(r *http.Request, w http.ResponseWriter, c *call, m *Method, in *Input, run runFunc,
+	fc *faultCall, rule *daodian.FaultRule, h *heldUse) (top.Body, *top.Error) {
+	fc.kind, fc.rule = rule.Kind, rule.ID
 	if ctr := f.injected[rule.Kind]; ctr != nil {
 		ctr.Inc()
 	}
@@ -283,9 +298,13 @@ func (g *Gateway) handle(r *http.Request, c *call, m *Method, in *Input) (top.Bo
 	warn := func(msg string, more ...slog.Attr) {
 		f.log.LogAttrs(r.Context(), slog.LevelWarn, msg, append(attrs, more...)...)
 	}
+	method := func(r *http.Request) (top.Body, *top.Error) {
+		body, terr, _ := run(r, w, c, m, in)
+		return body, terr
+	}
 	switch rule.Kind {
 	case daodian.FaultError:
-		body, terr := faultAnswer(c.method, rule.Code)
+		body, terr := faultAnswer(m, rule.Code)
 		code := 0
 		if terr != nil {
 			code = terr.Code
@@ -294,11 +313,11 @@ func (g *Gateway) handle(r *http.Request, c *call, m *Method, in *Input) (top.Bo
 		return body, terr
 	case daodian.FaultLoseResponse:
 		warn("fault injected: the method runs, then the connection closes without an answer")
-		return m.Handle(r.Context(), in)
+		return method(r)
 	case daodian.FaultDelay:
 		warn("fault injected: the method runs, its answer waits", slog.Duration("delay", rule.Wait))
-		extendDeadlines(c.w, rule.Wait)
-		body, terr := m.Handle(r.Context(), in)
+		extendDeadlines(w, rule.Wait)
+		body, terr := method(r)
 		t := time.NewTimer(rule.Wait)
 		defer t.Stop()
 		select {
@@ -308,9 +327,9 @@ func (g *Gateway) handle(r *http.Request, c *call, m *Method, in *Input) (top.Bo
 		return body, terr
 	case daodian.FaultHold:
 		// The held use releases nobody: it is the late request, not a later one.
-		c.fault.release = false
+		fc.release = false
 		warn("fault injected: use held until the app's next request is answered", slog.Duration("max_hold", rule.Wait))
-		extendDeadlines(c.w, rule.Wait)
+		extendDeadlines(w, rule.Wait)
 		start := time.Now()
 		by := f.wait(c.appKey, h, rule.Wait)
 		warn("held use released: it executes now", slog.String("released_by", by),
@@ -318,9 +337,9 @@ func (g *Gateway) handle(r *http.Request, c *call, m *Method, in *Input) (top.Bo
 		// It arrives late whether or not its caller still waits for the answer.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), heldRunTimeout)
 		defer cancel()
-		return m.Handle(ctx, in)
+		return method(r.WithContext(ctx))
 	}
-	return m.Handle(r.Context(), in)
+	return method(r)
 }
 
 // pick returns the first rule of rules that matches the request and fires, and
@@ -328,8 +347,8 @@ func (g *Gateway) handle(r *http.Request, c *call, m *Method, in *Input) (top.Bo
 // injection is taken from the store first, so that its count holds across every
 // gateway; a rule the store no longer has (spent elsewhere, cleared) does not
 // fire, nor does one whose count cannot be taken now.
-func (f *faults) pick(ctx context.Context, set *faultSet, c *call, in *Input, rules []daodian.FaultRule) (*daodian.FaultRule, *heldUse) {
-	ticketID, ticketCode := requestTicket(c.method, in)
+func (f *faults) pick(ctx context.Context, set *faultSet, c *call, m *Method, in *Input, rules []daodian.FaultRule) (*daodian.FaultRule, *heldUse) {
+	ticketID, ticketCode := m.ticket(in)
 	for i := range rules {
 		r := &rules[i]
 		if !r.Matches(c.method, ticketID, ticketCode) || (r.Kind == daodian.FaultHold && c.method != alsc.MethodUse) {
@@ -367,27 +386,6 @@ func (f *faults) pick(ctx context.Context, set *faultSet, c *call, in *Input, ru
 		return r, h
 	}
 	return nil, nil
-}
-
-// requestTicket returns the ticket a request names, by id and/or by code.
-func requestTicket(method string, in *Input) (id, code string) {
-	switch method {
-	case alsc.MethodUse:
-		if o, ok := in.Object("use_request").(*alsc.UseTopRequest); ok {
-			return o.TicketID, o.TicketCode
-		}
-	case alsc.MethodReserve:
-		if o, ok := in.Object("ticket_reverse_top_request").(*alsc.TicketReverseTopRequest); ok {
-			return o.TicketID, ""
-		}
-	case alsc.MethodConsult:
-		if o, ok := in.Object("consult_request").(*alsc.ConsultTopRequest); ok {
-			return "", o.TicketCode
-		}
-	case alsc.MethodRefund:
-		return "", in.Params.Get("ticket_code")
-	}
-	return "", ""
 }
 
 // hold registers a held use of app, or returns nil when MaxHeld are held or the
@@ -487,10 +485,10 @@ func (g *Gateway) HeldRequests() int {
 	return int(g.faults.nheld.Load())
 }
 
-// answer writes a request's answer, or, under a lose_response fault, closes the
+// deliver writes a request's answer, or, under a lose_response fault, closes the
 // connection instead; then it releases the uses its app has held.
-func (g *Gateway) answer(w http.ResponseWriter, c *call, buf []byte) {
-	switch c.fault.kind {
+func (fc *faultCall) deliver(w http.ResponseWriter, c *call, write func()) {
+	switch fc.kind {
 	case daodian.FaultError:
 		c.outcome = OutcomeFaultError
 	case daodian.FaultLoseResponse:
@@ -504,24 +502,24 @@ func (g *Gateway) answer(w http.ResponseWriter, c *call, buf []byte) {
 			// undecodable to a client as no answer, and as silent about the outcome.
 			err = fmt.Errorf("connection not closed (%w); answering an empty body instead", err)
 		}
-		g.faults.log.LogAttrs(context.Background(), slog.LevelWarn, "fault injected: answer dropped",
+		fc.f.log.LogAttrs(context.Background(), slog.LevelWarn, "fault injected: answer dropped",
 			slog.String("request_id", c.requestID), slog.String("app_key", c.appKey),
-			slog.String("method", c.method), slog.String("fault", string(c.fault.kind)),
-			slog.String("rule_id", c.fault.rule), slog.String("applied_outcome", applied), slog.Any("err", err))
-		g.releaseHeld(c)
+			slog.String("method", c.method), slog.String("fault", string(fc.kind)),
+			slog.String("rule_id", fc.rule), slog.String("applied_outcome", applied), slog.Any("err", err))
+		fc.releaseHeld(c)
 		return
 	}
-	g.write(w, c.format, buf)
-	if c.fault.release {
+	write()
+	if fc.release {
 		// The held use must come after this answer: push it out before releasing.
 		_ = http.NewResponseController(w).Flush()
 	}
-	g.releaseHeld(c)
+	fc.releaseHeld(c)
 }
 
-func (g *Gateway) releaseHeld(c *call) {
-	if c.fault.release && g.faults != nil && g.faults.nheld.Load() > 0 {
-		g.faults.release(c.appKey, c.requestID)
+func (fc *faultCall) releaseHeld(c *call) {
+	if fc.release && fc.f.nheld.Load() > 0 {
+		fc.f.release(c.appKey, c.requestID)
 	}
 }
 
@@ -529,25 +527,18 @@ func (g *Gateway) releaseHeld(c *call) {
 // it, the server's ReadTimeout would cancel the request's context mid-wait and its
 // WriteTimeout would drop the late answer.
 func extendDeadlines(w http.ResponseWriter, wait time.Duration) {
-	if w == nil {
-		return
-	}
 	rc := http.NewResponseController(w)
 	d := time.Now().Add(wait + faultGrace)
 	_ = rc.SetReadDeadline(d)
 	_ = rc.SetWriteDeadline(d)
 }
 
-// faultAnswer is the answer of an error fault: the method's own transient failure
-// for code 0, else the platform error code.
-func faultAnswer(method string, code int) (top.Body, *top.Error) {
+// faultAnswer is the answer of an error fault: the method's own answer to a
+// transient failure for code 0, else the platform error code.
+func faultAnswer(m *Method, code int) (top.Body, *top.Error) {
 	if code == 0 {
-		sys := daodian.SystemError()
-		switch method {
-		case alsc.MethodReserve:
-			return &alsc.ReserveResponse{Result: alsc.ReserveResult{ErrorCode: sys.ErrorCode, ErrorMsg: sys.ErrorMsg, Retry: true}}, nil
-		case alsc.MethodConsult:
-			return &alsc.ConsultResponse{Result: alsc.ConsultResult{ErrorCode: sys.ErrorCode, ErrorMsg: sys.ErrorMsg, Retry: true}}, nil
+		if m.Transient != nil {
+			return m.Transient(), nil
 		}
 		code = 15
 	}

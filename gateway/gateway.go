@@ -73,6 +73,9 @@ type Gateway struct {
 	slots   slots // nil when unbounded
 	ready   func(ctx context.Context) error
 	faults  *faults // nil when fault injection is disabled
+	// run runs a method whose checks passed: the handler, wrapped by fault
+	// injection when it is enabled.
+	run runFunc
 
 	bufs sync.Pool
 }
@@ -112,11 +115,15 @@ func New(ledger *daodian.Ledger, cfg Config) *Gateway {
 		cfg:     cfg,
 		ledger:  ledger,
 		methods: make(map[string]*Method),
-		apps:    newAppCache(ledger.Store(), cfg.AppCacheTTL, cfg.Clock),
+		apps:    newAppCache(ledger.App, cfg.AppCacheTTL, cfg.Clock),
 		limits:  newLimiter(),
 		slots:   newSlots(cfg.MaxConcurrent),
-		ready:   ledger.Store().Ping,
+		ready:   ledger.Ping,
 		faults:  newFaults(ledger, cfg),
+		run:     runMethod,
+	}
+	if g.faults != nil {
+		g.run = g.faults.wrap(runMethod)
 	}
 	g.bufs.New = func() any { b := make([]byte, 0, 2048); return &b }
 	for _, m := range g.builtinMethods() {
@@ -188,9 +195,23 @@ type call struct {
 	outcome   string
 	// previousSecret: the request was signed with the secret a rotation replaced.
 	previousSecret bool
-	// w and fault serve fault injection (faults.go).
-	w     http.ResponseWriter
-	fault faultCall
+}
+
+// runFunc runs the method of a request whose checks passed. It returns the
+// answer and, when the answer must be delivered other than by writing it, a
+// deliverer.
+type runFunc func(r *http.Request, w http.ResponseWriter, c *call, m *Method, in *Input) (top.Body, *top.Error, deliverer)
+
+// A deliverer writes a request's answer in its own way (fault injection,
+// faults.go): write writes it as usual.
+type deliverer interface {
+	deliver(w http.ResponseWriter, c *call, write func())
+}
+
+// runMethod is the plain runFunc: the method's handler.
+func runMethod(r *http.Request, _ http.ResponseWriter, _ *call, m *Method, in *Input) (top.Body, *top.Error, deliverer) {
+	body, terr := m.Handle(r.Context(), in)
+	return body, terr, nil
 }
 
 // ServeHTTP answers one TOP request. Every protocol-level answer is HTTP 200, as on
@@ -199,7 +220,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	g.cfg.Metrics.inFlight.Inc()
 	defer g.cfg.Metrics.inFlight.Dec()
-	c := call{requestID: newRequestID(), w: w}
+	c := call{requestID: newRequestID()}
 	bp := g.bufs.Get().(*[]byte)
 	buf := (*bp)[:0]
 	defer func() {
@@ -231,7 +252,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			g.cfg.Observer.Observe(c.method, c.outcome, d)
 		}
 	}()
-	body, terr := g.serve(r, &c)
+	body, terr, d := g.serve(w, r, &c)
 	if terr != nil {
 		switch {
 		case terr.SubCode == SubCodeServerBusy:
@@ -245,7 +266,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		buf = top.AppendSuccess(buf, c.format, c.simplify, c.method, body, c.requestID)
 	}
-	g.answer(w, &c, buf)
+	if d == nil {
+		g.write(w, c.format, buf)
+		return
+	}
+	d.deliver(w, &c, func() { g.write(w, c.format, buf) })
 }
 
 func (g *Gateway) write(w http.ResponseWriter, f top.Format, buf []byte) {
@@ -262,11 +287,11 @@ func (g *Gateway) write(w http.ResponseWriter, f top.Format, buf []byte) {
 // serve runs the checks of SPEC §3.5 in their fixed order, then the method. Only
 // a request that passed every check takes a concurrency slot, and only around
 // its method (limits.go).
-func (g *Gateway) serve(r *http.Request, c *call) (top.Body, *top.Error) {
+func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, c *call) (top.Body, *top.Error, deliverer) {
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
-		return nil, top.ErrInvalidArguments("HTTP method must be GET or POST")
+		return nil, top.ErrInvalidArguments("HTTP method must be GET or POST"), nil
 	}
-	p, perr := g.readParams(c.w, r)
+	p, perr := g.readParams(w, r)
 	if p != nil {
 		// Answer in the caller's format whenever it named a valid one, even when a
 		// later check fails.
@@ -283,88 +308,88 @@ func (g *Gateway) serve(r *http.Request, c *call) (top.Body, *top.Error) {
 			// could not read the 41 and would take it for a lost answer.
 			c.format, c.simplify = formatFromQuery(r.URL)
 		}
-		return nil, perr
+		return nil, perr, nil
 	}
 	c.method = p.Get("method")
 	if c.method == "" {
-		return nil, top.ErrMissingMethod()
+		return nil, top.ErrMissingMethod(), nil
 	}
 	m, ok := g.methods[c.method]
 	if !ok {
 		c.method = "unknown"
-		return nil, top.ErrInvalidMethod()
+		return nil, top.ErrInvalidMethod(), nil
 	}
 	key := p.Get("app_key")
 	if key == "" {
-		return nil, top.ErrMissingAppKey()
+		return nil, top.ErrMissingAppKey(), nil
 	}
 	app, err := g.apps.get(r.Context(), key)
 	if err != nil {
 		switch {
 		case errors.Is(err, daodian.ErrNotFound):
-			return nil, top.ErrInvalidAppKey()
+			return nil, top.ErrInvalidAppKey(), nil
 		case errors.Is(err, errLookupBusy):
-			return nil, errServerBusy()
+			return nil, errServerBusy(), nil
 		}
 		g.cfg.Logger.Error("app lookup failed", "request_id", c.requestID, "err", err)
-		return nil, top.ErrRemoteService()
+		return nil, top.ErrRemoteService(), nil
 	}
 	if !app.Enabled {
-		return nil, top.ErrInvalidAppKey()
+		return nil, top.ErrInvalidAppKey(), nil
 	}
 	c.appKey = app.Key
 	switch v := p.Get("v"); {
 	case !p.Has("v") || v == "":
-		return nil, top.ErrMissingVersion()
+		return nil, top.ErrMissingVersion(), nil
 	case !versionLike(v):
-		return nil, top.ErrInvalidVersion()
+		return nil, top.ErrInvalidVersion(), nil
 	case v != "2.0":
-		return nil, top.ErrUnsupportedVersion()
+		return nil, top.ErrUnsupportedVersion(), nil
 	}
 	if _, ok := top.ParseFormat(p.Get("format")); !ok {
-		return nil, top.ErrInvalidFormat()
+		return nil, top.ErrInvalidFormat(), nil
 	}
 	now := g.cfg.Clock()
 	ts := p.Get("timestamp")
 	if ts == "" {
-		return nil, top.ErrMissingTimestamp()
+		return nil, top.ErrMissingTimestamp(), nil
 	}
 	t, err := top.ParseTimestamp(ts)
 	if err != nil || t.Sub(now) > g.cfg.TimestampSkew || now.Sub(t) > g.cfg.TimestampSkew {
-		return nil, top.ErrInvalidTimestamp()
+		return nil, top.ErrInvalidTimestamp(), nil
 	}
 	sign := p.Get("sign")
 	if sign == "" {
-		return nil, top.ErrMissingSignature()
+		return nil, top.ErrMissingSignature(), nil
 	}
 	switch signedWith(p, app, sign, now) {
 	case secretNone:
-		return nil, top.ErrInvalidSignature()
+		return nil, top.ErrInvalidSignature(), nil
 	case secretPrevious:
 		c.previousSecret = true
 	}
 	if ok, wait := g.limits.allow(app.Key, app.RateLimitPerS, now); !ok {
-		return nil, top.ErrAppCallLimited(wait)
+		return nil, top.ErrAppCallLimited(wait), nil
 	}
 	// taobao.time.get is the protocol's smoke test: an app restricted to some
 	// methods may still check its clock and its signing.
 	if c.method != alsc.MethodTimeGet && !app.Allows(c.method) {
-		return nil, top.ErrInsufficientPermissions()
+		return nil, top.ErrInsufficientPermissions(), nil
 	}
 	in := &Input{App: app, Params: p, RequestID: c.requestID, Now: now}
 	if terr := decodeParams(m, p, in); terr != nil {
-		return nil, terr
+		return nil, terr, nil
 	}
 	release, ok := g.admit()
 	if !ok {
-		return nil, errServerBusy()
+		return nil, errServerBusy(), nil
 	}
 	defer release()
-	body, terr := g.handle(r, c, m, in)
+	body, terr, d := g.run(r, w, c, m, in)
 	if terr == nil {
-		c.outcome = outcomeOf(body)
+		c.outcome = m.outcome(body)
 	}
-	return body, terr
+	return body, terr, d
 }
 
 // Which secret signed a request.
@@ -404,21 +429,6 @@ func formatFromQuery(u *url.URL) (top.Format, bool) {
 	}
 	ss := q["simplify"]
 	return f, len(ss) == 1 && ss[0] == "true"
-}
-
-// outcomeOf names the business outcome of a successful answer for logs and metrics.
-func outcomeOf(b top.Body) string {
-	switch v := b.(type) {
-	case *alsc.ReserveResponse:
-		if !v.Result.Success {
-			return v.Result.ErrorCode
-		}
-	case *alsc.ConsultResponse:
-		if !v.Result.Success {
-			return v.Result.ErrorCode
-		}
-	}
-	return "success"
 }
 
 // versionLike reports whether v looks like a version number (digits and dots).

@@ -14,53 +14,119 @@ import (
 	"github.com/daodian/daodian/top"
 )
 
-// Method is a registered API method: its parameters and its handler. The gateway
-// checks required parameters and decodes JSON objects before Handle runs.
+// Method is a registered API method, declared once: its parameters, how its
+// request decodes, its handler, and what fault injection, logs and metrics need
+// to know of it. Only Spec and Handle are required; the built-in methods are
+// declared in builtinMethods.
 type Method struct {
 	Spec alsc.Spec
-	// New returns the value a JSON-object parameter decodes into, by name.
-	New func(param string) any
-	// Handle answers a call whose protocol checks have passed.
+	// Decode turns the business parameters — the required ones present (code 40
+	// otherwise) — into the request Handle reads as Input.Request, or answers
+	// why they are malformed (code 50). Nil: the method reads Input.Params.
+	Decode func(p *top.Params) (any, *top.Error)
+	// Handle answers a call whose checks have passed.
 	Handle func(ctx context.Context, in *Input) (top.Body, *top.Error)
+	// Ticket returns the ticket a decoded request names, by id and/or code, for
+	// fault rules that name one. Nil: none.
+	Ticket func(in *Input) (id, code string)
+	// Transient is the method's own answer to a transient failure, which an
+	// error fault answers in its place (SYSTEM_ERROR retry=true for the methods
+	// that have a retry flag). Nil: code 15 isp.service-busy.
+	Transient func() top.Body
+	// Outcome names the business outcome of a successful answer, for logs and
+	// metrics. Nil: "success".
+	Outcome func(top.Body) string
+}
+
+// outcome names the business outcome of body, an answer of m.
+func (m *Method) outcome(body top.Body) string {
+	if m.Outcome == nil {
+		return "success"
+	}
+	return m.Outcome(body)
+}
+
+// ticket returns the ticket the request names, if m can tell.
+func (m *Method) ticket(in *Input) (id, code string) {
+	if m.Ticket == nil || in.Request == nil {
+		return "", ""
+	}
+	return m.Ticket(in)
 }
 
 // Input is what a handler sees: the authenticated app, the parameters and the
-// decoded JSON objects.
+// decoded request.
 type Input struct {
 	App       *daodian.App
 	Params    *top.Params
 	RequestID string
 	Now       time.Time
-	objects   map[string]any
+	// Request is what the method's Decode returned; nil without Decode.
+	Request any
 }
 
-// Object returns the decoded JSON object parameter, or nil when it was absent.
-func (in *Input) Object(name string) any { return in.objects[name] }
-
-// decodeParams enforces required parameters (code 40) and decodes JSON objects
-// (code 50 naming the field on a wrong type or invalid JSON).
+// decodeParams enforces required parameters (code 40) and runs the method's
+// Decode.
 func decodeParams(m *Method, p *top.Params, in *Input) *top.Error {
 	for _, sp := range m.Spec.Params {
-		v := p.Get(sp.Name)
-		if v == "" {
-			if sp.Required {
-				return top.ErrMissingArgument(sp.Name)
-			}
-			continue
+		if sp.Required && p.Get(sp.Name) == "" {
+			return top.ErrMissingArgument(sp.Name)
 		}
-		if !sp.Object {
-			continue
-		}
-		dst := m.New(sp.Name)
-		if terr := decodeObject(sp.Name, v, dst); terr != nil {
-			return terr
-		}
-		if in.objects == nil {
-			in.objects = make(map[string]any, 1)
-		}
-		in.objects[sp.Name] = dst
 	}
+	if m.Decode == nil {
+		return nil
+	}
+	req, terr := m.Decode(p)
+	if terr != nil {
+		return terr
+	}
+	in.Request = req
 	return nil
+}
+
+// define declares a built-in method whose request decodes into an R: the typed
+// handler and ticket read it without an assertion of their own.
+func define[R any](name string, decode func(p *top.Params, r *R) *top.Error,
+	handle func(ctx context.Context, in *Input, r *R) (top.Body, *top.Error),
+	ticket func(r *R) (id, code string)) *Method {
+	m := &Method{
+		Spec: specOf(name),
+		Decode: func(p *top.Params) (any, *top.Error) {
+			r := new(R)
+			if terr := decode(p, r); terr != nil {
+				return nil, terr
+			}
+			return r, nil
+		},
+		Handle: func(ctx context.Context, in *Input) (top.Body, *top.Error) {
+			return handle(ctx, in, in.Request.(*R))
+		},
+	}
+	if ticket != nil {
+		m.Ticket = func(in *Input) (string, string) { return ticket(in.Request.(*R)) }
+	}
+	return m
+}
+
+func specOf(name string) alsc.Spec {
+	for _, s := range alsc.Specs {
+		if s.Name == name {
+			return s
+		}
+	}
+	panic("gateway: no spec for " + name)
+}
+
+// object returns a Decode step for a method whose one business parameter is the
+// JSON object param (absent: the zero request, as for the reversal, whose object
+// the published page marks optional).
+func object[R any](param string) func(p *top.Params, r *R) *top.Error {
+	return func(p *top.Params, r *R) *top.Error {
+		if v := p.Get(param); v != "" {
+			return decodeObject(param, v, r)
+		}
+		return nil
+	}
 }
 
 // objectOptions decode business objects. Member names match exactly (the v2
@@ -148,22 +214,37 @@ func parseBizTime(field, v string) (time.Time, *top.Error) {
 }
 
 func (gw *Gateway) builtinMethods() []*Method {
-	g := &handlers{l: gw.ledger, gw: gw}
-	spec := func(name string) alsc.Spec {
-		for _, s := range alsc.Specs {
-			if s.Name == name {
-				return s
-			}
+	h := &handlers{l: gw.ledger, gw: gw}
+	timeGet := &Method{Spec: specOf(alsc.MethodTimeGet), Handle: h.timeGet}
+	reserve := define(alsc.MethodReserve, object[alsc.TicketReverseTopRequest](alsc.ParamReverseRequest), h.reserve,
+		func(r *alsc.TicketReverseTopRequest) (string, string) { return r.TicketID, "" })
+	reserve.Transient = func() top.Body {
+		return &alsc.ReserveResponse{Result: alsc.ReserveResult{ErrorCode: daodian.CodeSystemError, ErrorMsg: daodian.Message(daodian.CodeSystemError), Retry: true}}
+	}
+	reserve.Outcome = func(b top.Body) string {
+		if r := b.(*alsc.ReserveResponse).Result; !r.Success {
+			return r.ErrorCode
 		}
-		panic("gateway: no spec for " + name)
+		return "success"
 	}
-	return []*Method{
-		{Spec: spec(alsc.MethodTimeGet), Handle: g.timeGet},
-		{Spec: spec(alsc.MethodReserve), New: func(string) any { return new(alsc.TicketReverseTopRequest) }, Handle: g.reserve},
-		{Spec: spec(alsc.MethodConsult), New: func(string) any { return new(alsc.ConsultTopRequest) }, Handle: g.consult},
-		{Spec: spec(alsc.MethodUse), New: func(string) any { return new(alsc.UseTopRequest) }, Handle: g.use},
-		{Spec: spec(alsc.MethodRefund), Handle: g.refund},
+	consult := define(alsc.MethodConsult, object[alsc.ConsultTopRequest](alsc.ParamConsultRequest), h.consult,
+		func(r *alsc.ConsultTopRequest) (string, string) { return "", r.TicketCode })
+	consult.Transient = func() top.Body {
+		return &alsc.ConsultResponse{Result: alsc.ConsultResult{ErrorCode: daodian.CodeSystemError, ErrorMsg: daodian.Message(daodian.CodeSystemError), Retry: true}}
 	}
+	consult.Outcome = func(b top.Body) string {
+		if r := b.(*alsc.ConsultResponse).Result; !r.Success {
+			return r.ErrorCode
+		}
+		return "success"
+	}
+	use := define(alsc.MethodUse, object[alsc.UseTopRequest](alsc.ParamUseRequest), h.use,
+		func(r *alsc.UseTopRequest) (string, string) { return r.TicketID, r.TicketCode })
+	refund := define(alsc.MethodRefund, func(p *top.Params, r *alsc.RefundRequest) *top.Error {
+		r.TransID, r.TicketCode, r.TicketRequestID = p.Get(alsc.ParamTransID), p.Get(alsc.ParamTicketCode), p.Get(alsc.ParamTicketRequestID)
+		return nil
+	}, h.refund, func(r *alsc.RefundRequest) (string, string) { return "", r.TicketCode })
+	return []*Method{timeGet, reserve, consult, use, refund}
 }
 
 type handlers struct {
@@ -175,11 +256,7 @@ func (h *handlers) timeGet(_ context.Context, in *Input) (top.Body, *top.Error) 
 	return &alsc.TimeGetResponse{Time: top.FormatTime(in.Now)}, nil
 }
 
-func (h *handlers) reserve(ctx context.Context, in *Input) (top.Body, *top.Error) {
-	var r alsc.TicketReverseTopRequest
-	if o, ok := in.Object("ticket_reverse_top_request").(*alsc.TicketReverseTopRequest); ok {
-		r = *o
-	}
+func (h *handlers) reserve(ctx context.Context, in *Input, r *alsc.TicketReverseTopRequest) (top.Body, *top.Error) {
 	biz, terr := parseBizTime("biz_date", r.BizDate)
 	if terr != nil {
 		return nil, terr
@@ -195,8 +272,7 @@ func (h *handlers) reserve(ctx context.Context, in *Input) (top.Body, *top.Error
 	}}, nil
 }
 
-func (h *handlers) consult(ctx context.Context, in *Input) (top.Body, *top.Error) {
-	r := in.Object("consult_request").(*alsc.ConsultTopRequest)
+func (h *handlers) consult(ctx context.Context, in *Input, r *alsc.ConsultTopRequest) (top.Body, *top.Error) {
 	res, err := h.l.Consult(ctx, in.App, daodian.ConsultRequest{RequestID: r.RequestID, ShopID: r.ShopID, TicketCode: r.TicketCode})
 	if err != nil {
 		return nil, h.gw.ledgerError(in, err)
@@ -222,8 +298,7 @@ func (h *handlers) consult(ctx context.Context, in *Input) (top.Body, *top.Error
 	return out, nil
 }
 
-func (h *handlers) use(ctx context.Context, in *Input) (top.Body, *top.Error) {
-	r := in.Object("use_request").(*alsc.UseTopRequest)
+func (h *handlers) use(ctx context.Context, in *Input, r *alsc.UseTopRequest) (top.Body, *top.Error) {
 	gmt, terr := parseBizTime("gmt_biz", r.GmtBiz)
 	if terr != nil {
 		return nil, terr
@@ -260,10 +335,8 @@ func UseResponse(res *daodian.UseResult) *alsc.UseResponse {
 	return out
 }
 
-func (h *handlers) refund(ctx context.Context, in *Input) (top.Body, *top.Error) {
-	res, err := h.l.Refund(ctx, in.App, daodian.RefundRequest{
-		TransID: in.Params.Get("trans_id"), TicketCode: in.Params.Get("ticket_code"), RequestID: in.Params.Get("ticket_request_id"),
-	})
+func (h *handlers) refund(ctx context.Context, in *Input, r *alsc.RefundRequest) (top.Body, *top.Error) {
+	res, err := h.l.Refund(ctx, in.App, daodian.RefundRequest{TransID: r.TransID, TicketCode: r.TicketCode, RequestID: r.TicketRequestID})
 	if err != nil {
 		return nil, h.gw.ledgerError(in, err)
 	}
