@@ -12,7 +12,8 @@ import (
 	"github.com/daodian/daodian"
 )
 
-// Clock is a settable clock for the ledger suite.
+// Clock is a settable clock, safe for concurrent use: the one clock of the
+// tests (the ledger suite's, and internal/testenv's).
 type Clock struct {
 	mu  sync.Mutex
 	now time.Time
@@ -32,6 +33,13 @@ func (c *Clock) Now() time.Time {
 func (c *Clock) Advance(d time.Duration) {
 	c.mu.Lock()
 	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// Set sets the clock to t, forward or back.
+func (c *Clock) Set(t time.Time) {
+	c.mu.Lock()
+	c.now = t
 	c.mu.Unlock()
 }
 
