@@ -107,6 +107,12 @@ func Command(t testing.TB, args ...string) *exec.Cmd {
 	return cmd
 }
 
+// Command returns the command that runs `daodian args…` on the database.
+func (d DB) Command(t testing.TB, args ...string) *exec.Cmd {
+	t.Helper()
+	return Command(t, append(append([]string(nil), args...), d.Args()...)...)
+}
+
 // ServeOptions start a serve process other than StartServe's.
 type ServeOptions struct {
 	// Command runs daodian (e.g. go run ./cmd/daodian); nil: Binary.

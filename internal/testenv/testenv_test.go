@@ -104,7 +104,7 @@ func TestStartServe(t *testing.T) {
 	if !strings.Contains(p.Stderr(), "serving on "+p.Base) {
 		t.Fatalf("stderr:\n%s", p.Stderr())
 	}
-	out, err := testenv.Command(t, append([]string{"audit", "--json"}, d.Args()...)...).CombinedOutput()
+	out, err := d.Command(t, "audit", "--json").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), `"uses": 1`) {
 		t.Fatalf("audit after serve: %v\n%s", err, out)
 	}
