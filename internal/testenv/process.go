@@ -124,8 +124,8 @@ type ServeOptions struct {
 }
 
 // Process is a running `daodian serve`. It runs in a process group of its own,
-// which signals reach (a server under go run is a child of go), and which is
-// killed when the test ends if it still runs.
+// which signals reach (a server under go run is a child of go). If it still
+// runs when the test ends, it is sent SIGTERM, and SIGKILL after cleanupGrace.
 type Process struct {
 	Cmd *exec.Cmd
 	// URL is the gateway's /router/rest; Base is the server's http://host:port.
@@ -154,6 +154,10 @@ var servingRE = regexp.MustCompile(`serving on (http://\S+)`)
 // a build.
 const startTimeout = 2 * time.Minute
 
+// cleanupGrace is how long a process still running when its test ends has to
+// stop on SIGTERM before it is killed.
+const cleanupGrace = 10 * time.Second
+
 // StartServeWith starts `… serve --addr 127.0.0.1:0 args…` as o says and waits
 // until it listens.
 func StartServeWith(t testing.TB, o ServeOptions, args ...string) *Process {
@@ -181,6 +185,13 @@ func StartServeWith(t testing.TB, o ServeOptions, args ...string) *Process {
 		close(p.exited)
 	}()
 	t.Cleanup(func() {
+		// SIGTERM first: go run removes its build directory only when it ends
+		// of itself.
+		if p.Signal(syscall.SIGTERM) == nil {
+			if exited, _ := p.Wait(cleanupGrace); exited {
+				return
+			}
+		}
 		_ = p.Signal(syscall.SIGKILL)
 		<-p.exited
 	})
