@@ -14,7 +14,6 @@ import (
 
 	"github.com/daodian/daodian"
 	"github.com/daodian/daodian/alsc"
-	"github.com/daodian/daodian/client"
 	"github.com/daodian/daodian/internal/testenv"
 	"github.com/daodian/daodian/internal/testio"
 )
@@ -54,17 +53,9 @@ func TestSIGTERMFinishesInFlight(t *testing.T) {
 
 	// A signed use whose body is only half sent: the server is inside the
 	// handler, waiting for the rest.
-	params, err := client.New(p.URL, app.Key, app.Secret).Params(alsc.MethodUse, map[string]string{
-		"use_request": `{"ticket_code":"` + tk.Code + `","shop_id":"` + testenv.Shop + `","ticket_request_id":"in-flight"}`,
+	body := testenv.SignedForm(t, p.URL, app, alsc.MethodUse, map[string]string{
+		alsc.ParamUseRequest: `{"ticket_code":"` + tk.Code + `","shop_id":"` + testenv.Shop + `","ticket_request_id":"in-flight"}`,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	form := url.Values{}
-	for k, v := range params {
-		form.Set(k, v)
-	}
-	body := form.Encode()
 	conn, err := net.Dial("tcp", u.Host)
 	if err != nil {
 		t.Fatal(err)

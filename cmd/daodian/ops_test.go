@@ -183,18 +183,9 @@ func metricValue(t *testing.T, base, series string) (float64, bool) {
 // and half the body now, the rest when finish is called, which returns the answer.
 func slowRequest(t *testing.T, gatewayURL string, app *daodian.App, code string) (finish func() (int, string)) {
 	t.Helper()
-	c := client.New(gatewayURL, app.Key, app.Secret)
-	p, err := c.Params(alsc.MethodUse, map[string]string{
-		"use_request": `{"ticket_code":"` + code + `","shop_id":"s1","ticket_request_id":"slow-1"}`,
+	body := testenv.SignedForm(t, gatewayURL, app, alsc.MethodUse, map[string]string{
+		alsc.ParamUseRequest: `{"ticket_code":"` + code + `","shop_id":"s1","ticket_request_id":"slow-1"}`,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	vals := url.Values{}
-	for k, v := range p {
-		vals.Set(k, v)
-	}
-	body := vals.Encode()
 	u, err := url.Parse(gatewayURL)
 	if err != nil {
 		t.Fatal(err)

@@ -2,10 +2,12 @@ package testenv
 
 import (
 	"context"
+	"net/url"
 	"testing"
 	"time"
 
 	"github.com/daodian/daodian"
+	"github.com/daodian/daodian/client"
 	"github.com/daodian/daodian/storetest"
 )
 
@@ -69,4 +71,20 @@ func SeedDB(t testing.TB, d DB, orders ...daodian.IssueRequest) *Seeded {
 		t.Fatalf("seed: Close: %v", err)
 	}
 	return seeded
+}
+
+// SignedForm returns the urlencoded body of a signed call of method as app, the
+// way an SDK sends it, for tests that write requests on a raw connection (a body
+// sent in part, a slow sender).
+func SignedForm(t testing.TB, gatewayURL string, app *daodian.App, method string, business map[string]string) string {
+	t.Helper()
+	p, err := client.New(gatewayURL, app.Key, app.Secret).Params(method, business)
+	if err != nil {
+		t.Fatal(err)
+	}
+	form := url.Values{}
+	for k, v := range p {
+		form.Set(k, v)
+	}
+	return form.Encode()
 }
