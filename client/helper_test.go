@@ -2,9 +2,7 @@ package client_test
 
 import (
 	"context"
-	"log/slog"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,64 +10,40 @@ import (
 	"github.com/daodian/daodian/client"
 	"github.com/daodian/daodian/gateway"
 	"github.com/daodian/daodian/internal/spectest"
-	"github.com/daodian/daodian/sqlite"
+	"github.com/daodian/daodian/internal/testenv"
 	"github.com/daodian/daodian/storetest"
 )
 
-// t0 is the instant every test starts at: 2024-05-01 12:00:00 GMT+8.
-var t0 = time.Date(2024, 5, 1, 12, 0, 0, 0, time.FixedZone("GMT+8", 8*3600))
+// t0 and t0Text are the instant every test starts at.
+var t0 = testenv.T0
 
-const t0Text = "2024-05-01 12:00:00"
+const t0Text = testenv.T0Text
 
+// The standard app, merchant and shop: the seed's.
 const (
-	testKey    = "app"
-	testSecret = "secret"
-	merchant   = "m1"
-	shop       = "shop1"
+	testKey    = testenv.AppKey
+	testSecret = testenv.AppSecret
+	merchant   = testenv.Merchant
+	shop       = testenv.Shop
 )
 
-// env is a real gateway over a fresh embedded store, served over HTTP, with one
-// app, and a clock shared by the gateway, the ledger and the clients.
+// env is a real gateway over a fresh embedded store, served over HTTP, with the
+// seed (its app, merchant and shop), and a clock shared by the gateway, the
+// ledger and the clients.
 type env struct {
 	t      *testing.T
 	store  daodian.Store
 	ledger *daodian.Ledger
 	gw     *gateway.Gateway
 	srv    *httptest.Server
-
-	mu  sync.Mutex
-	now time.Time
+	clock  func() time.Time
 }
 
 func newEnv(t *testing.T, cfg gateway.Config) *env {
 	t.Helper()
-	ctx := context.Background()
-	s, err := sqlite.Open(ctx, t.TempDir()+"/daodian.db", sqlite.Options{})
-	if err != nil {
-		t.Fatalf("sqlite.Open: %v", err)
-	}
-	var store daodian.Store = s
-	t.Cleanup(func() { _ = store.Close() })
-	e := &env{t: t, store: store, now: t0}
-	e.ledger = daodian.NewLedger(store, daodian.Config{Clock: e.clock})
-	cfg.Clock = e.clock
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	e.gw = gateway.New(e.ledger, cfg)
-	e.srv = httptest.NewServer(e.gw.Handler())
-	t.Cleanup(e.srv.Close)
-	e.addApp(daodian.App{Key: testKey, Secret: testSecret, Enabled: true})
-	if err := e.ledger.AddShop(ctx, daodian.Shop{MerchantID: merchant, ID: shop, Name: "一号店"}); err != nil {
-		t.Fatalf("AddShop: %v", err)
-	}
-	return e
-}
-
-func (e *env) clock() time.Time {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.now
+	g := testenv.NewGateway(t, testenv.Options{Config: cfg})
+	testenv.Seed(t, g.Ledger)
+	return &env{t: t, store: g.Store, ledger: g.Ledger, gw: g.GW, srv: g.Server, clock: g.Clock.Now}
 }
 
 // addApp stores an app (and its merchants) through the store.

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"os/exec"
 	"testing"
+
+	"github.com/daodian/daodian/internal/testenv"
 )
 
 // TestBenchRuns runs `daodian bench` as a user does, briefly: it issues tickets,
@@ -14,7 +16,7 @@ func TestBenchRuns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs real processes for a few seconds")
 	}
-	out, err := exec.Command(daodianBinary(t), "bench", "--duration", "500ms", "--tickets", "200",
+	out, err := testenv.Command(t, "bench", "--duration", "500ms", "--tickets", "200",
 		"--concurrency", "4", "--json").Output()
 	if err != nil {
 		t.Fatalf("daodian bench: %v\n%s", err, stderrOf(err))

@@ -7,11 +7,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"reflect"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,9 +17,7 @@ import (
 	"github.com/daodian/daodian"
 	"github.com/daodian/daodian/alsc"
 	"github.com/daodian/daodian/client"
-	"github.com/daodian/daodian/internal/pgtest"
-	"github.com/daodian/daodian/postgres"
-	"github.com/daodian/daodian/sqlite"
+	"github.com/daodian/daodian/internal/testenv"
 )
 
 // TestCrashRecovery is SPEC §7's first reliability test, on the real binary: under
@@ -54,29 +49,9 @@ func TestCrashRecovery(t *testing.T) {
 		}
 		cycles = n
 	}
-	t.Run("embedded", func(t *testing.T) {
-		runCrash(t, filepath.Join(t.TempDir(), "crash.db"), cycles)
+	testenv.Run(t, func(t *testing.T, kind testenv.Kind) {
+		runCrash(t, testenv.NewDB(t, kind), cycles)
 	})
-	t.Run("postgres", func(t *testing.T) {
-		runCrash(t, pgtest.FreshDatabase(t), cycles)
-	})
-}
-
-// openDB opens the store of a --db value in this process.
-func openDB(t *testing.T, db string) daodian.Store {
-	t.Helper()
-	ctx := context.Background()
-	var s daodian.Store
-	var err error
-	if strings.HasPrefix(db, "postgres") {
-		s, err = postgres.Open(ctx, db, postgres.Options{SecretKeyFile: keyFile})
-	} else {
-		s, err = sqlite.Open(ctx, db, sqlite.Options{SecretKeyFile: keyFile})
-	}
-	if err != nil {
-		t.Fatalf("open %s: %v", db, err)
-	}
-	return s
 }
 
 // crashReq is one request sent during the test, and what became of it.
@@ -103,7 +78,7 @@ type crashReq struct {
 // crashWorld is the ledger of the crash test and the log of every request sent.
 type crashWorld struct {
 	t       *testing.T
-	db      string
+	db      testenv.DB
 	app     *daodian.App
 	tickets map[string]daodian.Ticket // by id
 	codes   []string                  // codes a use may name (group-buy first tickets included)
@@ -115,78 +90,56 @@ type crashWorld struct {
 	finals []*crashReq                    // requests with a definitive outcome, for replays under load
 }
 
-func runCrash(t *testing.T, db string, cycles int) {
-	bin := daodianBinary(t)
+func runCrash(t *testing.T, db testenv.DB, cycles int) {
 	w := &crashWorld{t: t, db: db, tickets: map[string]daodian.Ticket{}}
 	w.setup()
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 0))
 
-	p := startServe(t, "--db", db)
+	p := testenv.StartServe(t, db.Args()...)
 	for cycle := range cycles {
-		c := client.New(p.url, w.app.Key, w.app.Secret, client.WithHTTPClient(&http.Client{Timeout: 10 * time.Second}))
+		c := client.New(p.URL, w.app.Key, w.app.Secret, client.WithHTTPClient(&http.Client{Timeout: 10 * time.Second}))
 		killAfter := 20 + rng.IntN(150)
 		stop := w.load(c, cycle, 8, killAfter, rng.Uint64())
-		killProc(t, p)
+		p.Kill(t)
 		stop()
-		audit(t, bin, db)
-		p = startServe(t, "--db", db)
-		c = client.New(p.url, w.app.Key, w.app.Secret)
+		audit(t, db)
+		p = testenv.StartServe(t, db.Args()...)
+		c = client.New(p.URL, w.app.Key, w.app.Secret)
 		w.replay(c, cycle)
 		if t.Failed() {
 			return
 		}
 	}
-	p.stop(t)
+	p.Stop(t)
 	w.verify()
-	audit(t, bin, db)
+	audit(t, db)
 }
 
-// setup creates the shop, the app and the tickets, then closes the store (the
-// embedded store admits one process).
+// setup seeds the database: the shop, the app and the tickets (6 of 4 units,
+// and a group-buy order of 3 of 2 units, where a use of more than 2 units
+// spans tickets).
 func (w *crashWorld) setup() {
-	t := w.t
-	ctx := context.Background()
-	s := openDB(t, w.db)
-	defer s.Close()
-	l := daodian.NewLedger(s, daodian.Config{})
-	if err := l.AddShop(ctx, daodian.Shop{MerchantID: "m1", ID: "s1", Name: "店"}); err != nil {
-		t.Fatal(err)
+	orders := []daodian.IssueRequest{}
+	for range 6 {
+		orders = append(orders, daodian.IssueRequest{Quantity: 4})
 	}
-	var err error
-	if w.app, err = l.CreateApp(ctx, daodian.AppSpec{Name: "pos", MerchantID: "m1"}); err != nil {
-		t.Fatal(err)
-	}
-	add := func(count, quantity int) {
-		o, err := l.Issue(ctx, daodian.IssueRequest{MerchantID: "m1", Count: count, Quantity: quantity})
-		if err != nil {
-			t.Fatal(err)
-		}
+	orders = append(orders, daodian.IssueRequest{Count: 3, Quantity: 2})
+	seeded := testenv.SeedDB(w.t, w.db, orders...)
+	w.app = seeded.App
+	for _, o := range seeded.Orders {
 		for _, tk := range o.Tickets {
 			w.tickets[tk.ID] = tk
 			w.ids = append(w.ids, tk.ID)
 		}
 		w.codes = append(w.codes, o.Tickets[0].Code)
 	}
-	for range 6 {
-		add(1, 4)
-	}
-	add(3, 2) // a group-buy order: a use of more than 2 units spans tickets
 }
 
-func killProc(t *testing.T, p *proc) {
+func audit(t *testing.T, db testenv.DB) {
 	t.Helper()
-	if err := p.cmd.Process.Kill(); err != nil {
-		t.Fatalf("kill -9: %v", err)
-	}
-	err := <-p.done
-	p.done <- err // for the cleanup's wait
-}
-
-func audit(t *testing.T, bin, db string) {
-	t.Helper()
-	out, err := exec.Command(bin, "audit", "--db", db).CombinedOutput()
+	out, err := db.Command(t, "audit").CombinedOutput()
 	if err != nil {
 		t.Fatalf("daodian audit: %v\n%s", err, out)
 	}
@@ -458,7 +411,7 @@ func (w *crashWorld) replayOne(ctx context.Context, c *client.Client, r *crashRe
 func (w *crashWorld) verify() {
 	t := w.t
 	ctx := context.Background()
-	s := openDB(t, w.db)
+	s := w.db.Open(t)
 	defer s.Close()
 	uses := map[string]daodian.Use{}
 	avail := map[string]int{}

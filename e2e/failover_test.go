@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,8 +16,7 @@ import (
 	"github.com/daodian/daodian/alsc"
 	"github.com/daodian/daodian/client"
 	"github.com/daodian/daodian/internal/pgtest"
-	"github.com/daodian/daodian/internal/testio"
-	"github.com/daodian/daodian/postgres"
+	"github.com/daodian/daodian/internal/testenv"
 )
 
 // Bounds of TestFailover, measured from the promotion of the standby (the
@@ -58,26 +57,28 @@ func TestFailover(t *testing.T) {
 	standby := primary.NewStandby(t)
 	primary.Exec(t, "CREATE DATABASE daodian")
 	hosts := primary.Host() + "," + standby.Host()
-	dbURL := "postgres://postgres@" + hosts + "/daodian?sslmode=disable&connect_timeout=5&target_session_attrs=read-write"
-	// Every daodian command of the test takes these flags.
-	storeArgs := []string{"--db", dbURL}
+	// Every daodian command and store of the test names this database.
+	db := testenv.DB{
+		URL:     "postgres://postgres@" + hosts + "/daodian?sslmode=disable&connect_timeout=5&target_session_attrs=read-write",
+		KeyFile: filepath.Join(t.TempDir(), "secret.key"),
+	}
 	ctx := context.Background()
 	t.Logf("clusters ready in %v", time.Since(began).Round(time.Millisecond))
 
-	app := createApp(t, storeArgs)
-	tickets, sdkTicket := issueTickets(t, dbURL, failoverWorkers)
+	app := createApp(t, db)
+	tickets, sdkTicket := issueTickets(t, db, failoverWorkers)
 
-	gw := startServe(t, storeArgs...)
+	gw := testenv.StartServe(t, db.Args()...)
 	// A gateway whose URL does not insist on a primary: it reaches the standby
 	// when the primary is gone, and must not call itself ready there.
-	loose := startServe(t, "--db", "postgres://postgres@"+hosts+"/daodian?sslmode=disable&connect_timeout=5")
-	if out := gw.stderr(); !strings.Contains(out, `commits wait for a synchronous standby (synchronous_standby_names="*")`) {
+	loose := testenv.StartServe(t, testenv.DB{URL: "postgres://postgres@" + hosts + "/daodian?sslmode=disable&connect_timeout=5", KeyFile: db.KeyFile}.Args()...)
+	if out := gw.Stderr(); !strings.Contains(out, `commits wait for a synchronous standby (synchronous_standby_names="*")`) {
 		t.Fatalf("serve does not report the synchronous standby at start:\n%s", out)
 	}
-	if v := metric(t, gw, "daodian_store_synchronous_replication"); v != 1 {
+	if v := gauge(t, gw.Base, "daodian_store_synchronous_replication"); v != 1 {
 		t.Fatalf("daodian_store_synchronous_replication = %v before the failover, want 1", v)
 	}
-	c := client.New(gw.url, app.Key, app.Secret, client.WithHTTPClient(&http.Client{Timeout: 5 * time.Second}))
+	c := client.New(gw.URL, app.Key, app.Secret, client.WithHTTPClient(&http.Client{Timeout: 5 * time.Second}))
 	for _, rid := range []string{"sdk-u1", "sdk-u2"} {
 		if _, err := c.Use(ctx, alsc.UseTopRequest{TicketCode: sdkTicket.Code, ShopID: "s1", TicketRequestID: rid}); err != nil {
 			t.Fatal(err)
@@ -122,7 +123,7 @@ func TestFailover(t *testing.T) {
 	}()
 
 	for range 3 {
-		for name, p := range map[string]*proc{"the gateway": gw, "a gateway that may reach the standby": loose} {
+		for name, p := range map[string]*testenv.Process{"the gateway": gw, "a gateway that may reach the standby": loose} {
 			if code := readyz(t, p); code != http.StatusServiceUnavailable {
 				t.Errorf("%s answers /readyz %d while no primary exists, want 503", name, code)
 			}
@@ -140,7 +141,7 @@ func TestFailover(t *testing.T) {
 	// Keep the load going on the new primary, until serve has seen that it has no
 	// synchronous standby (it reads the settings every 10s).
 	minEnd := time.Now().Add(2 * time.Second)
-	for metric(t, gw, "daodian_store_synchronous_replication") != 0 {
+	for gauge(t, gw.Base, "daodian_store_synchronous_replication") != 0 {
 		if time.Since(promoted) > 15*time.Second {
 			t.Error("daodian_store_synchronous_replication still 1 15s after the failover to a primary without a synchronous standby")
 			break
@@ -170,20 +171,19 @@ func TestFailover(t *testing.T) {
 	}
 
 	// Judged from the database, by a fresh connection to the new primary.
-	checked := l.verify(standby.URL("daodian"), app.Key, sdkTicket)
-	out, err := exec.Command(daodianBinary(t), append([]string{"audit"}, storeArgs...)...).CombinedOutput()
+	checked := l.verify(testenv.DB{URL: standby.URL("daodian"), KeyFile: db.KeyFile}, app.Key, sdkTicket)
+	out, err := db.Command(t, "audit").CombinedOutput()
 	if err != nil {
 		t.Fatalf("daodian audit after the failover: %v\n%s", err, out)
 	}
-	gw.stop(t)
+	gw.Stop(t)
 	t.Logf("%d acknowledged operations checked in the new primary's tables; test ran %v", checked, time.Since(began).Round(time.Millisecond))
 }
 
 // createApp creates the POS app with the command line, as an operator would.
-func createApp(t *testing.T, storeArgs []string) *daodian.App {
+func createApp(t *testing.T, db testenv.DB) *daodian.App {
 	t.Helper()
-	args := append([]string{"app", "create", "--name", "pos", "--merchant", "m1", "--json"}, storeArgs...)
-	out, err := exec.Command(daodianBinary(t), args...).Output()
+	out, err := db.Command(t, "app", "create", "--name", "pos", "--merchant", "m1", "--json").Output()
 	if err != nil {
 		t.Fatalf("daodian app create: %v", err)
 	}
@@ -201,13 +201,10 @@ func createApp(t *testing.T, storeArgs []string) *daodian.App {
 // of one unit, one per terminal (a use of a ticket of a group-buy order may take
 // a unit of another ticket of its order), and one ticket of two units for
 // client.ReverseWithRetry.
-func issueTickets(t *testing.T, dbURL string, n int) ([]daodian.Ticket, daodian.Ticket) {
+func issueTickets(t *testing.T, db testenv.DB, n int) ([]daodian.Ticket, daodian.Ticket) {
 	t.Helper()
 	ctx := context.Background()
-	s, err := postgres.Open(ctx, dbURL, postgres.Options{SecretKeyFile: keyFile})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := db.Open(t)
 	defer s.Close()
 	l := daodian.NewLedger(s, daodian.Config{})
 	if err := l.AddShop(ctx, daodian.Shop{MerchantID: "m1", ID: "s1", Name: "店"}); err != nil {
@@ -391,20 +388,17 @@ func (l *failoverLoad) firstSuccessAfter(ctx context.Context, from, deadline tim
 	}
 }
 
-// verify checks the acknowledged operations against the tables of the database
-// at url and returns how many it checked.
-func (l *failoverLoad) verify(url, appKey string, sdkTicket daodian.Ticket) int {
+// verify checks the acknowledged operations against the tables of db and
+// returns how many it checked.
+func (l *failoverLoad) verify(db testenv.DB, appKey string, sdkTicket daodian.Ticket) int {
 	t := l.t
 	ctx := context.Background()
-	s, err := postgres.Open(ctx, url, postgres.Options{SecretKeyFile: keyFile})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := db.Open(t)
 	defer s.Close()
 	uses := map[string][]daodian.Use{} // by ticket
 	avail := map[string]int{}
 	idem := map[daodian.IdemKey]bool{}
-	err = s.View(ctx, func(tx daodian.ReadTx) error {
+	err := s.View(ctx, func(tx daodian.ReadTx) error {
 		if err := tx.EachUse(ctx, func(u *daodian.Use) error { uses[u.TicketID] = append(uses[u.TicketID], *u); return nil }); err != nil {
 			return err
 		}
@@ -472,9 +466,9 @@ func (l *failoverLoad) verify(url, appKey string, sdkTicket daodian.Ticket) int 
 }
 
 // readyz returns the status of GET /readyz of a serve process.
-func readyz(t *testing.T, p *proc) int {
+func readyz(t *testing.T, p *testenv.Process) int {
 	t.Helper()
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(strings.TrimSuffix(p.url, "/router/rest") + "/readyz")
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(p.Base + "/readyz")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -484,7 +478,7 @@ func readyz(t *testing.T, p *proc) int {
 
 // waitReady polls /readyz until it answers 200 and returns when it did; it fails
 // the test at deadline.
-func waitReady(t *testing.T, p *proc, deadline time.Time) time.Time {
+func waitReady(t *testing.T, p *testenv.Process, deadline time.Time) time.Time {
 	t.Helper()
 	for {
 		if readyz(t, p) == http.StatusOK {
@@ -495,15 +489,4 @@ func waitReady(t *testing.T, p *proc, deadline time.Time) time.Time {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// metric returns the value of an unlabelled series of GET /metrics of a serve
-// process; a missing series fails the test.
-func metric(t *testing.T, p *proc, name string) float64 {
-	t.Helper()
-	v, ok := testio.MetricValue(t, strings.TrimSuffix(p.url, "/router/rest"), name)
-	if !ok {
-		t.Fatalf("no %s in /metrics", name)
-	}
-	return v
 }

@@ -1,13 +1,10 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +13,7 @@ import (
 	"github.com/daodian/daodian/alsc"
 	"github.com/daodian/daodian/client"
 	"github.com/daodian/daodian/gateway"
+	"github.com/daodian/daodian/internal/testenv"
 	"github.com/daodian/daodian/internal/testio"
 	"github.com/daodian/daodian/sqlite"
 	"github.com/daodian/daodian/storetest"
@@ -53,22 +51,16 @@ type faultEnv struct {
 
 func newFaultEnv(t *testing.T, opts gateway.FaultOptions) *faultEnv {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "faults.db")
-	s, err := sqlite.Open(context.Background(), path, sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	w := storetest.NewWorld(t, s)
+	db := testenv.NewDB(t, testenv.Embedded)
+	w := storetest.NewWorld(t, db.Open(t))
 	logs := &testio.Buffer{}
 	if opts.Reload == 0 {
 		opts.Reload = faultReload
 	}
-	gw := gateway.New(w.Ledger, gateway.Config{Clock: w.Clock.Now, Logger: slog.New(slog.NewJSONHandler(logs, nil)), Faults: opts})
-	srv := httptest.NewServer(gw.Handler())
-	t.Cleanup(srv.Close)
-	t.Cleanup(gw.ReleaseHeld)
-	e := &faultEnv{World: w, path: path, gw: gw, logs: logs, url: srv.URL, a: e2eClient(srv.URL, w.A, w.Clock.Now)}
+	g := testenv.NewGateway(t, testenv.Options{Ledger: w.Ledger, Clock: w.Clock,
+		Config: gateway.Config{Logger: slog.New(slog.NewJSONHandler(logs, nil)), Faults: opts}})
+	t.Cleanup(g.GW.ReleaseHeld)
+	e := &faultEnv{World: w, path: db.URL, gw: g.GW, logs: logs, url: g.Server.URL, a: e2eClient(g.Server.URL, w.A, w.Clock.Now)}
 	t.Cleanup(w.Audit)
 	return e
 }

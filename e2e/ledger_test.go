@@ -3,18 +3,14 @@
 package e2e
 
 import (
-	"context"
 	"errors"
-	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/daodian/daodian"
 	"github.com/daodian/daodian/alsc"
 	"github.com/daodian/daodian/client"
-	"github.com/daodian/daodian/gateway"
-	"github.com/daodian/daodian/sqlite"
+	"github.com/daodian/daodian/internal/testenv"
 	"github.com/daodian/daodian/storetest"
 	"github.com/daodian/daodian/top"
 )
@@ -26,22 +22,23 @@ type env struct {
 	a, a2, b *client.Client
 }
 
+// newEnv is newEnvOn a fresh embedded store.
 func newEnv(t *testing.T, format top.Format, simplify bool) *env {
 	t.Helper()
-	s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "e2e.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	return newEnvOn(t, testenv.NewDB(t, testenv.Embedded).Open(t), format, simplify)
+}
+
+// newEnvOn serves a World on s (through a FailingStore) with the HTTP gateway;
+// its apps are called with the SDK in format.
+func newEnvOn(t *testing.T, s daodian.Store, format top.Format, simplify bool) *env {
+	t.Helper()
 	fs := &storetest.FailingStore{Store: s}
 	w := storetest.NewWorld(t, fs)
-	gw := gateway.New(w.Ledger, gateway.Config{Clock: w.Clock.Now, Logger: discardLogger()})
-	srv := httptest.NewServer(gw.Handler())
-	t.Cleanup(srv.Close)
+	g := testenv.NewGateway(t, testenv.Options{Ledger: w.Ledger, Clock: w.Clock})
 	mk := func(app *daodian.App) *client.Client {
-		return client.New(srv.URL, app.Key, app.Secret, client.WithClock(w.Clock.Now), client.WithFormat(format, simplify))
+		return client.New(g.Server.URL, app.Key, app.Secret, client.WithClock(w.Clock.Now), client.WithFormat(format, simplify))
 	}
-	e := &env{World: w, fs: fs, url: srv.URL, a: mk(w.A), a2: mk(w.A2), b: mk(w.B)}
+	e := &env{World: w, fs: fs, url: g.Server.URL, a: mk(w.A), a2: mk(w.A2), b: mk(w.B)}
 	t.Cleanup(w.Audit)
 	return e
 }

@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -19,8 +19,7 @@ import (
 	"github.com/daodian/daodian/alsc"
 	"github.com/daodian/daodian/client"
 	"github.com/daodian/daodian/gateway"
-	"github.com/daodian/daodian/internal/pgtest"
-	"github.com/daodian/daodian/sqlite"
+	"github.com/daodian/daodian/internal/testenv"
 )
 
 // TestLinearizability records histories of concurrent uses, reversals (of a named
@@ -30,18 +29,8 @@ import (
 // (lin_model_test.go). TestLinearizabilityCheckerCatches shows the check fails on
 // the histories that typical bugs produce.
 func TestLinearizability(t *testing.T) {
-	t.Run("embedded", func(t *testing.T) {
-		s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "lin.db"), sqlite.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		runLinearizability(t, s)
-	})
-	t.Run("postgres", func(t *testing.T) {
-		s := openDB(t, pgtest.FreshDatabase(t))
-		t.Cleanup(func() { s.Close() })
-		runLinearizability(t, s)
+	testenv.Run(t, func(t *testing.T, kind testenv.Kind) {
+		runLinearizability(t, testenv.NewDB(t, kind).Open(t))
 	})
 }
 
@@ -81,31 +70,22 @@ func (tk *linTicket) known(rng *rand.Rand) string {
 func runLinearizability(t *testing.T, store daodian.Store) {
 	ctx := context.Background()
 	l := daodian.NewLedger(store, daodian.Config{})
-	if err := l.AddShop(ctx, daodian.Shop{MerchantID: "m1", ID: "s1"}); err != nil {
+	const quantity = 4
+	seeded := testenv.Seed(t, l, daodian.IssueRequest{Quantity: quantity}, daodian.IssueRequest{Quantity: quantity}, daodian.IssueRequest{Quantity: quantity})
+	other, err := l.CreateApp(ctx, daodian.AppSpec{Name: "pos-1", MerchantID: testenv.Merchant})
+	if err != nil {
 		t.Fatal(err)
 	}
-	var apps [2]*daodian.App
-	for i := range apps {
-		a, err := l.CreateApp(ctx, daodian.AppSpec{Name: fmt.Sprintf("pos-%d", i), MerchantID: "m1"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		apps[i] = a
-	}
-	const quantity = 4
-	hot := make([]*linTicket, 3)
+	apps := [2]*daodian.App{seeded.App, other}
+	hot := make([]*linTicket, len(seeded.Tickets))
 	quantities := map[string]int{}
 	byID := map[string]*linTicket{}
-	for i := range hot {
-		o, err := l.Issue(ctx, daodian.IssueRequest{MerchantID: "m1", Quantity: quantity})
-		if err != nil {
-			t.Fatal(err)
-		}
-		hot[i] = &linTicket{id: o.Tickets[0].ID, code: o.Tickets[0].Code}
+	for i, tk := range seeded.Tickets {
+		hot[i] = &linTicket{id: tk.ID, code: tk.Code}
 		quantities[hot[i].id] = quantity
 		byID[hot[i].id] = hot[i]
 	}
-	gw := gateway.New(l, gateway.Config{Logger: discardLogger()})
+	gw := gateway.New(l, gateway.Config{Logger: slog.New(slog.DiscardHandler)})
 	srv := httptest.NewServer(gw.Handler())
 	t.Cleanup(srv.Close)
 	httpc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}, Timeout: 30 * time.Second}
@@ -236,7 +216,7 @@ func linCall(ctx context.Context, c *client.Client, tk *linTicket, in linIn) (li
 	}
 	switch in.Kind {
 	case linUse:
-		r, err := c.Use(ctx, alsc.UseTopRequest{TicketCode: tk.code, ShopID: "s1", TicketRequestID: in.RID, Quantity: alsc.Quantity(in.Units)})
+		r, err := c.Use(ctx, alsc.UseTopRequest{TicketCode: tk.code, ShopID: testenv.Shop, TicketRequestID: in.RID, Quantity: alsc.Quantity(in.Units)})
 		if err != nil {
 			return platform(err)
 		}
@@ -263,7 +243,7 @@ func linCall(ctx context.Context, c *client.Client, tk *linTicket, in linIn) (li
 		}
 		return linOut{OK: true, Biz: r.BizCode}, nil
 	case linConsult:
-		r, err := c.Consult(ctx, alsc.ConsultTopRequest{RequestID: "c", ShopID: "s1", TicketCode: tk.code})
+		r, err := c.Consult(ctx, alsc.ConsultTopRequest{RequestID: "c", ShopID: testenv.Shop, TicketCode: tk.code})
 		if err != nil {
 			return linOut{}, err
 		}

@@ -11,9 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,10 +19,8 @@ import (
 	"github.com/daodian/daodian"
 	"github.com/daodian/daodian/alsc"
 	"github.com/daodian/daodian/client"
-	"github.com/daodian/daodian/gateway"
-	"github.com/daodian/daodian/internal/pgtest"
 	"github.com/daodian/daodian/internal/spectest"
-	"github.com/daodian/daodian/sqlite"
+	"github.com/daodian/daodian/internal/testenv"
 	"github.com/daodian/daodian/storetest"
 	"github.com/daodian/daodian/top"
 )
@@ -247,35 +243,13 @@ func decodeAnswer(t *testing.T, body []byte) mfAnswer {
 // row the server still answers taobao.time.get, the ledger is unchanged (but for
 // the record of a final answer) and the audit finds nothing.
 func TestMalformedRequests(t *testing.T) {
-	t.Run("embedded", func(t *testing.T) {
-		s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "mf.db"), sqlite.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		runMalformed(t, s)
+	testenv.Run(t, func(t *testing.T, kind testenv.Kind) {
+		runMalformed(t, testenv.NewDB(t, kind).Open(t))
 	})
-	t.Run("postgres", func(t *testing.T) {
-		s := openDB(t, pgtest.FreshDatabase(t))
-		t.Cleanup(func() { s.Close() })
-		runMalformed(t, s)
-	})
-}
-
-// envOn is newEnv on a given store.
-func envOn(t *testing.T, s daodian.Store) *env {
-	fs := &storetest.FailingStore{Store: s}
-	w := storetest.NewWorld(t, fs)
-	gw := gateway.New(w.Ledger, gateway.Config{Clock: w.Clock.Now, Logger: discardLogger()})
-	srv := httptest.NewServer(gw.Handler())
-	t.Cleanup(srv.Close)
-	e := &env{World: w, fs: fs, url: srv.URL, a: client.New(srv.URL, w.A.Key, w.A.Secret, client.WithClock(w.Clock.Now))}
-	t.Cleanup(w.Audit)
-	return e
 }
 
 func runMalformed(t *testing.T, s daodian.Store) {
-	e := envOn(t, s)
+	e := newEnvOn(t, s, top.JSON, false)
 	var err error
 	m := &mfEnv{env: e, t: t, httpc: &http.Client{Timeout: 30 * time.Second}, maxBody: top.DefaultMaxBodyBytes}
 	tk := e.Issue(1, 2).Tickets[0]
@@ -695,19 +669,12 @@ func (m *mfEnv) injectionRows() []mfRow {
 // --read-header-timeout (slowloris) while other clients are served, headers over
 // MaxHeaderBytes are refused, and a body over --max-body gets code 41.
 func TestServerLimits(t *testing.T) {
-	dir := t.TempDir()
-	db := filepath.Join(dir, "limits.db")
-	st := openDB(t, db)
-	l := daodian.NewLedger(st, daodian.Config{})
-	app, err := l.CreateApp(context.Background(), daodian.AppSpec{Name: "pos", MerchantID: "m1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
+	db := testenv.NewDB(t, testenv.Embedded)
+	app := testenv.SeedDB(t, db).App
 	const headerTimeout = 400 * time.Millisecond
-	p := startServe(t, "--db", db, "--read-header-timeout", headerTimeout.String(), "--max-body", "4096")
-	c := client.New(p.url, app.Key, app.Secret)
-	host := strings.TrimPrefix(strings.TrimSuffix(p.url, "/router/rest"), "http://")
+	p := testenv.StartServe(t, append(db.Args(), "--read-header-timeout", headerTimeout.String(), "--max-body", "4096")...)
+	c := client.New(p.URL, app.Key, app.Secret)
+	host := strings.TrimPrefix(p.Base, "http://")
 
 	t.Run("slowloris", func(t *testing.T) {
 		conn, err := net.Dial("tcp", host)
@@ -776,5 +743,5 @@ func TestServerLimits(t *testing.T) {
 	if _, err := c.TimeGet(context.Background()); err != nil {
 		t.Fatalf("server stopped serving: %v", err)
 	}
-	p.stop(t)
+	p.Stop(t)
 }

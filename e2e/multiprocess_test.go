@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os/exec"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,8 +11,7 @@ import (
 	"github.com/daodian/daodian"
 	"github.com/daodian/daodian/alsc"
 	"github.com/daodian/daodian/client"
-	"github.com/daodian/daodian/internal/pgtest"
-	"github.com/daodian/daodian/postgres"
+	"github.com/daodian/daodian/internal/testenv"
 	"github.com/daodian/daodian/storetest"
 )
 
@@ -21,23 +19,13 @@ import (
 // PostgreSQL database (SPEC §5.3) and splits concurrent requests across them:
 // correctness must come from the database, not from either process.
 func TestTwoGatewaysOnOnePostgres(t *testing.T) {
-	dbURL := pgtest.FreshDatabase(t)
+	db := testenv.NewDB(t, testenv.Postgres)
 	ctx := context.Background()
-	store, err := postgres.Open(ctx, dbURL, postgres.Options{SecretKeyFile: keyFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := db.Open(t)
 	l := daodian.NewLedger(store, daodian.Config{})
-	if err := l.AddShop(ctx, daodian.Shop{MerchantID: "m1", ID: "s1"}); err != nil {
-		t.Fatal(err)
-	}
-	app, err := l.CreateApp(ctx, daodian.AppSpec{Name: "pos", MerchantID: "m1"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	app := testenv.Seed(t, l).App
 	issue := func(q int) daodian.Ticket {
-		o, err := l.Issue(ctx, daodian.IssueRequest{MerchantID: "m1", Quantity: q})
+		o, err := l.Issue(ctx, daodian.IssueRequest{MerchantID: testenv.Merchant, Quantity: q})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -56,22 +44,22 @@ func TestTwoGatewaysOnOnePostgres(t *testing.T) {
 	}
 
 	// Both processes start at once on the empty schema they share.
-	var procs [2]*proc
+	var procs [2]*testenv.Process
 	var wg sync.WaitGroup
 	for i := range procs {
 		wg.Add(1)
-		go func() { defer wg.Done(); procs[i] = startServe(t, "--db", dbURL) }()
+		go func() { defer wg.Done(); procs[i] = testenv.StartServe(t, db.Args()...) }()
 	}
 	wg.Wait()
 	if t.Failed() {
 		return
 	}
 	clients := [2]*client.Client{
-		client.New(procs[0].url, app.Key, app.Secret),
-		client.New(procs[1].url, app.Key, app.Secret),
+		client.New(procs[0].URL, app.Key, app.Secret),
+		client.New(procs[1].URL, app.Key, app.Secret),
 	}
 	use := func(c *client.Client, code, rid string) (*alsc.UseResponse, error) {
-		return c.Use(ctx, alsc.UseTopRequest{TicketCode: code, ShopID: "s1", TicketRequestID: rid})
+		return c.Use(ctx, alsc.UseTopRequest{TicketCode: code, ShopID: testenv.Shop, TicketRequestID: rid})
 	}
 
 	t.Run("32 identical reversals, one effect", func(t *testing.T) {
@@ -140,9 +128,9 @@ func TestTwoGatewaysOnOnePostgres(t *testing.T) {
 	})
 
 	for _, p := range procs {
-		p.stop(t)
+		p.Stop(t)
 	}
-	out, err := exec.Command(daodianBinary(t), "audit", "--db", dbURL).CombinedOutput()
+	out, err := db.Command(t, "audit").CombinedOutput()
 	if err != nil {
 		t.Fatalf("daodian audit: %v\n%s", err, out)
 	}

@@ -1,16 +1,13 @@
 package e2e
 
 import (
-	"context"
 	"errors"
-	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/daodian/daodian/client"
 	"github.com/daodian/daodian/gateway"
-	"github.com/daodian/daodian/sqlite"
+	"github.com/daodian/daodian/internal/testenv"
 	"github.com/daodian/daodian/storetest"
 )
 
@@ -19,18 +16,11 @@ import (
 // signing until the grace ends and is refused (code 25) after it; a rotation
 // without grace refuses the replaced secret as soon as the cache expires.
 func TestRotatedSecretThroughGateway(t *testing.T) {
-	s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "rotate.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	w := storetest.NewWorld(t, s)
+	w := storetest.NewWorld(t, testenv.NewDB(t, testenv.Embedded).Open(t))
 	const cacheTTL = 2 * time.Second
-	gw := gateway.New(w.Ledger, gateway.Config{Clock: w.Clock.Now, Logger: discardLogger(), AppCacheTTL: cacheTTL})
-	srv := httptest.NewServer(gw.Handler())
-	t.Cleanup(srv.Close)
+	g := testenv.NewGateway(t, testenv.Options{Ledger: w.Ledger, Clock: w.Clock, Config: gateway.Config{AppCacheTTL: cacheTTL}})
 	call := func(secret string) error {
-		_, err := client.New(srv.URL, w.A.Key, secret, client.WithClock(w.Clock.Now)).TimeGet(w.Ctx)
+		_, err := client.New(g.Server.URL, w.A.Key, secret, client.WithClock(w.Clock.Now)).TimeGet(w.Ctx)
 		return err
 	}
 	accepted := func(t *testing.T, what, secret string) {

@@ -2,15 +2,11 @@ package e2e
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,8 +14,8 @@ import (
 
 	"github.com/daodian/daodian"
 	"github.com/daodian/daodian/alsc"
-	"github.com/daodian/daodian/client"
-	"github.com/daodian/daodian/sqlite"
+	"github.com/daodian/daodian/internal/testenv"
+	"github.com/daodian/daodian/internal/testio"
 )
 
 // inFlight reads daodian_requests_in_flight from the server's /metrics.
@@ -28,56 +24,15 @@ func inFlight(t *testing.T, base string) float64 {
 	return gauge(t, base, "daodian_requests_in_flight")
 }
 
-// gauge reads the unlabelled metric name from the server's /metrics.
+// gauge reads the unlabelled metric name from the server's /metrics; a missing
+// series fails the test.
 func gauge(t *testing.T, base, name string) float64 {
 	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
+	v, ok := testio.MetricValue(t, base, name)
+	if !ok {
+		t.Fatalf("no %s in /metrics", name)
 	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return f
-		}
-	}
-	t.Fatalf("no %s in /metrics", name)
-	return 0
-}
-
-// seedServeDB creates the embedded database db for a `daodian serve` to open:
-// merchant m1 with shop s1, an app of m1, and the tickets of one order of m1
-// (req.MerchantID is set).
-func seedServeDB(t *testing.T, db string, req daodian.IssueRequest) (*daodian.App, []daodian.Ticket) {
-	t.Helper()
-	ctx := context.Background()
-	s, err := sqlite.Open(ctx, db, sqlite.Options{SecretKeyFile: keyFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := daodian.NewLedger(s, daodian.Config{})
-	if err := l.AddShop(ctx, daodian.Shop{MerchantID: "m1", ID: "s1"}); err != nil {
-		t.Fatal(err)
-	}
-	app, err := l.CreateApp(ctx, daodian.AppSpec{Name: "pos", MerchantID: "m1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.MerchantID = "m1"
-	o, err := l.Issue(ctx, req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return app, o.Tickets
+	return v
 }
 
 // TestSIGTERMFinishesInFlight runs a real `daodian serve`, holds a use request
@@ -85,30 +40,22 @@ func seedServeDB(t *testing.T, db string, req daodian.IssueRequest) (*daodian.Ap
 // connections, answers the request properly, and exits 0; the use is durable
 // and the ledger audits clean.
 func TestSIGTERMFinishesInFlight(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "d.db")
-	app, tickets := seedServeDB(t, db, daodian.IssueRequest{Quantity: 3})
-	tk := tickets[0]
+	db := testenv.NewDB(t, testenv.Embedded)
+	seeded := testenv.SeedDB(t, db, daodian.IssueRequest{Quantity: 3})
+	app, tk := seeded.App, seeded.Tickets[0]
 
-	p := startServe(t, "--db", db)
-	base := strings.TrimSuffix(p.url, "/router/rest")
-	u, err := url.Parse(p.url)
+	p := testenv.StartServe(t, db.Args()...)
+	base := p.Base
+	u, err := url.Parse(p.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	// A signed use whose body is only half sent: the server is inside the
 	// handler, waiting for the rest.
-	params, err := client.New(p.url, app.Key, app.Secret).Params(alsc.MethodUse, map[string]string{
-		"use_request": `{"ticket_code":"` + tk.Code + `","shop_id":"s1","ticket_request_id":"in-flight"}`,
+	body := testenv.SignedForm(t, p.URL, app, alsc.MethodUse, map[string]string{
+		alsc.ParamUseRequest: `{"ticket_code":"` + tk.Code + `","shop_id":"` + testenv.Shop + `","ticket_request_id":"in-flight"}`,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	form := url.Values{}
-	for k, v := range params {
-		form.Set(k, v)
-	}
-	body := form.Encode()
 	conn, err := net.Dial("tcp", u.Host)
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +71,7 @@ func TestSIGTERMFinishesInFlight(t *testing.T) {
 		time.Sleep(2 * time.Millisecond)
 	}
 
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	// It stops accepting: new connections are refused while the request is
@@ -141,11 +88,8 @@ func TestSIGTERMFinishesInFlight(t *testing.T) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	select {
-	case err := <-p.done:
-		p.done <- err
+	if exited, err := p.Wait(0); exited {
 		t.Fatalf("the server exited (%v) before answering the in-flight request", err)
-	default:
 	}
 
 	// The rest of the body arrives: a proper answer.
@@ -163,18 +107,15 @@ func TestSIGTERMFinishesInFlight(t *testing.T) {
 		t.Fatalf("the in-flight use was answered %d %s", resp.StatusCode, b)
 	}
 
-	select {
-	case err := <-p.done:
-		p.done <- err // for startServe's cleanup
-		if err != nil {
-			t.Fatalf("daodian serve exited uncleanly after SIGTERM: %v", err)
-		}
-	case <-time.After(30 * time.Second):
+	switch exited, err := p.Wait(30 * time.Second); {
+	case !exited:
 		t.Fatal("daodian serve did not exit after answering its last request")
+	case err != nil:
+		t.Fatalf("daodian serve exited uncleanly after SIGTERM: %v", err)
 	}
 
 	// The answered use is durable, and the ledger is whole.
-	out, err := exec.Command(daodianBinary(t), "audit", "--db", db, "--json").CombinedOutput()
+	out, err := db.Command(t, "audit", "--json").CombinedOutput()
 	if err != nil {
 		t.Fatalf("audit: %v\n%s", err, out)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"github.com/daodian/daodian/alsc"
 	"github.com/daodian/daodian/client"
 	"github.com/daodian/daodian/gateway"
+	"github.com/daodian/daodian/internal/testenv"
 )
 
 // TestSlowSendersDoNotShutOutReversals (SPEC §3.6) runs a real `daodian serve
@@ -25,13 +25,14 @@ import (
 // never isp.server-busy, and none of the slow connections holds a slot.
 func TestSlowSendersDoNotShutOutReversals(t *testing.T) {
 	const maxConcurrent, calls = 4, 5
-	db := filepath.Join(t.TempDir(), "slow.db")
-	app, tickets := seedServeDB(t, db, daodian.IssueRequest{Count: calls, Quantity: 1})
+	db := testenv.NewDB(t, testenv.Embedded)
+	seeded := testenv.SeedDB(t, db, daodian.IssueRequest{Count: calls, Quantity: 1})
+	app, tickets := seeded.App, seeded.Tickets
 	ctx := context.Background()
 
-	p := startServe(t, "--db", db, "--max-concurrent", strconv.Itoa(maxConcurrent), "--read-body-timeout", "1m")
-	base := strings.TrimSuffix(p.url, "/router/rest")
-	u, err := url.Parse(p.url)
+	p := testenv.StartServe(t, append(db.Args(), "--max-concurrent", strconv.Itoa(maxConcurrent), "--read-body-timeout", "1m")...)
+	base := p.Base
+	u, err := url.Parse(p.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,10 +58,10 @@ func TestSlowSendersDoNotShutOutReversals(t *testing.T) {
 		t.Fatalf("%s = %v with only slow senders connected", gateway.MetricAdmitted, v)
 	}
 
-	c := client.New(p.url, app.Key, app.Secret)
+	c := client.New(p.URL, app.Key, app.Secret)
 	for i, tk := range tickets {
 		start := time.Now()
-		used, err := c.Use(ctx, alsc.UseTopRequest{TicketCode: tk.Code, ShopID: "s1", TicketRequestID: "u" + strconv.Itoa(i)})
+		used, err := c.Use(ctx, alsc.UseTopRequest{TicketCode: tk.Code, ShopID: testenv.Shop, TicketRequestID: "u" + strconv.Itoa(i)})
 		if err != nil {
 			t.Fatalf("use %d beside slow senders: %v", i, err)
 		}
@@ -86,5 +87,5 @@ func TestSlowSendersDoNotShutOutReversals(t *testing.T) {
 	for _, conn := range slow {
 		conn.Close()
 	}
-	p.stop(t)
+	p.Stop(t)
 }

@@ -11,12 +11,14 @@ import (
 	"github.com/daodian/daodian"
 	"github.com/daodian/daodian/alsc"
 	"github.com/daodian/daodian/gateway"
+	"github.com/daodian/daodian/internal/testenv"
 	"github.com/daodian/daodian/top"
 )
 
+// The standard app, the seed's.
 const (
-	testKey    = "app"
-	testSecret = "secret"
+	testKey    = testenv.AppKey
+	testSecret = testenv.AppSecret
 )
 
 // stdEnv is a gateway with one enabled, unlimited app granted every method.

@@ -20,7 +20,7 @@ import (
 	"github.com/daodian/daodian"
 	"github.com/daodian/daodian/alsc"
 	"github.com/daodian/daodian/gateway"
-	"github.com/daodian/daodian/sqlite"
+	"github.com/daodian/daodian/internal/testenv"
 	"github.com/daodian/daodian/top"
 )
 
@@ -217,27 +217,12 @@ type fuzzGateway struct {
 }
 
 func newFuzzGateway(f *testing.F) *fuzzGateway {
-	ctx := context.Background()
-	s, err := sqlite.Open(ctx, f.TempDir()+"/fuzz.db", sqlite.Options{})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { s.Close() })
 	clock := func() time.Time { return t0 }
-	l := daodian.NewLedger(s, daodian.Config{Clock: clock})
-	if err := l.AddShop(ctx, daodian.Shop{MerchantID: "m1", ID: "s1", Name: "店"}); err != nil {
-		f.Fatal(err)
-	}
-	app, err := l.CreateApp(ctx, daodian.AppSpec{Name: "fuzz", MerchantID: "m1"})
-	if err != nil {
-		f.Fatal(err)
-	}
-	o, err := l.Issue(ctx, daodian.IssueRequest{MerchantID: "m1", Count: 2, Quantity: 3})
-	if err != nil {
-		f.Fatal(err)
-	}
+	l := daodian.NewLedger(testenv.NewDB(f, testenv.Embedded).Open(f), daodian.Config{Clock: clock})
+	seeded := testenv.Seed(f, l, daodian.IssueRequest{Count: 2, Quantity: 3})
 	gw := gateway.New(l, gateway.Config{Clock: clock, Logger: slog.New(slog.DiscardHandler)})
-	return &fuzzGateway{h: gw.Handler(), ledger: l, app: app, code: o.Tickets[0].Code, id: o.Tickets[0].ID, now: t0}
+	tk := seeded.Tickets[0]
+	return &fuzzGateway{h: gw.Handler(), ledger: l, app: seeded.App, code: tk.Code, id: tk.ID, now: t0}
 }
 
 // call sends one signed call with the business parameter name=v and returns the

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -18,14 +17,14 @@ import (
 	"github.com/daodian/daodian"
 	"github.com/daodian/daodian/gateway"
 	"github.com/daodian/daodian/internal/spectest"
-	"github.com/daodian/daodian/sqlite"
+	"github.com/daodian/daodian/internal/testenv"
 	"github.com/daodian/daodian/storetest"
 )
 
-// t0 is the instant every test starts at: 2024-05-01 12:00:00 GMT+8.
-var t0 = time.Date(2024, 5, 1, 12, 0, 0, 0, time.FixedZone("GMT+8", 8*3600))
+// t0 and t0Text are the instant every test starts at.
+var t0 = testenv.T0
 
-const t0Text = "2024-05-01 12:00:00"
+const t0Text = testenv.T0Text
 
 // env is one gateway over a fresh embedded store, served over HTTP, with a clock the
 // test moves by hand.
@@ -36,9 +35,9 @@ type env struct {
 	gw     *gateway.Gateway
 	srv    *httptest.Server
 	url    string // .../router/rest
+	clk    *storetest.Clock
 
 	mu   sync.Mutex
-	now  time.Time
 	rids map[string]bool // every request_id seen, to prove they differ
 }
 
@@ -57,48 +56,13 @@ type envOpts struct {
 // newEnv starts a gateway over a fresh store in t.TempDir().
 func newEnv(t *testing.T, o envOpts) *env {
 	t.Helper()
-	cfg := o.cfg
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	ctx := context.Background()
-	s, err := sqlite.Open(ctx, t.TempDir()+"/daodian.db", sqlite.Options{})
-	if err != nil {
-		t.Fatalf("sqlite.Open: %v", err)
-	}
-	var store daodian.Store = s
-	t.Cleanup(func() { _ = store.Close() })
-	if o.wrapStore != nil {
-		store = o.wrapStore(store)
-	}
-	e := &env{t: t, store: store, now: t0, rids: map[string]bool{}}
-	e.ledger = daodian.NewLedger(store, daodian.Config{Clock: e.clock})
-	cfg.Clock = e.clock
-	e.gw = gateway.New(e.ledger, cfg)
-	if o.setup != nil {
-		o.setup(e.gw)
-	}
-	var h http.Handler = e.gw.Handler()
-	if o.wrap != nil {
-		h = o.wrap(h)
-	}
-	e.srv = httptest.NewServer(h)
-	t.Cleanup(e.srv.Close)
-	e.url = e.srv.URL + "/router/rest"
-	return e
+	g := testenv.NewGateway(t, testenv.Options{WrapStore: o.wrapStore, Config: o.cfg, Setup: o.setup, Wrap: o.wrap})
+	return &env{t: t, store: g.Store, ledger: g.Ledger, gw: g.GW, srv: g.Server, url: g.URL, clk: g.Clock, rids: map[string]bool{}}
 }
 
-func (e *env) clock() time.Time {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.now
-}
+func (e *env) clock() time.Time { return e.clk.Now() }
 
-func (e *env) setClock(t time.Time) {
-	e.mu.Lock()
-	e.now = t
-	e.mu.Unlock()
-}
+func (e *env) setClock(t time.Time) { e.clk.Set(t) }
 
 // addApp stores an app (and its merchant) directly through the store.
 func (e *env) addApp(app daodian.App) *daodian.App {

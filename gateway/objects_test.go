@@ -9,26 +9,20 @@ import (
 
 	"github.com/daodian/daodian"
 	"github.com/daodian/daodian/alsc"
+	"github.com/daodian/daodian/internal/testenv"
 )
 
-// objEnv is a gateway with the standard app, shop s1 of m1 and one 10-unit
-// ticket, for sending business objects as raw JSON.
+// objEnv is a gateway with the seed: the standard app, shop s1 of m1 and one
+// 10-unit ticket, for sending business objects as raw JSON.
 type objEnv struct {
 	*env
 	tk daodian.Ticket
 }
 
 func newObjEnv(t *testing.T) *objEnv {
-	e := stdEnv(t, envOpts{})
-	ctx := context.Background()
-	if err := e.ledger.AddShop(ctx, daodian.Shop{MerchantID: "m1", ID: "s1"}); err != nil {
-		t.Fatal(err)
-	}
-	iss, err := e.ledger.Issue(ctx, daodian.IssueRequest{MerchantID: "m1", Quantity: 10, ValidFrom: t0.Add(-time.Hour)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &objEnv{env: e, tk: iss.Tickets[0]}
+	e := newEnv(t, envOpts{})
+	seeded := testenv.Seed(t, e.ledger, daodian.IssueRequest{Quantity: 10, ValidFrom: t0.Add(-time.Hour)})
+	return &objEnv{env: e, tk: seeded.Tickets[0]}
 }
 
 // call sends method with one JSON-object parameter, given as raw text.

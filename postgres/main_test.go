@@ -8,17 +8,13 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-)
 
-// envURL names the variable holding the URL of a server where the tests may create a
-// database.
-const envURL = "DAODIAN_TEST_POSTGRES"
+	"github.com/daodian/daodian/internal/pgtest"
+)
 
 // testDBURL is the URL of the database created for this run ("" when the tests are
 // skipped); testDBErr says why it could not be created.
@@ -45,32 +41,19 @@ func runMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	testKeyFile = filepath.Join(dir, "secret.key")
-	base := os.Getenv(envURL)
+	base := os.Getenv(pgtest.Env)
 	if base == "" {
 		return m.Run()
 	}
-	name := "daodian_test_" + randomHex(6)
-	dbURL, err := withDatabase(base, name)
+	dbURL, drop, err := pgtest.CreateDatabase(context.Background(), base)
 	if err != nil {
 		testDBErr = err
 		return m.Run()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	admin, err := pgx.Connect(ctx, base)
-	cancel()
-	if err != nil {
-		testDBErr = fmt.Errorf("connect to %s: %w", envURL, err)
-		return m.Run()
-	}
-	defer admin.Close(context.Background())
-	if _, err := admin.Exec(context.Background(), "CREATE DATABASE "+name); err != nil {
-		testDBErr = fmt.Errorf("create database %s: %w", name, err)
-		return m.Run()
-	}
 	testDBURL = dbURL
 	code := m.Run()
-	if _, err := admin.Exec(context.Background(), "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
-		fmt.Fprintf(os.Stderr, "postgres tests: drop database %s: %v\n", name, err)
+	if err := drop(); err != nil {
+		fmt.Fprintf(os.Stderr, "postgres tests: %v\n", err)
 	}
 	return code
 }
@@ -79,16 +62,6 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// withDatabase returns base with its database replaced.
-func withDatabase(base, db string) (string, error) {
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		return "", fmt.Errorf("%s must be a postgres:// URL", envURL)
-	}
-	u.Path = "/" + db
-	return u.String(), nil
 }
 
 // withParam returns raw with a query parameter set.
@@ -107,9 +80,7 @@ func withParam(raw, key, value string) string {
 // not be made.
 func needDB(tb testing.TB) {
 	tb.Helper()
-	if os.Getenv(envURL) == "" {
-		tb.Skip("DAODIAN_TEST_POSTGRES is not set; skipping PostgreSQL tests (set it to a postgres:// URL of a server where a fresh database may be created)")
-	}
+	pgtest.Need(tb)
 	if testDBErr != nil {
 		tb.Fatal(testDBErr)
 	}
@@ -190,14 +161,4 @@ func terminate(tb testing.TB, admin *pgxpool.Pool, pid uint32) {
 		time.Sleep(2 * time.Millisecond)
 	}
 	tb.Fatalf("backend %d still running", pid)
-}
-
-func TestWithDatabase(t *testing.T) {
-	got, err := withDatabase("postgres://u:p@127.0.0.1:5432/test?sslmode=disable", "x")
-	if err != nil || got != "postgres://u:p@127.0.0.1:5432/x?sslmode=disable" {
-		t.Fatalf("got %q, %v", got, err)
-	}
-	if _, err := withDatabase("host=127.0.0.1 dbname=test", "x"); err == nil || !strings.Contains(err.Error(), envURL) {
-		t.Fatalf("a key=value string: got %v", err)
-	}
 }

@@ -40,20 +40,26 @@ func openAt(t testing.TB, path string, opts Options) *Store {
 	return s
 }
 
-func TestContract(t *testing.T) {
-	storetest.Run(t, storetest.Factory{
-		Open: func(t *testing.T) daodian.Store { return openAt(t, tempPath(t), Options{}) },
+// factory makes the stores of the storetest suites: files in t.TempDir()
+// opened with opts.
+func factory(opts Options) storetest.Factory {
+	return storetest.Factory{
+		Open: func(t *testing.T) daodian.Store { return openAt(t, tempPath(t), opts) },
 		Reopen: func(t *testing.T, s daodian.Store) daodian.Store {
 			st := s.(*Store)
 			if err := st.Close(); err != nil {
 				t.Fatalf("Close: %v", err)
 			}
-			return openAt(t, st.Path(), Options{})
+			return openAt(t, st.Path(), opts)
 		},
 		StoredSecrets: func(t *testing.T, s daodian.Store, appKey string) (string, string) {
 			return storedSecrets(t, s.(*Store).Path(), appKey)
 		},
-	})
+	}
+}
+
+func TestContract(t *testing.T) {
+	storetest.Run(t, factory(Options{}))
 }
 
 // holder holds the writer inside an Update until release is called, so that
@@ -991,16 +997,7 @@ func TestSyncFailureStopsStore(t *testing.T) {
 
 // TestSerialSync runs the contract with SQLite's own synchronous=FULL.
 func TestSerialSync(t *testing.T) {
-	storetest.Run(t, storetest.Factory{
-		Open: func(t *testing.T) daodian.Store { return openAt(t, tempPath(t), Options{SerialSync: true}) },
-		Reopen: func(t *testing.T, s daodian.Store) daodian.Store {
-			st := s.(*Store)
-			if err := st.Close(); err != nil {
-				t.Fatalf("Close: %v", err)
-			}
-			return openAt(t, st.Path(), Options{SerialSync: true})
-		},
-	})
+	storetest.Run(t, factory(Options{SerialSync: true}))
 }
 
 // TestWALRestart writes enough to cross CheckpointPages many times and checks

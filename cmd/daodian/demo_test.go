@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bufio"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/daodian/daodian/internal/testenv"
 )
 
 // TestSelfCommand: how printed lines start, for each way the program was started.
@@ -48,16 +45,6 @@ func TestSelfCommand(t *testing.T) {
 	}
 }
 
-// goTool returns the go command of the toolchain running the tests.
-func goTool(t *testing.T) string {
-	t.Helper()
-	g := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(g); err != nil {
-		t.Skipf("no go command at %s", g)
-	}
-	return g
-}
-
 // pathWithout returns the environment with PATH stripped of every directory
 // holding a daodian, then prefixed by dirs. The rest stays as the tests run
 // (a PATH without a C compiler would turn cgo off and rebuild everything).
@@ -77,58 +64,27 @@ func pathWithout(dirs ...string) []string {
 	return env
 }
 
-// demoLines starts `args… serve --demo` (in its own process group, which is
-// stopped when the test ends) in dir with env, and returns the lines it prints
-// for the user to paste.
-func demoLines(t *testing.T, dir string, env []string, args ...string) []string {
+// demoLines starts `command… serve --demo` in dir with env and returns the
+// lines it prints for the user to paste.
+func demoLines(t *testing.T, dir string, env []string, command ...string) []string {
 	t.Helper()
 	db := filepath.Join(t.TempDir(), "demo.db")
-	cmd := exec.Command(args[0], append(args[1:], "serve", "--demo", "--addr", "127.0.0.1:0", "--db", db)...)
-	cmd.Dir, cmd.Env = dir, env
-	// go run does not pass SIGTERM on: stop the server through its group.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		_ = cmd.Wait()
-	})
-	type result struct{ try, all []string }
-	done := make(chan result, 1)
-	go func() {
-		var r result
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			l := sc.Text()
-			r.all = append(r.all, l)
-			switch {
-			case l == "try (in another terminal):":
-				r.try = []string{}
-			case r.try != nil && strings.HasPrefix(l, "  "):
-				r.try = append(r.try, strings.TrimSpace(l))
-			case strings.Contains(l, "serving on "):
-				done <- r
-				_, _ = io.Copy(io.Discard, stderr) // the server must never block on a full pipe
-				return
+	p := testenv.StartServeWith(t, testenv.ServeOptions{Command: command, Dir: dir, Env: env}, "--demo", "--db", db)
+	var try []string
+	for _, l := range strings.Split(p.Stderr(), "\n") {
+		switch {
+		case l == "try (in another terminal):":
+			try = []string{}
+		case try != nil && strings.HasPrefix(l, "  "):
+			try = append(try, strings.TrimSpace(l))
+		case strings.Contains(l, "serving on "):
+			if try == nil {
+				t.Fatalf("%v serve --demo printed no lines to paste:\n%s", command, p.Stderr())
 			}
+			return try
 		}
-		r.try = nil
-		done <- r
-	}()
-	select {
-	case r := <-done:
-		if r.try == nil {
-			t.Fatalf("%v serve --demo printed no lines to paste:\n%s", args, strings.Join(r.all, "\n"))
-		}
-		return r.try
-	case <-time.After(120 * time.Second):
-		t.Fatalf("%v serve --demo did not start", args)
 	}
+	t.Fatalf("%v serve --demo: no serving line in\n%s", command, p.Stderr())
 	return nil
 }
 
@@ -136,16 +92,13 @@ func demoLines(t *testing.T, dir string, env []string, args ...string) []string 
 // runs daodian from the user's shell — the installed binary, go run as the
 // README's first command uses it, or the binary's path — and work when pasted.
 func TestDemoLinesPasteIntoAShell(t *testing.T) {
-	goCmd := goTool(t)
+	goCmd := testenv.GoTool(t)
 	root, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := t.TempDir()
-	exe := filepath.Join(bin, "daodian")
-	if out, err := exec.Command(goCmd, "build", "-o", exe, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	exe := testenv.Binary(t)
+	bin := filepath.Dir(exe) // holds daodian alone
 	goBin := filepath.Dir(goCmd)
 	elsewhere := t.TempDir()
 	for _, tc := range []struct {

@@ -2,52 +2,27 @@ package main
 
 import (
 	"encoding/json"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/daodian/daodian"
 	"github.com/daodian/daodian/gateway"
+	"github.com/daodian/daodian/internal/testenv"
 )
 
-// faultWorld is an app, a shop and one ticket of 3 units in a fresh database.
+// faultWorld is the seed (testenv.Seed: an app, a shop and here one ticket of
+// 3 units) in a fresh embedded database.
 type faultWorld struct {
 	db, key, secret, ticketID, code string
 }
 
 func newFaultWorld(t *testing.T) *faultWorld {
 	t.Helper()
-	w := &faultWorld{db: filepath.Join(t.TempDir(), "faults.db")}
-	code, out, errs := cli(t, nil, "app", "create", "--name", "pos", "--merchant", "m1", "--json", "--db", w.db)
-	if code != 0 {
-		t.Fatalf("app create: %s", errs)
-	}
-	var app struct {
-		Key    string `json:"app_key"`
-		Secret string `json:"app_secret"`
-	}
-	if err := json.Unmarshal([]byte(out), &app); err != nil {
-		t.Fatal(err)
-	}
-	w.key, w.secret = app.Key, app.Secret
-	if code, _, errs := cli(t, nil, "shop", "add", "--merchant", "m1", "--shop-id", "s1", "--db", w.db); code != 0 {
-		t.Fatalf("shop add: %s", errs)
-	}
-	code, out, errs = cli(t, nil, "ticket", "issue", "--merchant", "m1", "--quantity", "3", "--json", "--db", w.db)
-	if code != 0 {
-		t.Fatalf("ticket issue: %s", errs)
-	}
-	var issued struct {
-		Tickets []struct {
-			ID   string `json:"ticket_id"`
-			Code string `json:"ticket_code"`
-		} `json:"tickets"`
-	}
-	if err := json.Unmarshal([]byte(out), &issued); err != nil {
-		t.Fatal(err)
-	}
-	w.ticketID, w.code = issued.Tickets[0].ID, issued.Tickets[0].Code
-	return w
+	db := testenv.NewDB(t, testenv.Embedded)
+	seeded := testenv.SeedDB(t, db, daodian.IssueRequest{Quantity: 3})
+	tk := seeded.Tickets[0]
+	return &faultWorld{db: db.URL, key: seeded.App.Key, secret: seeded.App.Secret, ticketID: tk.ID, code: tk.Code}
 }
 
 func (w *faultWorld) fault(t *testing.T, args ...string) (int, string, string) {
@@ -123,8 +98,8 @@ func TestFaultCommands(t *testing.T) {
 // meets transient errors, with rules added while the server runs.
 func TestReverseConvergesUnderFaults(t *testing.T) {
 	w := newFaultWorld(t)
-	url, _ := server(t, "--db", w.db)
-	envv := map[string]string{"DAODIAN_URL": url, "DAODIAN_APP_KEY": w.key, "DAODIAN_APP_SECRET": w.secret, "DAODIAN_DB": w.db}
+	p := startServeInProcess(t, "--db", w.db)
+	envv := map[string]string{"DAODIAN_URL": p.url, "DAODIAN_APP_KEY": w.key, "DAODIAN_APP_SECRET": w.secret, "DAODIAN_DB": w.db}
 	use := func(rid string) {
 		t.Helper()
 		code, out, _ := cli(t, envv, "call", "alibaba.alsc.merchant.ext.ticketcode.use",
@@ -182,11 +157,11 @@ func TestServeAnnouncesFaults(t *testing.T) {
 			args = append(args, "--no-faults")
 			want = "fault injection is disabled (--no-faults): the 1 fault rules in the store are ignored"
 		}
-		url, errb := server(t, args...)
-		if !strings.Contains(errb.String(), want) {
-			t.Fatalf("serve %v says:\n%s\nwant %q", args, errb, want)
+		p := startServeInProcess(t, args...)
+		if !strings.Contains(p.stderr.String(), want) {
+			t.Fatalf("serve %v says:\n%s\nwant %q", args, p.stderr, want)
 		}
-		envv := map[string]string{"DAODIAN_URL": url, "DAODIAN_APP_KEY": w.key, "DAODIAN_APP_SECRET": w.secret}
+		envv := map[string]string{"DAODIAN_URL": p.url, "DAODIAN_APP_KEY": w.key, "DAODIAN_APP_SECRET": w.secret}
 		code, out, _ := cli(t, envv, "call", "taobao.time.get")
 		if noFaults != (code == 0) {
 			t.Fatalf("serve %v: call exited %d: %s", args, code, out)

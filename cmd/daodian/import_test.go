@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/daodian/daodian"
-	"github.com/daodian/daodian/internal/pgtest"
+	"github.com/daodian/daodian/internal/testenv"
 	"github.com/daodian/daodian/internal/testio"
 	"github.com/daodian/daodian/top"
 )
@@ -371,7 +371,7 @@ func TestImportStopsHonestly(t *testing.T) {
 func TestImportNextToServer(t *testing.T) {
 	dir := t.TempDir()
 	db := filepath.Join(dir, "d.db")
-	url, _ := server(t, "--db", db)
+	p := startServeInProcess(t, "--db", db)
 	code, out, errs := cli(t, nil, "app", "create", "--name", "pos", "--merchant", "m1", "--json", "--db", db)
 	if code != 0 {
 		t.Fatal(errs)
@@ -399,7 +399,7 @@ func TestImportNextToServer(t *testing.T) {
 	if err != nil || len(recs) != 3 {
 		t.Fatalf("--out: %v %q", err, b)
 	}
-	envv := map[string]string{"DAODIAN_URL": url, "DAODIAN_APP_KEY": app.Key, "DAODIAN_APP_SECRET": app.Secret}
+	envv := map[string]string{"DAODIAN_URL": p.url, "DAODIAN_APP_KEY": app.Key, "DAODIAN_APP_SECRET": app.Secret}
 	code, out, errs = cli(t, envv, "call", "alibaba.alsc.merchant.ext.ticketcode.use",
 		`use_request={"ticket_code":"`+recs[1][5]+`","shop_id":"s1","quantity":2,"ticket_request_id":"u1"}`)
 	if code != 0 || !strings.Contains(out, "ticket_trans_id") {
@@ -410,11 +410,11 @@ func TestImportNextToServer(t *testing.T) {
 // TestImportPostgres: the import works the same on PostgreSQL, and a server on
 // PostgreSQL records no commit batches (one transaction per operation).
 func TestImportPostgres(t *testing.T) {
-	db := pgtest.FreshDatabase(t)
+	d := testenv.NewDB(t, testenv.Postgres)
+	db := d.URL
 	// The key file from the environment, as DAODIAN_SECRET_KEY_FILE, for the
 	// commands; on the command line for serve.
-	key := filepath.Join(t.TempDir(), "secret.key")
-	keyEnv := map[string]string{"DAODIAN_SECRET_KEY_FILE": key}
+	keyEnv := map[string]string{"DAODIAN_SECRET_KEY_FILE": d.KeyFile}
 	csvPath := writeFile(t, "t.csv", "merchant_id,count,quantity\nm1,2,1\nm1,1,5\nm2,1,1\n")
 	code, out, errs := cli(t, keyEnv, "ticket", "import", csvPath, "--db", db, "--batch", "2")
 	if code != 0 || !strings.Contains(out, "imported 3 orders, 4 tickets") {
@@ -435,7 +435,7 @@ func TestImportPostgres(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &app); err != nil {
 		t.Fatal(err)
 	}
-	p := startServeInProcess(t, "--db", db, "--secret-key-file", key)
+	p := startServeInProcess(t, d.Args()...)
 	// A reversal that finds nothing still writes: its answer is recorded.
 	envv := map[string]string{"DAODIAN_URL": p.url, "DAODIAN_APP_KEY": app.Key, "DAODIAN_APP_SECRET": app.Secret}
 	if code, _, errs := cli(t, envv, "reverse", "--ticket-id", "2100000000000999999"); code != 1 || !strings.Contains(errs, "TICKET_NOT_FOUND") {

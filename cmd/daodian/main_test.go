@@ -7,9 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/daodian/daodian"
+	"github.com/daodian/daodian/internal/testenv"
 	"github.com/daodian/daodian/internal/testio"
 )
 
@@ -22,25 +22,9 @@ func cli(t *testing.T, envv map[string]string, args ...string) (int, string, str
 	return code, out.String(), errb.String()
 }
 
-// server runs `daodian serve` in-process on a free port until the test ends,
-// when it must exit cleanly, and returns its /router/rest URL and its stderr.
-func server(t *testing.T, args ...string) (string, *testio.Buffer) {
-	t.Helper()
-	p := startServeInProcess(t, args...)
-	t.Cleanup(func() {
-		p.cancel()
-		select {
-		case code := <-p.done:
-			p.done <- code
-			if code != 0 {
-				t.Errorf("serve exited %d: %s", code, p.stderr.String())
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("serve did not stop after its context was cancelled")
-		}
-	})
-	return p.url, p.stderr
-}
+// TestMain runs the tests with testenv, for the one test that builds and runs
+// the daodian executable (TestDemoLinesPasteIntoAShell).
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 
 func TestServeOnEmptyDirectoryAndSignedCalls(t *testing.T) {
 	dir := t.TempDir()
@@ -51,7 +35,7 @@ func TestServeOnEmptyDirectoryAndSignedCalls(t *testing.T) {
 	t.Cleanup(func() { _ = os.Chdir(wd) })
 
 	// The admin commands work on the default ./daodian.db while serve runs on it.
-	url, _ := server(t)
+	p := startServeInProcess(t)
 	code, out, errs := cli(t, nil, "app", "create", "--name", "pos", "--merchant", "m1", "--json")
 	if code != 0 {
 		t.Fatalf("app create: %d %s", code, errs)
@@ -83,7 +67,7 @@ func TestServeOnEmptyDirectoryAndSignedCalls(t *testing.T) {
 	}
 
 	// Credentials from the environment, as DAODIAN_* variables.
-	envv := map[string]string{"DAODIAN_URL": url, "DAODIAN_APP_KEY": app.AppKey, "DAODIAN_APP_SECRET": app.AppSecret}
+	envv := map[string]string{"DAODIAN_URL": p.url, "DAODIAN_APP_KEY": app.AppKey, "DAODIAN_APP_SECRET": app.AppSecret}
 	for _, sm := range []string{"md5", "hmac", "hmac-sha256"} {
 		for _, f := range []string{"json", "xml"} {
 			code, out, errs = cli(t, envv, "call", "taobao.time.get", "--sign-method", sm, "--format", f)
@@ -135,8 +119,8 @@ func TestUsageErrors(t *testing.T) {
 
 func TestDemoSeedsAnEmptyDatabaseOnly(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "demo.db")
-	_, errb := server(t, "--db", db, "--demo")
-	out := errb.String()
+	p := startServeInProcess(t, "--db", db, "--demo")
+	out := p.stderr.String()
 	self := selfCommand() // this test binary's path: it is not the daodian on PATH
 	for _, want := range []string{"app_key", "app_secret", self + " call alibaba.alsc.daodian.ticket.consult", self + " call alibaba.alsc.merchant.ext.ticketcode.use", self + " call alibaba.alsc.daodian.ticket.reserve"} {
 		if !strings.Contains(out, want) {

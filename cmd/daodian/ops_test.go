@@ -19,6 +19,7 @@ import (
 	"github.com/daodian/daodian"
 	"github.com/daodian/daodian/alsc"
 	"github.com/daodian/daodian/client"
+	"github.com/daodian/daodian/internal/testenv"
 	"github.com/daodian/daodian/internal/testio"
 	"github.com/daodian/daodian/top"
 )
@@ -71,17 +72,17 @@ func shellWords(t *testing.T, line string) []string {
 // runs real binaries).
 func TestDemoCallLinesWork(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "demo.db")
-	_, errb := server(t, "--db", db, "--demo")
+	p := startServeInProcess(t, "--db", db, "--demo")
 	self := selfCommand()
 	var lines []string
-	for _, l := range strings.Split(errb.String(), "\n") {
+	for _, l := range strings.Split(p.stderr.String(), "\n") {
 		l = strings.TrimSpace(l)
 		if strings.HasPrefix(l, self+" call ") || strings.HasPrefix(l, self+" reverse ") {
 			lines = append(lines, l)
 		}
 	}
 	if len(lines) < 5 {
-		t.Fatalf("the demo printed %d call lines, want 5:\n%s", len(lines), errb.String())
+		t.Fatalf("the demo printed %d call lines, want 5:\n%s", len(lines), p.stderr.String())
 	}
 	wants := map[string]string{
 		"taobao.time.get":  `"time"`,
@@ -125,7 +126,9 @@ type serveProc struct {
 	done   chan int
 }
 
-// startServeInProcess runs `daodian serve` until stop (or the test's end).
+// startServeInProcess runs `daodian serve --addr 127.0.0.1:0 args…` in-process
+// until cancel is called or the test ends, when it must exit 0. Tests that
+// need a real process (signals, its own environment) use testenv.StartServe.
 func startServeInProcess(t *testing.T, args ...string) *serveProc {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -137,8 +140,11 @@ func startServeInProcess(t *testing.T, args ...string) *serveProc {
 		select {
 		case code := <-p.done:
 			p.done <- code
+			if code != 0 {
+				t.Errorf("serve exited %d: %s", code, p.stderr.String())
+			}
 		case <-time.After(30 * time.Second):
-			t.Error("serve did not stop")
+			t.Error("serve did not stop after its context was cancelled")
 		}
 	})
 	re := regexp.MustCompile(`serving on (http://(\S+))/router/rest`)
@@ -159,29 +165,11 @@ func startServeInProcess(t *testing.T, args ...string) *serveProc {
 	return nil
 }
 
-// seed creates, in the embedded file db, an app of merchant m1, its shop s1 and
-// one ticket of 3 units.
+// seed seeds the embedded file db (testenv.Seed) with one ticket of 3 units.
 func seed(t *testing.T, db string) (*daodian.App, daodian.Ticket) {
 	t.Helper()
-	ctx := context.Background()
-	s, err := openStore(ctx, storeRef{db: db}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	l := daodian.NewLedger(s, daodian.Config{})
-	if err := l.AddShop(ctx, daodian.Shop{MerchantID: "m1", ID: "s1"}); err != nil {
-		t.Fatal(err)
-	}
-	app, err := l.CreateApp(ctx, daodian.AppSpec{Name: "pos", MerchantID: "m1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	o, err := l.Issue(ctx, daodian.IssueRequest{MerchantID: "m1", Quantity: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return app, o.Tickets[0]
+	seeded := testenv.SeedDB(t, testenv.FileDB(db), daodian.IssueRequest{Quantity: 3})
+	return seeded.App, seeded.Tickets[0]
 }
 
 // metricValue reads one sample of /metrics: name{labels} value, where labels is
@@ -195,18 +183,9 @@ func metricValue(t *testing.T, base, series string) (float64, bool) {
 // and half the body now, the rest when finish is called, which returns the answer.
 func slowRequest(t *testing.T, gatewayURL string, app *daodian.App, code string) (finish func() (int, string)) {
 	t.Helper()
-	c := client.New(gatewayURL, app.Key, app.Secret)
-	p, err := c.Params(alsc.MethodUse, map[string]string{
-		"use_request": `{"ticket_code":"` + code + `","shop_id":"s1","ticket_request_id":"slow-1"}`,
+	body := testenv.SignedForm(t, gatewayURL, app, alsc.MethodUse, map[string]string{
+		alsc.ParamUseRequest: `{"ticket_code":"` + code + `","shop_id":"s1","ticket_request_id":"slow-1"}`,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	vals := url.Values{}
-	for k, v := range p {
-		vals.Set(k, v)
-	}
-	body := vals.Encode()
 	u, err := url.Parse(gatewayURL)
 	if err != nil {
 		t.Fatal(err)

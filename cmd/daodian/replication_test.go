@@ -1,11 +1,10 @@
 package main
 
 import (
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/daodian/daodian/internal/pgtest"
+	"github.com/daodian/daodian/internal/testenv"
 	"github.com/daodian/daodian/postgres"
 )
 
@@ -15,8 +14,7 @@ import (
 // cluster with a standby, is in e2e.TestFailover.
 func TestServeReportsReplication(t *testing.T) {
 	t.Run("postgres without a synchronous standby", func(t *testing.T) {
-		db := pgtest.FreshDatabase(t)
-		p := startServeInProcess(t, "--db", db, "--secret-key-file", filepath.Join(t.TempDir(), "secret.key"))
+		p := startServeInProcess(t, testenv.NewDB(t, testenv.Postgres).Args()...)
 		if out := p.stderr.String(); !strings.Contains(out, "commits wait for no standby (synchronous_standby_names is empty)") ||
 			!strings.Contains(out, "a failover may lose acknowledged answers") {
 			t.Fatalf("start-up output does not warn of asynchronous replication:\n%s", out)
@@ -26,7 +24,7 @@ func TestServeReportsReplication(t *testing.T) {
 		}
 	})
 	t.Run("embedded", func(t *testing.T) {
-		p := startServeInProcess(t, "--db", filepath.Join(t.TempDir(), "d.db"))
+		p := startServeInProcess(t, testenv.NewDB(t, testenv.Embedded).Args()...)
 		if strings.Contains(p.stderr.String(), "standby") {
 			t.Fatalf("the embedded store reports replication:\n%s", p.stderr.String())
 		}

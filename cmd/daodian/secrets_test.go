@@ -37,15 +37,15 @@ func TestServeDemoOnFreshDirectory(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = os.Chdir(wd) })
 
-	url, stderr := server(t, "--demo")
-	m := demoCreds.FindStringSubmatch(stderr.String())
+	p := startServeInProcess(t, "--demo")
+	m := demoCreds.FindStringSubmatch(p.stderr.String())
 	if m == nil {
-		t.Fatalf("no demo credentials in:\n%s", stderr)
+		t.Fatalf("no demo credentials in:\n%s", p.stderr)
 	}
-	if strings.Contains(strings.ToLower(stderr.String()), "key file") {
-		t.Errorf("the demo talks about the key file:\n%s", stderr)
+	if strings.Contains(strings.ToLower(p.stderr.String()), "key file") {
+		t.Errorf("the demo talks about the key file:\n%s", p.stderr)
 	}
-	res, err := client.New(url, m[1], m[2]).TimeGet(context.Background())
+	res, err := client.New(p.url, m[1], m[2]).TimeGet(context.Background())
 	if err != nil || res.Time == "" {
 		t.Fatalf("a call with the demo credentials: %v", err)
 	}
@@ -158,9 +158,9 @@ func TestWrongSecretKeyFile(t *testing.T) {
 func TestAppRotateSecret(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "d.db")
 	app, _ := seed(t, db)
-	url, _ := server(t, "--db", db)
+	p := startServeInProcess(t, "--db", db)
 	ctx := context.Background()
-	if _, err := client.New(url, app.Key, app.Secret).TimeGet(ctx); err != nil {
+	if _, err := client.New(p.url, app.Key, app.Secret).TimeGet(ctx); err != nil {
 		t.Fatal(err)
 	}
 
@@ -199,7 +199,7 @@ func TestAppRotateSecret(t *testing.T) {
 	}
 	// The new secret works on the running gateway within its app cache's time.
 	waitFor(t, "the new secret to be accepted", func() bool {
-		_, err := client.New(url, app.Key, got.AppSecret).TimeGet(ctx)
+		_, err := client.New(p.url, app.Key, got.AppSecret).TimeGet(ctx)
 		return err == nil
 	})
 
@@ -213,11 +213,11 @@ func TestAppRotateSecret(t *testing.T) {
 		t.Fatalf("stored after a rotation without grace: %+v", a)
 	}
 	waitFor(t, "the replaced secret to be refused", func() bool {
-		_, err := client.New(url, app.Key, got.AppSecret).TimeGet(ctx)
+		_, err := client.New(p.url, app.Key, got.AppSecret).TimeGet(ctx)
 		var pe *client.Error
 		return errors.As(err, &pe) && pe.Code == 25
 	})
-	if _, err := client.New(url, app.Key, third[1]).TimeGet(ctx); err != nil {
+	if _, err := client.New(p.url, app.Key, third[1]).TimeGet(ctx); err != nil {
 		t.Fatalf("the newest secret: %v", err)
 	}
 
