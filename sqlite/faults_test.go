@@ -11,16 +11,7 @@ import (
 
 // TestFaults runs the fault-rule contract on the embedded store.
 func TestFaults(t *testing.T) {
-	storetest.RunFaults(t, storetest.Factory{
-		Open: func(t *testing.T) daodian.Store { return openAt(t, tempPath(t), Options{}) },
-		Reopen: func(t *testing.T, s daodian.Store) daodian.Store {
-			st := s.(*Store)
-			if err := st.Close(); err != nil {
-				t.Fatalf("Close: %v", err)
-			}
-			return openAt(t, st.Path(), Options{})
-		},
-	})
+	storetest.RunFaults(t, reopenable())
 }
 
 // TestFaultRulesAcrossProcesses: a rule added by an admin command (a Shared

@@ -41,7 +41,17 @@ func openAt(t testing.TB, path string, opts Options) *Store {
 }
 
 func TestContract(t *testing.T) {
-	storetest.Run(t, storetest.Factory{
+	f := reopenable()
+	f.StoredSecrets = func(t *testing.T, s daodian.Store, appKey string) (string, string) {
+		return storedSecrets(t, s.(*Store).Path(), appKey)
+	}
+	storetest.Run(t, f)
+}
+
+// reopenable is the factory of the contract suites: fresh stores in temporary
+// files, which it can reopen.
+func reopenable() storetest.Factory {
+	return storetest.Factory{
 		Open: func(t *testing.T) daodian.Store { return openAt(t, tempPath(t), Options{}) },
 		Reopen: func(t *testing.T, s daodian.Store) daodian.Store {
 			st := s.(*Store)
@@ -50,10 +60,7 @@ func TestContract(t *testing.T) {
 			}
 			return openAt(t, st.Path(), Options{})
 		},
-		StoredSecrets: func(t *testing.T, s daodian.Store, appKey string) (string, string) {
-			return storedSecrets(t, s.(*Store).Path(), appKey)
-		},
-	})
+	}
 }
 
 // holder holds the writer inside an Update until release is called, so that

@@ -1,0 +1,67 @@
+package sqlite
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"os"
+	"testing"
+
+	"github.com/daodian/daodian"
+	"github.com/daodian/daodian/storetest"
+)
+
+// TestAdminTokens runs the admin-token contract on the embedded store.
+func TestAdminTokens(t *testing.T) {
+	storetest.RunAdminTokens(t, reopenable())
+}
+
+// TestAdminTokenMigration: a database of schema version 4 gains the
+// admin_tokens table when opened, and its file never holds a token, only the
+// token's hash.
+func TestAdminTokenMigration(t *testing.T) {
+	path := tempPath(t)
+	s, err := Open(context.Background(), path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{`DROP TABLE admin_tokens`, `UPDATE meta SET value = '4' WHERE key = 'schema_version'`} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openAt(t, path, Options{})
+	ctx := context.Background()
+	l := daodian.NewLedger(s2, daodian.Config{})
+	tok, token, err := l.CreateAdminToken(ctx, "ops", "")
+	if err != nil {
+		t.Fatalf("admin token after migrating from version 4: %v", err)
+	}
+	if err := s2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var file []byte
+	for _, suffix := range []string{"", "-wal"} {
+		b, err := os.ReadFile(path + suffix)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		file = append(file, b...)
+	}
+	if bytes.Contains(file, []byte(token)) || bytes.Contains(file, []byte(token[3:])) {
+		t.Error("the database file holds the admin token")
+	}
+	if !bytes.Contains(file, []byte(tok.Hash)) {
+		t.Error("the database file does not hold the token's hash: is this test reading the right file?")
+	}
+}
