@@ -66,6 +66,33 @@ func merchant(c *call, q url.Values, required bool) (string, *apiError) {
 	return m, nil
 }
 
+// query is a request's checked parameters: the merchant it is about (under the
+// token's scope, "" for none) and whether it asked for CSV.
+type query struct {
+	url.Values
+	merchant string
+	csv      bool
+}
+
+// parse checks the request's parameters: allowed are those the endpoint takes
+// besides merchant, which every endpoint takes (and needs when needMerchant).
+// On a fault it answers the error and returns false.
+func parse(c *call, needMerchant bool, allowed ...string) (*query, bool) {
+	v, err := params(c, append([]string{"merchant"}, allowed...)...)
+	q := &query{Values: v}
+	if err == nil {
+		q.csv, err = format(v)
+	}
+	if err == nil {
+		q.merchant, err = merchant(c, v, needMerchant)
+	}
+	if err != nil {
+		c.fail(err)
+		return nil, false
+	}
+	return q, true
+}
+
 const (
 	msgTicketNotFound   = "no such ticket"
 	msgMerchantNotFound = "no such merchant"
@@ -76,17 +103,11 @@ const (
 // like one that does not exist (SPEC §4.4 rule 2: naming a ticket must not
 // reveal that it exists).
 func (a *API) ticketByID(c *call, id string) {
-	q, perr := params(c, "merchant")
-	if perr != nil {
-		c.fail(perr)
+	q, ok := parse(c, false)
+	if !ok {
 		return
 	}
-	m, perr := merchant(c, q, false)
-	if perr != nil {
-		c.fail(perr)
-		return
-	}
-	h, err := a.ledger.TicketHistory(c.r.Context(), id, "", m)
+	h, err := a.ledger.TicketHistory(c.r.Context(), id, "", q.merchant)
 	if err != nil {
 		a.failWith(c, err, msgTicketNotFound)
 		return
@@ -97,9 +118,8 @@ func (a *API) ticketByID(c *call, id string) {
 // ticketByCode answers GET /admin/v1/tickets?code=C: like ticketByID, and the
 // answer shows the code, which the caller already has.
 func (a *API) ticketByCode(c *call, _ string) {
-	q, perr := params(c, "code", "merchant")
-	if perr != nil {
-		c.fail(perr)
+	q, ok := parse(c, false, "code")
+	if !ok {
 		return
 	}
 	code := q.Get("code")
@@ -107,12 +127,7 @@ func (a *API) ticketByCode(c *call, _ string) {
 		c.fail(errInvalid("code is required (or GET " + Prefix + "tickets/{ticket_id})"))
 		return
 	}
-	m, perr := merchant(c, q, false)
-	if perr != nil {
-		c.fail(perr)
-		return
-	}
-	h, err := a.ledger.TicketHistory(c.r.Context(), "", code, m)
+	h, err := a.ledger.TicketHistory(c.r.Context(), "", code, q.merchant)
 	if err != nil {
 		a.failWith(c, err, msgTicketNotFound)
 		return
@@ -138,21 +153,11 @@ func ParseTime(s string) (time.Time, error) {
 // {"records": […], "next_cursor": "…"}, or with format=csv the page as CSV
 // (RecordCSVHeader) and the next cursor in the X-Next-Cursor header.
 func (a *API) records(c *call, _ string) {
-	q, perr := params(c, "merchant", "shop", "from", "to", "kind", "limit", "cursor", "format")
-	if perr != nil {
-		c.fail(perr)
+	q, ok := parse(c, true, "shop", "from", "to", "kind", "limit", "cursor", "format")
+	if !ok {
 		return
 	}
-	asCSV, perr := format(q)
-	if perr != nil {
-		c.fail(perr)
-		return
-	}
-	rq := daodian.RecordQuery{ShopID: q.Get("shop")}
-	if rq.MerchantID, perr = merchant(c, q, true); perr != nil {
-		c.fail(perr)
-		return
-	}
+	rq := daodian.RecordQuery{MerchantID: q.merchant, ShopID: q.Get("shop")}
 	for _, f := range []struct {
 		name string
 		dst  *time.Time
@@ -185,7 +190,7 @@ func (a *API) records(c *call, _ string) {
 		return
 	}
 	out := RecordPageOf(page)
-	if !asCSV {
+	if !q.csv {
 		c.json(out)
 		return
 	}
@@ -212,28 +217,17 @@ func format(q url.Values) (csv bool, err *apiError) {
 // total (the Statement shape), or with format=csv one line per shop and a last
 // line with shop_id "total" (StatementCSVHeader).
 func (a *API) statement(c *call, _ string) {
-	q, perr := params(c, "merchant", "date", "shop", "format")
-	if perr != nil {
-		c.fail(perr)
+	q, ok := parse(c, true, "date", "shop", "format")
+	if !ok {
 		return
 	}
-	asCSV, perr := format(q)
-	if perr != nil {
-		c.fail(perr)
-		return
-	}
-	m, perr := merchant(c, q, true)
-	if perr != nil {
-		c.fail(perr)
-		return
-	}
-	st, err := a.ledger.Statement(c.r.Context(), m, q.Get("date"), q.Get("shop"))
+	st, err := a.ledger.Statement(c.r.Context(), q.merchant, q.Get("date"), q.Get("shop"))
 	if err != nil {
 		a.failWith(c, err, msgMerchantNotFound)
 		return
 	}
 	out := StatementOf(st)
-	if !asCSV {
+	if !q.csv {
 		c.json(out)
 		return
 	}
@@ -263,14 +257,8 @@ func (c *call) csv(header []string, rows [][]string) {
 // Config.MaxReconcileBytes and read under the server's timeouts; at most
 // Config.MaxReconciliations run at once (503 busy beyond).
 func (a *API) reconcile(c *call, _ string) {
-	q, perr := params(c, "merchant", "date")
-	if perr != nil {
-		c.fail(perr)
-		return
-	}
-	m, perr := merchant(c, q, true)
-	if perr != nil {
-		c.fail(perr)
+	q, ok := parse(c, true, "date")
+	if !ok {
 		return
 	}
 	// The parameters are checked before the body is read: a wrong date costs
@@ -314,7 +302,7 @@ func (a *API) reconcile(c *call, _ string) {
 		a.failWith(c, err, "")
 		return
 	}
-	rec, err := a.ledger.Reconcile(c.r.Context(), m, q.Get("date"), lines)
+	rec, err := a.ledger.Reconcile(c.r.Context(), q.merchant, q.Get("date"), lines)
 	if err != nil {
 		a.failWith(c, err, msgMerchantNotFound)
 		return

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"os"
 	"testing"
 
@@ -21,26 +20,7 @@ func TestAdminTokens(t *testing.T) {
 // admin_tokens table when opened, and its file never holds a token, only the
 // token's hash.
 func TestAdminTokenMigration(t *testing.T) {
-	path := tempPath(t)
-	s, err := Open(context.Background(), path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range []string{`DROP TABLE admin_tokens`, `UPDATE meta SET value = '4' WHERE key = 'schema_version'`} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
+	path := oldDatabase(t, 4, `DROP TABLE admin_tokens`)
 	s2 := openAt(t, path, Options{})
 	ctx := context.Background()
 	l := daodian.NewLedger(s2, daodian.Config{})

@@ -9,19 +9,8 @@ import (
 	"time"
 
 	"github.com/daodian/daodian"
+	"github.com/daodian/daodian/storetest"
 )
-
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 // store is a map read by load, counting its reads.
 type store struct {
@@ -59,7 +48,7 @@ func (s *store) set(key string, v int, present bool) {
 
 func TestCache(t *testing.T) {
 	ctx := context.Background()
-	clk := &clock{now: time.Unix(1_000_000, 0)}
+	clk := storetest.NewClock(time.Unix(1_000_000, 0))
 	st := &store{m: map[string]int{"a": 1}}
 	c := New[int](Config{TTL: 2 * time.Second, Clock: clk.Now, MaxEntries: 100, MaxLookups: 2, LookupWait: time.Second})
 	get := func(key string) (int, error) { return c.Get(ctx, key, st.load(key)) }
@@ -117,7 +106,7 @@ func TestCache(t *testing.T) {
 // cache holds is served, and reloaded when expired, while they are all taken.
 func TestUnknownLookupsBounded(t *testing.T) {
 	ctx := context.Background()
-	clk := &clock{now: time.Unix(1_000_000, 0)}
+	clk := storetest.NewClock(time.Unix(1_000_000, 0))
 	c := New[int](Config{TTL: time.Second, Clock: clk.Now, MaxEntries: 100, MaxLookups: 2, LookupWait: 50 * time.Millisecond})
 	if v, err := c.Get(ctx, "known", func(context.Context) (int, error) { return 7, nil }); err != nil || v != 7 {
 		t.Fatal(v, err)
