@@ -222,6 +222,9 @@ func routes(gw *gateway.Gateway, adm *admin.API) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", gw.Handler())
 	mux.Handle(admin.Prefix, adm)
+	// Without its slash too, so that it answers as the API (401, 404) rather
+	// than with the mux's redirect.
+	mux.Handle(strings.TrimSuffix(admin.Prefix, "/"), adm)
 	return mux
 }
 

@@ -194,7 +194,7 @@ func TestServeAdminAPI(t *testing.T) {
 			t.Fatal(err)
 		}
 		r.Header.Set("Authorization", "Bearer "+tok.Token)
-		resp, err := http.DefaultClient.Do(r)
+		resp, err := http.DefaultTransport.RoundTrip(r) // no redirect followed
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -217,9 +217,13 @@ func TestServeAdminAPI(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	// The gateway is still on the same listener.
+	// The gateway is still on the same listener, and the API's own root
+	// answers as the API.
 	if s := get("/healthz"); s != 200 {
 		t.Errorf("/healthz: %d", s)
+	}
+	if s := get("/admin/v1"); s != 401 {
+		t.Errorf("/admin/v1 with a revoked token: %d, want 401", s)
 	}
 	// The request lines name the token's id, never the token.
 	logs := p.stdout.String()
