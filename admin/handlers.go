@@ -4,10 +4,12 @@ import (
 	"encoding/csv"
 	"errors"
 	"io"
+	"maps"
 	"mime"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,15 +28,13 @@ func params(c *call, allowed ...string) (url.Values, *apiError) {
 	if err != nil {
 		return nil, errInvalid("the query string does not parse")
 	}
-	for name, vs := range q {
-		known := false
-		for _, a := range allowed {
-			known = known || a == name
-		}
-		if !known {
+	// In name order, so that a request with several faults always gets the
+	// same answer.
+	for _, name := range slices.Sorted(maps.Keys(q)) {
+		if !slices.Contains(allowed, name) {
 			return nil, errInvalid("unknown parameter " + strconv.Quote(clip(name)) + "; this endpoint takes " + strings.Join(allowed, ", "))
 		}
-		if len(vs) > 1 {
+		if len(q[name]) > 1 {
 			return nil, errInvalid("parameter " + name + " is given more than once")
 		}
 	}
