@@ -170,6 +170,19 @@ CREATE TABLE meta (
 	value text NOT NULL
 );
 `,
+	// 4: admin tokens (daodian/tokens.go): the SHA-256 hash of each, never the
+	// token; merchant_id '' is a token for every merchant, revoked_at NULL one
+	// not revoked. A small reference table, like fault_rules.
+	`
+CREATE TABLE admin_tokens (
+	id          text COLLATE "C" PRIMARY KEY,
+	hash        text COLLATE "C" NOT NULL UNIQUE,
+	name        text NOT NULL,
+	merchant_id text COLLATE "C" NOT NULL,
+	created_at  timestamptz,
+	revoked_at  timestamptz
+);
+`,
 }
 
 // migrate brings the schema to the latest version. It runs in one transaction
