@@ -57,3 +57,14 @@ func cut[T any](list []T, err error) ([]T, bool, error) {
 	}
 	return list, false, nil
 }
+
+// Merchant returns the merchant with the id, or ErrNotFound.
+func (l *Ledger) Merchant(ctx context.Context, id string) (*Merchant, error) {
+	var m *Merchant
+	err := l.store.View(ctx, func(tx ReadTx) error {
+		var err error
+		m, err = tx.Merchant(ctx, id)
+		return err
+	})
+	return m, err
+}

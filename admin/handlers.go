@@ -49,12 +49,12 @@ func clip(s string) string {
 	return s
 }
 
-// merchant resolves the merchant a request is about. A merchant-scoped token
-// sees its merchant only: naming another is 403, naming none means its own. A
-// token for every merchant must name one when required is set.
-func merchant(c *call, q url.Values, required bool) (string, *apiError) {
-	m := q.Get("merchant")
-	if scope := c.token.MerchantID; scope != "" {
+// scopeMerchant resolves the merchant m a request is about under the token's
+// scope. A merchant-scoped token sees its merchant only: naming another is
+// 403, naming none means its own. A token for every merchant must name one
+// when required is set.
+func scopeMerchant(tok *daodian.AdminToken, m string, required bool) (string, *apiError) {
+	if scope := tok.MerchantID; scope != "" {
 		if m != "" && m != scope {
 			return "", &apiError{http.StatusForbidden, codeForbidden, "this admin token sees merchant " + strconv.Quote(scope) + " only"}
 		}
@@ -84,7 +84,7 @@ func parse(c *call, needMerchant bool, allowed ...string) (*query, bool) {
 		q.csv, err = format(v)
 	}
 	if err == nil {
-		q.merchant, err = merchant(c, v, needMerchant)
+		q.merchant, err = scopeMerchant(c.token, v.Get("merchant"), needMerchant)
 	}
 	if err != nil {
 		c.fail(err)

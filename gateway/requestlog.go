@@ -83,8 +83,9 @@ type LoggedRequest struct {
 	// would have), cut at MaxLoggedAnswerBytes (AnswerTruncated).
 	Answer          string
 	AnswerTruncated bool
-
-	seq uint64 // the order of the app's requests
+	// Seq numbers the requests in the order this log recorded them, across
+	// apps: times may tie.
+	Seq uint64
 }
 
 // LoggedParam is one parameter of a logged request.
@@ -123,6 +124,7 @@ type RequestLog struct {
 	apps atomic.Pointer[map[string]*appLog]
 	// others is the traffic of requests that named no known, enabled app.
 	others traffic
+	seq    atomic.Uint64
 }
 
 // appLog is the log of one app.
@@ -172,8 +174,8 @@ func (l *RequestLog) record(c *call, answer []byte, now time.Time, d time.Durati
 		answer, e.AnswerTruncated = answer[:MaxLoggedAnswerBytes], true
 	}
 	e.Answer = string(answer)
-	e.seq = a.next.Add(1) - 1
-	a.slots[e.seq%uint64(len(a.slots))].Store(e)
+	e.Seq = l.seq.Add(1)
+	a.slots[(a.next.Add(1)-1)%uint64(len(a.slots))].Store(e)
 	a.lastWrite.Store(now.UnixNano())
 }
 
@@ -285,7 +287,7 @@ func (l *RequestLog) Requests(appKey string) []LoggedRequest {
 			out = append(out, *e)
 		}
 	}
-	slices.SortFunc(out, func(x, y LoggedRequest) int { return cmp.Compare(y.seq, x.seq) })
+	slices.SortFunc(out, func(x, y LoggedRequest) int { return cmp.Compare(y.Seq, x.Seq) })
 	return out
 }
 
