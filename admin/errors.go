@@ -124,3 +124,9 @@ func (a *API) errorOf(err error, requestID, notFound string) *apiError {
 	a.cfg.Logger.Error("admin request failed", "request_id", requestID, "err", err)
 	return errInternal(requestID)
 }
+
+// NewError returns an error answer: for the console, which answers faults of
+// its own forms as the API answers its parameters.
+func NewError(status int, code, message string) *Error {
+	return &apiError{status: status, code: code, message: message}
+}

@@ -10,9 +10,9 @@ import (
 func TestTrafficQuantile(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	for _, c := range []struct {
-		name      string
+		name       string
 		fast, slow int
-		want      time.Duration // the true p99
+		want       time.Duration // the true p99
 	}{
 		{"one slow in a hundred", 99, 1, time.Millisecond},
 		{"two slow in a hundred", 98, 2, time.Second},
