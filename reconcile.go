@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
 	"strings"
 )
@@ -273,17 +272,19 @@ type Reconciliation struct {
 type ledgerUse struct {
 	requestID string
 	appKey    string
-	transIDs  []string // the parts' trans ids; the first is the request's
+	transID   string // the first part's: the request's ticket_trans_id
+	parts     int
 	units     int
 	reversed  int // parts
 	refunded  int // parts
 	matched   bool
+	// next is another app's use under the same ticket_request_id.
+	next *ledgerUse
 }
 
 func (u *ledgerUse) status() string {
-	parts := len(u.transIDs)
 	switch {
-	case u.reversed == parts:
+	case u.reversed == u.parts:
 		return StatusReversed
 	case u.reversed > 0:
 		return StatusPartlyReversed
@@ -307,28 +308,32 @@ func (l *Ledger) Reconcile(ctx context.Context, merchantID, date string, pos []P
 	if err != nil {
 		return nil, err
 	}
-	var uses []*ledgerUse
-	byRequest := map[string][]*ledgerUse{}
-	byTrans := map[string]*ledgerUse{}
+	// A day can hold a million uses: they are allocated in blocks, and found by
+	// request id (then app) and by the trans id of each part.
+	var uses [][]ledgerUse
+	var byRequest, byTrans map[string]*ledgerUse
 	err = l.store.View(ctx, func(tx ReadTx) error {
-		uses, byRequest, byTrans = nil, map[string][]*ledgerUse{}, map[string]*ledgerUse{}
+		uses, byRequest, byTrans = nil, map[string]*ledgerUse{}, map[string]*ledgerUse{}
 		if _, err := tx.Merchant(ctx, merchantID); err != nil {
 			return err
 		}
 		return tx.EachDayUse(ctx, merchantID, day, func(du *DayUse) error {
 			r := &du.Record
-			var u *ledgerUse
-			for _, c := range byRequest[r.RequestID] {
-				if c.appKey == r.AppKey {
-					u = c
-				}
+			first := byRequest[r.RequestID]
+			u := first
+			for u != nil && u.appKey != r.AppKey {
+				u = u.next
 			}
 			if u == nil {
-				u = &ledgerUse{requestID: r.RequestID, appKey: r.AppKey}
-				uses = append(uses, u)
-				byRequest[r.RequestID] = append(byRequest[r.RequestID], u)
+				if len(uses) == 0 || len(uses[len(uses)-1]) == cap(uses[len(uses)-1]) {
+					uses = append(uses, make([]ledgerUse, 0, 4096))
+				}
+				block := &uses[len(uses)-1]
+				*block = append(*block, ledgerUse{requestID: r.RequestID, appKey: r.AppKey, transID: r.TransID, next: first})
+				u = &(*block)[len(*block)-1]
+				byRequest[r.RequestID] = u
 			}
-			u.transIDs = append(u.transIDs, r.TransID)
+			u.parts++
 			u.units += r.Units
 			if du.Reversed {
 				u.reversed++
@@ -349,8 +354,13 @@ func (l *Ledger) Reconcile(ctx context.Context, merchantID, date string, pos []P
 			if c := byTrans[p.TransID]; c != nil && c.requestID == p.RequestID && !c.matched {
 				u = c
 			}
-		} else if i := slices.IndexFunc(byRequest[p.RequestID], func(c *ledgerUse) bool { return !c.matched }); i >= 0 {
-			u = byRequest[p.RequestID][i]
+		} else {
+			// The first unmatched use in commit order: the chain is newest first.
+			for c := byRequest[p.RequestID]; c != nil; c = c.next {
+				if !c.matched {
+					u = c
+				}
+			}
 		}
 		if u == nil {
 			rec.Differences = append(rec.Differences, Difference{
@@ -361,7 +371,7 @@ func (l *Ledger) Reconcile(ctx context.Context, merchantID, date string, pos []P
 		}
 		u.matched = true
 		d := Difference{
-			RequestID: p.RequestID, TransID: u.transIDs[0], POSStatus: p.Status, LedgerStatus: u.status(),
+			RequestID: p.RequestID, TransID: u.transID, POSStatus: p.Status, LedgerStatus: u.status(),
 			POSUnits: p.Units, LedgerUnits: u.units, POSLine: p.Line,
 		}
 		switch {
@@ -375,12 +385,14 @@ func (l *Ledger) Reconcile(ctx context.Context, merchantID, date string, pos []P
 		}
 		rec.Differences = append(rec.Differences, d)
 	}
-	for _, u := range uses {
-		if !u.matched {
-			rec.Differences = append(rec.Differences, Difference{
-				Kind: DiffMissingInPOS, RequestID: u.requestID, TransID: u.transIDs[0],
-				LedgerStatus: u.status(), LedgerUnits: u.units,
-			})
+	for _, block := range uses {
+		for i := range block {
+			if u := &block[i]; !u.matched {
+				rec.Differences = append(rec.Differences, Difference{
+					Kind: DiffMissingInPOS, RequestID: u.requestID, TransID: u.transID,
+					LedgerStatus: u.status(), LedgerUnits: u.units,
+				})
+			}
 		}
 	}
 	return rec, nil
