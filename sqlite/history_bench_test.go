@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,10 +40,25 @@ type historyDay struct {
 // them: merchant m2's records (one in ten of the file, interleaved) and m1's two
 // days before and the day after (n/4 each), so that the day is a slice of a
 // larger ledger, as in production.
+//
+// With DAODIAN_BENCH_DAY_DIR, the database (history-N.db, its key beside it) and
+// the POS file (history-N.pos.csv) are kept in that directory and reused by the
+// next run, so that the commands can be measured on them:
+//
+//	daodian reconcile --db DIR/history-N.db --merchant m1 --date 2026-11-02 DIR/history-N.pos.csv
 func buildHistoryDay(b *testing.B, n int) *historyDay {
 	b.Helper()
 	ctx := context.Background()
 	h := &historyDay{path: tempPath(b)}
+	posPath := ""
+	if dir := os.Getenv("DAODIAN_BENCH_DAY_DIR"); dir != "" {
+		h.path = filepath.Join(dir, fmt.Sprintf("history-%d.db", n))
+		posPath = strings.TrimSuffix(h.path, ".db") + ".pos.csv"
+		if pos, err := os.ReadFile(posPath); err == nil {
+			return reuseHistoryDay(b, h, string(pos))
+		}
+		os.Remove(h.path) // a run that stopped before writing the POS file
+	}
 	s := openAt(b, h.path, Options{})
 	l := daodian.NewLedger(s, daodian.Config{})
 	for i := range 8 {
@@ -80,6 +96,30 @@ func buildHistoryDay(b *testing.B, n int) *historyDay {
 		fmt.Fprintf(&sb, "%s,%s,%s,%d\n", p.RequestID, p.TransID, p.Status, p.Units)
 	}
 	h.posCSV = sb.String()
+	if posPath != "" {
+		if err := os.WriteFile(posPath, []byte(h.posCSV), 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return h
+}
+
+// reuseHistoryDay reads back a day kept in DAODIAN_BENCH_DAY_DIR.
+func reuseHistoryDay(b *testing.B, h *historyDay, pos string) *historyDay {
+	b.Helper()
+	var err error
+	if h.pos, err = daodian.ParsePOS(strings.NewReader(pos), "pos.csv"); err != nil {
+		b.Fatal(err)
+	}
+	h.posCSV, h.uses = pos, len(h.pos)
+	db, err := sql.Open("sqlite", h.path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.QueryRow(`SELECT count(*) FROM records WHERE merchant_id = 'm1' AND day = ?`, daodian.Day(benchDay)).Scan(&h.records); err != nil {
+		b.Fatal(err)
+	}
 	return h
 }
 
