@@ -63,6 +63,26 @@ func historyError(err error, merchant, shop string) error {
 	return err
 }
 
+// checkMerchantFormat checks the flags records and statement share: --merchant
+// is required, --json and --csv exclude each other.
+func checkMerchantFormat(merchant string, asJSON, asCSV bool) error {
+	if merchant == "" {
+		return &exitError{2, "--merchant is required"}
+	}
+	if asJSON && asCSV {
+		return &exitError{2, "--json and --csv exclude each other: give one"}
+	}
+	return nil
+}
+
+// writeCSV writes a header line, then rows.
+func writeCSV(out io.Writer, header []string, rows [][]string) error {
+	w := csv.NewWriter(out)
+	_ = w.Write(header)
+	_ = w.WriteAll(rows) // flushes; the first error is w.Error's
+	return w.Error()
+}
+
 // checkDay validates a --date before the store is opened.
 func checkDay(date string) error {
 	if date == "" {
@@ -176,11 +196,8 @@ func runRecords(ctx context.Context, e *env, args []string) error {
 	if _, err := parse(e, fs, args); err != nil {
 		return err
 	}
-	if *merchant == "" {
-		return &exitError{2, "--merchant is required"}
-	}
-	if *asJSON && *asCSV {
-		return &exitError{2, "--json and --csv exclude each other: give one"}
+	if err := checkMerchantFormat(*merchant, *asJSON, *asCSV); err != nil {
+		return err
 	}
 	if *limit < 1 || *limit > daodian.MaxRecordsPage {
 		return &exitError{2, fmt.Sprintf("--limit must be between 1 and %d", daodian.MaxRecordsPage)}
@@ -215,13 +232,11 @@ func runRecords(ctx context.Context, e *env, args []string) error {
 		case *asJSON:
 			return printJSON(e.stdout, page)
 		case *asCSV:
-			w := csv.NewWriter(e.stdout)
-			_ = w.Write(admin.RecordCSVHeader)
-			for _, r := range page.Records {
-				_ = w.Write(r.CSV())
+			rows := make([][]string, len(page.Records))
+			for i, r := range page.Records {
+				rows[i] = r.CSV()
 			}
-			w.Flush()
-			if err := w.Error(); err != nil {
+			if err := writeCSV(e.stdout, admin.RecordCSVHeader, rows); err != nil {
 				return err
 			}
 		default:
@@ -250,11 +265,8 @@ func runStatement(ctx context.Context, e *env, args []string) error {
 	if _, err := parse(e, fs, args); err != nil {
 		return err
 	}
-	if *merchant == "" {
-		return &exitError{2, "--merchant is required"}
-	}
-	if *asJSON && *asCSV {
-		return &exitError{2, "--json and --csv exclude each other: give one"}
+	if err := checkMerchantFormat(*merchant, *asJSON, *asCSV); err != nil {
+		return err
 	}
 	if err := checkDay(*date); err != nil {
 		return err
@@ -269,16 +281,13 @@ func runStatement(ctx context.Context, e *env, args []string) error {
 		case *asJSON:
 			return printJSON(e.stdout, v)
 		case *asCSV:
-			w := csv.NewWriter(e.stdout)
-			_ = w.Write(admin.StatementCSVHeader)
+			rows := make([][]string, 0, len(v.Shops)+1)
 			for _, line := range v.Shops {
-				_ = w.Write(line.CSV())
+				rows = append(rows, line.CSV())
 			}
 			total := v.Total
 			total.ShopID = "total"
-			_ = w.Write(total.CSV())
-			w.Flush()
-			return w.Error()
+			return writeCSV(e.stdout, admin.StatementCSVHeader, append(rows, total.CSV()))
 		}
 		printStatement(e.stdout, &v)
 		return nil
