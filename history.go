@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -71,6 +72,28 @@ type RecordPage struct {
 	NextCursor string
 }
 
+// ErrNoSuchShop is a shop filter naming a shop the merchant does not have (it
+// may be a typo: an empty answer would look like a quiet day). It is also
+// ErrNotFound.
+var ErrNoSuchShop = fmt.Errorf("%w: the merchant has no such shop", ErrNotFound)
+
+// checkMerchantShop reports ErrNotFound for an unknown merchant and
+// ErrNoSuchShop for a shop filter naming none of its shops.
+func checkMerchantShop(ctx context.Context, tx ReadTx, merchantID, shopID string) error {
+	if _, err := tx.Merchant(ctx, merchantID); err != nil {
+		return err
+	}
+	if shopID == "" {
+		return nil
+	}
+	if _, err := tx.Shop(ctx, merchantID, shopID); errors.Is(err, ErrNotFound) {
+		return ErrNoSuchShop
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
 // ErrBadCursor is a records cursor that this query did not hand out: made for
 // another query, altered, or not a cursor at all.
 var ErrBadCursor = errors.New("the cursor does not belong to this query (it was made for other filters, or altered)")
@@ -81,7 +104,8 @@ var ErrBadCursor = errors.New("the cursor does not belong to this query (it was 
 // written meanwhile, lists every record committed before the first page exactly
 // once.
 //
-// The merchant must exist (ErrNotFound). A cursor is bound to the query's filters:
+// The merchant must exist (ErrNotFound), and the shop, if q names one
+// (ErrNoSuchShop). A cursor is bound to the query's filters:
 // one from another query, or altered, is ErrBadCursor. Cursors are not secrets —
 // they carry a record id and a checksum — and grant nothing: the merchant scope is
 // the caller's to enforce.
@@ -98,7 +122,7 @@ func (l *Ledger) Records(ctx context.Context, q RecordQuery, cursor string) (*Re
 	}
 	var page RecordPage
 	err := l.store.View(ctx, func(tx ReadTx) error {
-		if _, err := tx.Merchant(ctx, q.MerchantID); err != nil {
+		if err := checkMerchantShop(ctx, tx, q.MerchantID, q.ShopID); err != nil {
 			return err
 		}
 		want := q.Limit
@@ -232,7 +256,8 @@ type Statement struct {
 }
 
 // Statement returns the statement of a merchant's day, date written YYYY-MM-DD;
-// a non-empty shopID keeps that shop only. The merchant must exist (ErrNotFound).
+// a non-empty shopID keeps that shop only. The merchant must exist (ErrNotFound),
+// and the shop if one is named (ErrNoSuchShop).
 func (l *Ledger) Statement(ctx context.Context, merchantID, date, shopID string) (*Statement, error) {
 	if err := checkText("merchant", merchantID, true, MaxNameLen); err != nil {
 		return nil, err
@@ -246,7 +271,7 @@ func (l *Ledger) Statement(ctx context.Context, merchantID, date, shopID string)
 	}
 	var totals []DayTotal
 	err = l.store.View(ctx, func(tx ReadTx) error {
-		if _, err := tx.Merchant(ctx, merchantID); err != nil {
+		if err := checkMerchantShop(ctx, tx, merchantID, shopID); err != nil {
 			return err
 		}
 		var err error
