@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/daodian/daodian"
-	"github.com/daodian/daodian/internal/testenv"
 	"github.com/daodian/daodian/admin"
+	"github.com/daodian/daodian/internal/testenv"
 )
 
 // dayShell runs daodian commands as processes, as an operator types them, with
