@@ -107,8 +107,8 @@ const (
 		RETURNING seq, ` + recordFields + `
 	), numbered AS (
 		INSERT INTO records (record_id, ` + recordFields + `)
-		SELECT n.last_id + row_number() OVER (ORDER BY m.seq), ` + prefixedFields + `
-		FROM moved m CROSS JOIN record_numbering n
+		SELECT (SELECT last_id FROM record_numbering) + row_number() OVER (ORDER BY m.seq), ` + prefixedFields + `
+		FROM moved m
 		RETURNING record_id
 	), bumped AS (
 		UPDATE record_numbering SET last_id = last_id + (SELECT count(*) FROM numbered)
@@ -198,8 +198,15 @@ func (s *Store) SequenceRecords(ctx context.Context) (int, error) {
 		var moved, maxSeq, lastSeq int64
 		err = s.Update(ctx, func(tx daodian.Tx) error {
 			t := tx.(*pgTx)
-			if err := t.hold(ctx, pendingWrite{sql: sqlNumberingLock, check: errOnly("lock record numbering"), strict: true}); err != nil {
-				return err
+			// A plan over a queue the statistics think large would be compiled
+			// (JIT) on every pass, which costs more than the pass.
+			for _, w := range []pendingWrite{
+				{sql: "SET LOCAL jit = off", check: errOnly("number records"), strict: true},
+				{sql: sqlNumberingLock, check: errOnly("lock record numbering"), strict: true},
+			} {
+				if err := t.hold(ctx, w); err != nil {
+					return err
+				}
 			}
 			if err := t.queryRow(ctx, sqlNumber, recordBatch).Scan(&moved, &maxSeq, &lastSeq); err != nil {
 				return wrapErr("number records", err)
