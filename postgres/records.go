@@ -168,12 +168,7 @@ func (t *pgTx) AppendRecord(ctx context.Context, r *daodian.Record) error {
 		sql: sqlAppendRecord,
 		args: []any{ts(r.At), daodian.Day(r.At), esc(string(r.Kind)), esc(r.MerchantID), esc(r.ShopID), esc(r.TicketID),
 			esc(r.TransID), esc(r.RequestID), esc(r.AppKey), r.Units, ts(r.BizTime), r.BuyerPayCents, r.ReceiptCents},
-		check: func(_ pgconn.CommandTag, err error) error {
-			if err != nil {
-				return wrapErr("append record", err)
-			}
-			return nil
-		},
+		check:  errOnly("append record"),
 		strict: true, // a plain insert: it fails only on the server
 	})
 }
@@ -333,21 +328,27 @@ func (t *pgTx) Records(ctx context.Context, q daodian.RecordQuery) ([]daodian.Re
 		where.WriteString(` AND kind = ANY(` + param(kinds) + `)`)
 	}
 	limit := param(q.Limit)
-	rows, err := t.query(ctx, `SELECT `+recordRead+` FROM records WHERE `+where.String()+` ORDER BY record_id LIMIT `+limit, args...)
+	return t.queryRecords(ctx, "records", `SELECT `+recordRead+` FROM records WHERE `+where.String()+` ORDER BY record_id LIMIT `+limit, args...)
+}
+
+// queryRecords runs a query of one of the record column lists and returns its
+// records.
+func (t *pgTx) queryRecords(ctx context.Context, op, sql string, args ...any) ([]daodian.Record, error) {
+	rows, err := t.query(ctx, sql, args...)
 	if err != nil {
-		return nil, wrapErr("records", err)
+		return nil, wrapErr(op, err)
 	}
 	defer rows.Close()
-	recs := make([]daodian.Record, 0, min(q.Limit, 256))
+	var recs []daodian.Record
 	for rows.Next() {
 		var r daodian.Record
 		if _, err := scanRecord(rows, &r); err != nil {
-			return nil, wrapErr("records", err)
+			return nil, wrapErr(op, err)
 		}
 		recs = append(recs, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, wrapErr("records", err)
+		return nil, wrapErr(op, err)
 	}
 	return recs, nil
 }
@@ -368,23 +369,7 @@ func (t *pgTx) boundID(ctx context.Context, sql, merchantID string, day int) (id
 // order, then the queued ones (empty ID) in the order they were appended,
 // which for one ticket is its commit order.
 func (t *pgTx) TicketRecords(ctx context.Context, ticketID string) ([]daodian.Record, error) {
-	rows, err := t.query(ctx, sqlTicketRecords, esc(ticketID), daodian.MaxTimeline)
-	if err != nil {
-		return nil, wrapErr("ticket records", err)
-	}
-	defer rows.Close()
-	var recs []daodian.Record
-	for rows.Next() {
-		var r daodian.Record
-		if _, err := scanRecord(rows, &r); err != nil {
-			return nil, wrapErr("ticket records", err)
-		}
-		recs = append(recs, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, wrapErr("ticket records", err)
-	}
-	return recs, nil
+	return t.queryRecords(ctx, "ticket records", sqlTicketRecords, esc(ticketID), daodian.MaxTimeline)
 }
 
 // DayTotals sums a merchant's records of a day, numbered and queued alike, by

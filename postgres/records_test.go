@@ -480,17 +480,7 @@ func TestRecordsBackfilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `CREATE TABLE schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-		t.Fatal(err)
-	}
-	for v, m := range migrations[:3] {
-		if _, err := conn.Exec(ctx, m); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := conn.Exec(ctx, "INSERT INTO schema_migrations (version) VALUES ($1)", v+1); err != nil {
-			t.Fatal(err)
-		}
-	}
+	migrateTo(t, conn, 3)
 	for _, table := range []string{"merchants", "shops", "apps", "orders", "tickets", "uses", "fences", "idem", "meta"} {
 		var cols string
 		if err := conn.QueryRow(ctx, `SELECT string_agg(quote_ident(column_name), ', ' ORDER BY ordinal_position)

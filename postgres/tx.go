@@ -799,14 +799,9 @@ func (t *pgTx) markMissed(ctx context.Context, u *daodian.Use, what string) erro
 // PutFence creates or replaces the fence of (ticket, app).
 func (t *pgTx) PutFence(ctx context.Context, f *daodian.Fence) error {
 	return t.hold(ctx, pendingWrite{
-		sql:  sqlPutFence,
-		args: []any{esc(f.TicketID), esc(f.AppKey), ts(f.At), esc(f.RequestID), ts(f.CreatedAt)},
-		check: func(_ pgconn.CommandTag, err error) error {
-			if err != nil {
-				return wrapErr("put fence", err)
-			}
-			return nil
-		},
+		sql:    sqlPutFence,
+		args:   []any{esc(f.TicketID), esc(f.AppKey), ts(f.At), esc(f.RequestID), ts(f.CreatedAt)},
+		check:  errOnly("put fence"),
 		strict: true, // an upsert: it fails only on the server
 	})
 }
