@@ -37,6 +37,9 @@ func (l *Ledger) TicketHistory(ctx context.Context, id, code, merchantID string)
 	default:
 		return nil, invalid("ticket_id", "or ticket_code is required")
 	}
+	if err := l.sequenceRecords(ctx); err != nil {
+		return nil, err
+	}
 	var h *TicketHistory
 	err := l.store.View(ctx, func(tx ReadTx) error {
 		var t *Ticket
@@ -120,6 +123,9 @@ func (l *Ledger) Records(ctx context.Context, q RecordQuery, cursor string) (*Re
 		}
 		q.AfterID = after
 	}
+	if err := l.sequenceRecords(ctx); err != nil {
+		return nil, err
+	}
 	var page RecordPage
 	err := l.store.View(ctx, func(tx ReadTx) error {
 		if err := checkMerchantShop(ctx, tx, q.MerchantID, q.ShopID); err != nil {
@@ -142,6 +148,18 @@ func (l *Ledger) Records(ctx context.Context, q RecordQuery, cursor string) (*Re
 		return nil, err
 	}
 	return &page, nil
+}
+
+// sequenceRecords has a store that numbers records after their commit
+// (RecordSequencer) number those committed so far, before a read that lists
+// records by id: a page then lists every record committed before it, and a
+// timeline shows their ids.
+func (l *Ledger) sequenceRecords(ctx context.Context) error {
+	if s, ok := l.store.(RecordSequencer); ok {
+		_, err := s.SequenceRecords(ctx)
+		return err
+	}
+	return nil
 }
 
 func checkRecordQuery(q *RecordQuery) error {
