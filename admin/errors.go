@@ -114,6 +114,8 @@ func (a *API) errorOf(err error, requestID, notFound string) *apiError {
 		return &apiError{http.StatusBadRequest, codeBadCursor, err.Error()}
 	case errors.As(err, &pe):
 		return &apiError{http.StatusBadRequest, codeBadFile, pe.Error()}
+	case errors.Is(err, daodian.ErrNoSuchShop): // before ErrNotFound, which it wraps
+		return errNotFound("no such shop")
 	case errors.Is(err, daodian.ErrNotFound):
 		return errNotFound(notFound)
 	case errors.Is(err, daodian.ErrTooManyFaultRules):
