@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/daodian/daodian"
-	"github.com/daodian/daodian/top"
+	"github.com/daodian/daodian/alsc"
 )
 
 // The request log (SPEC §10, the console's requests page) keeps, in memory, the
@@ -165,15 +165,11 @@ func (l *RequestLog) record(c *call, answer []byte, now time.Time, d time.Durati
 	}
 	a := l.app(c.app, now)
 	a.traffic.add(now, d, failed)
-	e := &LoggedRequest{At: now, TraceID: c.requestID, AppKey: a.key, Method: clip(c.method, maxLoggedName),
-		Outcome: strings.Clone(c.outcome), Latency: d}
-	if c.params != nil {
-		e.Params, e.ParamsTruncated = loggedParams(c.params, c.app)
-	}
+	e := &LoggedRequest{At: now, TraceID: c.requestID, AppKey: a.key, Latency: d}
 	if len(answer) > MaxLoggedAnswerBytes {
 		answer, e.AnswerTruncated = answer[:MaxLoggedAnswerBytes], true
 	}
-	e.Answer = string(answer)
+	e.fill(c, answer)
 	e.Seq = l.seq.Add(1)
 	a.slots[(a.next.Add(1)-1)%uint64(len(a.slots))].Store(e)
 	a.lastWrite.Store(now.UnixNano())
@@ -214,64 +210,90 @@ func (l *RequestLog) app(app *daodian.App, now time.Time) *appLog {
 	return a
 }
 
-// loggedParams copies the parameters of a request within the bounds, without
-// sign and without credentials.
-func loggedParams(p *top.Params, app *daodian.App) ([]LoggedParam, bool) {
-	out := make([]LoggedParam, 0, min(p.Len(), maxLoggedParams))
-	budget, cut := MaxLoggedParamsBytes, false
-	p.Each(func(name, value string) {
+// fill copies the texts of a request into the entry, within the bounds,
+// without sign and without credentials. Every text lands in one string (one
+// allocation, and nothing of the request's body kept alive), of which the
+// entry's fields are parts.
+func (e *LoggedRequest) fill(c *call, answer []byte) {
+	var kept [maxLoggedParams]LoggedParam
+	n, budget := 0, MaxLoggedParamsBytes
+	size := min(len(c.method), maxLoggedName) + len(c.outcome) + len(answer)
+	c.params.Each(func(name, value string) {
 		if name == "sign" {
 			return
 		}
-		if len(out) == maxLoggedParams {
-			cut = true
+		if n == maxLoggedParams {
+			e.ParamsTruncated = true
 			return
 		}
-		if credential(name, value, app) {
+		if credential(name, value, c.app) {
 			value = Removed
 		}
 		if len(value) > budget {
-			value, cut = value[:budget], true
+			value, e.ParamsTruncated = value[:budget], true
 		}
 		budget -= len(value)
-		out = append(out, LoggedParam{Name: clip(name, maxLoggedName), Value: strings.Clone(value)})
+		name = name[:min(len(name), maxLoggedName)]
+		kept[n] = LoggedParam{Name: name, Value: value}
+		n++
+		size += len(name) + len(value)
 	})
-	return out, cut
-}
-
-// credential reports whether a parameter may hold a credential: by its name,
-// or by a value holding one of the app's secrets or the word "secret" (a
-// business object with an app_secret member, say).
-func credential(name, value string, app *daodian.App) bool {
-	if name == "session" || containsFold(name, "secret") || containsFold(name, "password") || containsFold(name, "token") {
-		return true
-	}
-	if containsFold(value, "secret") {
-		return true
-	}
-	return (app.Secret != "" && strings.Contains(value, app.Secret)) ||
-		(app.PreviousSecret != "" && strings.Contains(value, app.PreviousSecret))
-}
-
-// containsFold reports whether s contains the lower-case ASCII word w in any
-// case, without allocating.
-func containsFold(s, w string) bool {
-	for i := 0; i+len(w) <= len(s); i++ {
-		j := 0
-		for j < len(w) && s[i+j]|0x20 == w[j] {
-			j++
+	var b strings.Builder
+	b.Grow(size)
+	e.Method = part(&b, c.method[:min(len(c.method), maxLoggedName)])
+	e.Outcome = part(&b, c.outcome)
+	if n > 0 {
+		e.Params = make([]LoggedParam, n)
+		for i, p := range kept[:n] {
+			e.Params[i] = LoggedParam{Name: part(&b, p.Name), Value: part(&b, p.Value)}
 		}
-		if j == len(w) {
+	}
+	start := b.Len()
+	b.Write(answer)
+	all := b.String()
+	e.Answer = all[start:]
+	// The parts written before were taken from the builder's buffer as it
+	// grew; all is that buffer (it never grew past size), so they are its
+	// parts too.
+}
+
+// part writes s to b and returns the text b now holds for it. b must have
+// room for s (Grow): then its buffer never moves and the text stays b's.
+func part(b *strings.Builder, s string) string {
+	start := b.Len()
+	b.WriteString(s)
+	return b.String()[start:]
+}
+
+// credential reports whether a parameter may hold a credential: by its name
+// (secret, password, token, session: any name but those of the protocol and
+// the methods is looked at), or by its value holding one of the app's secrets
+// or the word secret as programs spell it (app_secret, appSecret,
+// APP_SECRET: a business object with an app_secret member, say). It runs for
+// every parameter of every request: a value is scanned at most three times,
+// each a vectorised search, and a name of the protocol not at all.
+func credential(name, value string, app *daodian.App) bool {
+	switch name {
+	case "method", "app_key", "timestamp", "v", "format", "sign_method", "simplify", "partner_id", "target_app_key",
+		alsc.ParamConsultRequest, alsc.ParamUseRequest, alsc.ParamReverseRequest, alsc.ParamTransID, alsc.ParamTicketCode,
+		alsc.ParamTicketRequestID:
+	default:
+		if name == "session" || credentialName(name) {
 			return true
 		}
 	}
-	return false
+	if strings.Contains(value, "ecret") || strings.Contains(value, "ECRET") {
+		return true
+	}
+	return (app.Secret != "" && len(value) >= len(app.Secret) && strings.Contains(value, app.Secret)) ||
+		(app.PreviousSecret != "" && len(value) >= len(app.PreviousSecret) && strings.Contains(value, app.PreviousSecret))
 }
 
-// clip cuts a short text to n bytes, copied so that it does not keep the
-// request's body alive.
-func clip(s string, n int) string {
-	return strings.Clone(s[:min(len(s), n)])
+// credentialName reports whether a parameter's name says it holds a
+// credential, in any case.
+func credentialName(name string) bool {
+	n := strings.ToLower(name)
+	return strings.Contains(n, "secret") || strings.Contains(n, "password") || strings.Contains(n, "token")
 }
 
 // Requests returns the logged requests of an app, newest first; none for an

@@ -145,6 +145,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	demoFlag := fs.Bool("demo", false, "on an empty database, seed a demo merchant, shop, app and tickets and print how to call them")
 	noConsole := fs.Bool("no-console", false, "do not serve the web console (/console/); the admin API stays")
 	adminAddr := fs.String("admin-addr", "", "serve the admin API and the console on this address only (e.g. 127.0.0.1:8081), not on --addr")
+	noRequestLog := fs.Bool("no-request-log", false, "keep no copy of recent requests in memory: the console's requests page and the overview's charts stay empty")
 	trustProxy := fs.Bool("trust-proxy", false, "behind a proxy: believe its X-Forwarded-Proto (the console's Secure cookie) and X-Forwarded-For (sign-in throttling)")
 	if _, err := parse(e, fs, args); err != nil {
 		return err
@@ -174,7 +175,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	defer closeStore()
 	ledger := daodian.NewLedger(store, daodian.Config{ReverseWindow: *window, FutureSkew: *skew, Logger: logger})
 	gw := gateway.New(ledger, gateway.Config{Metrics: metrics, MaxBodyBytes: *maxBody, TimestampSkew: *skew, Logger: logger, MaxConcurrent: *maxConcurrent,
-		BodyReadTimeout: *bodyTimeout, Faults: gateway.FaultOptions{Disabled: *noFaults}})
+		BodyReadTimeout: *bodyTimeout, Faults: gateway.FaultOptions{Disabled: *noFaults}, RequestLog: gateway.RequestLogOptions{Disabled: *noRequestLog}})
 	announceFaults(ctx, e.stderr, ledger, *noFaults)
 	watchReplication(ctx, e.stderr, metrics.Registry(), logger, store)
 
