@@ -52,7 +52,8 @@ func main() {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	cmd := exec.Command(os.Args[1], "serve", "--demo", "--db", filepath.Join(dir, "demo.db"), "--addr", "127.0.0.1:0")
+	db := filepath.Join(dir, "demo.db")
+	cmd := exec.Command(os.Args[1], "serve", "--demo", "--db", db, "--addr", "127.0.0.1:0")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		log.Fatal(err)
@@ -82,6 +83,7 @@ func main() {
 	group := find(`ticket_id (\d+) code (\d+); ticket_id (\d+) code (\d+)`)
 	card := find(`5-times card: ticket_id (\d+) code (\d+)`)
 	g.run(group[1], group[2], card[1], card[2])
+	g.runAdmin(os.Args[1], db, card[1])
 
 	out := regexp.MustCompile(`\{\{(.+?)\|(curl|body)\}\}`).ReplaceAllStringFunc(string(tmpl), func(m string) string {
 		p := regexp.MustCompile(`\{\{(.+?)\|(curl|body)\}\}`).FindStringSubmatch(m)
