@@ -214,7 +214,7 @@ func (a *API) Overview(ctx context.Context, who Caller, merchant string) (Overvi
 	}
 	out := Overview{MerchantID: m, Date: date, Today: StatementOf(st), Faults: faults.Rules, FaultInjection: faults.Injection}
 	if log := a.cfg.RequestLog; log != nil {
-		minutes := log.Traffic(func(_ string, merchants []string) bool { return slices.Contains(merchants, m) }, false)
+		minutes := log.Traffic(func(_ string, merchants []string) bool { return slices.Contains(merchants, m) })
 		out.Traffic = make([]TrafficMinute, len(minutes))
 		for i, t := range minutes {
 			out.Traffic[i] = TrafficMinute{Minute: t.Start.In(top.CST).Format("2006-01-02 15:04"), Requests: t.Requests,

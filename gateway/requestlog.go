@@ -122,8 +122,6 @@ type RequestLog struct {
 
 	mu   sync.Mutex // serialises changes of apps
 	apps atomic.Pointer[map[string]*appLog]
-	// others is the traffic of requests that named no known, enabled app.
-	others traffic
 	seq    atomic.Uint64
 }
 
@@ -158,11 +156,10 @@ func (g *Gateway) RequestLog() *RequestLog { return g.reqlog }
 
 // record logs one answered request: called once per request, after its answer.
 func (l *RequestLog) record(c *call, answer []byte, now time.Time, d time.Duration) {
-	failed := c.outcome != "success"
 	if c.app == nil {
-		l.others.add(now, d, failed)
-		return
+		return // no app's: /metrics counts it
 	}
+	failed := c.outcome != "success"
 	a := l.app(c.app, now)
 	a.traffic.add(now, d, failed)
 	e := &LoggedRequest{At: now, TraceID: c.requestID, AppKey: a.key, Latency: d}
@@ -330,9 +327,9 @@ func (l *RequestLog) Apps() []LoggedApp {
 
 // Traffic returns the last hour minute by minute, oldest first, ending with
 // the current minute: the requests of the apps that keep accepts (given each
-// app's key and merchants), and with others the requests that named no known
-// app as well.
-func (l *RequestLog) Traffic(keep func(appKey string, merchants []string) bool, others bool) []TrafficMinute {
+// app's key and merchants). Requests that named no known app are in no app's
+// traffic (the metrics count them).
+func (l *RequestLog) Traffic(keep func(appKey string, merchants []string) bool) []TrafficMinute {
 	now := l.clock().Unix() / 60
 	var sum [trafficMinutes]minuteSum
 	for _, a := range *l.apps.Load() {
@@ -343,9 +340,6 @@ func (l *RequestLog) Traffic(keep func(appKey string, merchants []string) bool, 
 		if keep(a.key, ms) {
 			a.traffic.sumInto(&sum, now)
 		}
-	}
-	if others {
-		l.others.sumInto(&sum, now)
 	}
 	out := make([]TrafficMinute, trafficMinutes)
 	for i := range out {

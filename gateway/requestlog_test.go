@@ -190,7 +190,7 @@ func param(r gateway.LoggedRequest, name string) string {
 
 // TestTraffic: each minute of the last hour counts requests and errors (any
 // outcome but success) and its p99 latency; minutes older than an hour drop
-// out; requests of unknown apps count only when asked for.
+// out; requests of unknown apps count in no app.
 func TestTraffic(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	a := e.addApp(daodian.App{Key: "k1", Secret: "secret-of-app", Enabled: true, Merchants: []string{"m1"}})
@@ -206,7 +206,7 @@ func TestTraffic(t *testing.T) {
 	only := func(m string) func(string, []string) bool {
 		return func(_ string, ms []string) bool { return len(ms) == 1 && ms[0] == m }
 	}
-	min := log.Traffic(only("m1"), false)
+	min := log.Traffic(only("m1"))
 	if len(min) != 60 {
 		t.Fatalf("%d minutes, want 60", len(min))
 	}
@@ -214,18 +214,18 @@ func TestTraffic(t *testing.T) {
 	if now.Requests != 2 || now.Errors != 1 || now.P99 <= 0 || !now.Start.Equal(e.clock().Truncate(time.Minute)) {
 		t.Errorf("this minute of m1: %+v", now)
 	}
-	all := log.Traffic(func(string, []string) bool { return true }, true)[59]
-	if all.Requests != 4 || all.Errors != 2 {
-		t.Errorf("this minute of everything: %+v, want 4 requests and 2 errors", all)
+	all := log.Traffic(func(string, []string) bool { return true })[59]
+	if all.Requests != 3 || all.Errors != 1 {
+		t.Errorf("this minute of every app: %+v, want 3 requests and 1 error (the unknown app's in none)", all)
 	}
 	e.clk.Advance(10 * time.Minute)
 	call(a, a.Secret)
-	min = log.Traffic(only("m1"), false)
+	min = log.Traffic(only("m1"))
 	if min[49].Requests != 2 || min[59].Requests != 1 || min[58].Requests != 0 || min[58].P99 != 0 {
 		t.Errorf("ten minutes on: %+v … %+v", min[49], min[58:])
 	}
 	e.clk.Advance(55 * time.Minute)
-	min = log.Traffic(only("m1"), false)
+	min = log.Traffic(only("m1"))
 	var n uint64
 	for _, m := range min {
 		n += m.Requests
