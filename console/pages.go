@@ -312,7 +312,7 @@ type requestsData struct {
 }
 
 // requestsShown is how many requests the requests page shows.
-const requestsShown = 100
+const requestsShown = 50
 
 func (c *Console) requests(p *page) {
 	app := p.r.URL.Query().Get("app")
