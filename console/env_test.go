@@ -66,8 +66,8 @@ func newEnv(t testing.TB, cfg console.Config) *env {
 	mux.Handle("/console", e.con)
 	e.srv = httptest.NewServer(mux)
 	t.Cleanup(e.srv.Close)
-	e.allTok, e.all = e.token("ops", "")
-	e.m1Tok, e.m1 = e.token("m1 front desk", storetest.M1)
+	e.allTok, e.all = e.w.AdminToken("ops", "")
+	e.m1Tok, e.m1 = e.w.AdminToken("m1 front desk", storetest.M1)
 	e.used = e.w.Issue(1, 3).Tickets[0]
 	use := e.call(e.w.A, alsc.MethodUse, "use_request", fmt.Sprintf(`{"ticket_code":"%s","shop_id":"%s","ticket_request_id":"pos-u1"}`, e.used.Code, storetest.S1))
 	if !strings.Contains(use, "ticket_trans_id") {
@@ -75,15 +75,6 @@ func newEnv(t testing.TB, cfg console.Config) *env {
 	}
 	e.call(e.w.A, alsc.MethodReserve, "ticket_reverse_top_request", fmt.Sprintf(`{"request_id":"pos-r1","ticket_id":"%s"}`, e.used.ID))
 	return e
-}
-
-func (e *env) token(name, merchant string) (*daodian.AdminToken, string) {
-	e.t.Helper()
-	tok, token, err := e.w.Ledger.CreateAdminToken(e.w.Ctx, name, merchant)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return tok, token
 }
 
 // call makes a signed call through the gateway as app and returns the answer.

@@ -122,7 +122,7 @@ type RequestLog struct {
 
 	mu   sync.Mutex // serialises changes of apps
 	apps atomic.Pointer[map[string]*appLog]
-	seq    atomic.Uint64
+	seq  atomic.Uint64 // numbers the entries across apps (LoggedRequest.Seq)
 }
 
 // appLog is the log of one app.

@@ -117,14 +117,7 @@ func (a *adminGen) do(name, token, method, path, ctype, body string) string {
 		req.Header.Set("Content-Type", ctype)
 	}
 	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		log.Fatal(err)
-	}
-	b, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		log.Fatal(err)
-	}
+	b := readAll(resp, err)
 	var cb strings.Builder
 	fmt.Fprintf(&cb, "curl -s")
 	if method != http.MethodGet && !(method == http.MethodPost && body != "") {

@@ -171,15 +171,7 @@ func (g *gen) call(name, method string, f top.Format, simplify bool, business ma
 		form.Set(k, v)
 		names = append(names, k)
 	}
-	resp, err := http.PostForm(g.url, form)
-	if err != nil {
-		log.Fatal(err)
-	}
-	b, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		log.Fatal(err)
-	}
+	b := readAll(http.PostForm(g.url, form))
 	sort.Strings(names)
 	var cb strings.Builder
 	cb.WriteString("curl -s http://127.0.0.1:8080/router/rest")
@@ -192,6 +184,19 @@ func (g *gen) call(name, method string, f top.Format, simplify bool, business ma
 	}
 	g.examples[name] = example{curl: cb.String(), body: indent(b, f), lang: lang}
 	return string(b)
+}
+
+// readAll returns the body of an answer, ending the program on a failure.
+func readAll(resp *http.Response, err error) []byte {
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		log.Fatal(err)
+	}
+	return b
 }
 
 // indent lays out an answer for reading without changing its content.
