@@ -152,6 +152,14 @@ var ErrTooManyFaultRules = fmt.Errorf("too many fault rules (at most %d): clear 
 // AddFaultRule validates r, resolves its ticket, assigns its id and creation time
 // and stores it. The app must exist, and so must the ticket if one is named.
 func (l *Ledger) AddFaultRule(ctx context.Context, r FaultRule) (*FaultRule, error) {
+	return l.AddFaultRuleFor(ctx, "", r)
+}
+
+// AddFaultRuleFor is AddFaultRule on behalf of someone who sees one merchant
+// only ("" for every merchant): an app not bound to merchantID, or a ticket of
+// another merchant, is refused exactly like one that does not exist, so that
+// adding a rule never reveals what another merchant has.
+func (l *Ledger) AddFaultRuleFor(ctx context.Context, merchantID string, r FaultRule) (*FaultRule, error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
@@ -164,13 +172,14 @@ func (l *Ledger) AddFaultRule(ctx context.Context, r FaultRule) (*FaultRule, err
 	r.CreatedAt = l.cfg.Clock()
 	byID, byCode := r.TicketID, r.TicketCode
 	err := l.store.Update(ctx, func(tx Tx) error {
-		if _, err := tx.App(ctx, r.AppKey); err != nil {
-			if errors.Is(err, ErrNotFound) {
-				return invalid("app_key", fmt.Sprintf("%q names no app", r.AppKey))
-			}
+		app, err := tx.App(ctx, r.AppKey)
+		if errors.Is(err, ErrNotFound) || (err == nil && merchantID != "" && !app.CanSee(merchantID)) {
+			return invalid("app_key", fmt.Sprintf("%q names no app", r.AppKey))
+		}
+		if err != nil {
 			return err
 		}
-		if err := resolveFaultTicket(ctx, tx, &r, byID, byCode); err != nil {
+		if err := resolveFaultTicket(ctx, tx, &r, byID, byCode, merchantID); err != nil {
 			return err
 		}
 		rules, err := tx.FaultRules(ctx)
@@ -192,24 +201,27 @@ func (l *Ledger) AddFaultRule(ctx context.Context, r FaultRule) (*FaultRule, err
 }
 
 // resolveFaultTicket fills both ticket fields of r from the one the caller gave
-// (byID, byCode: the caller's values, since fn may run more than once).
-func resolveFaultTicket(ctx context.Context, tx Tx, r *FaultRule, byID, byCode string) error {
+// (byID, byCode: the caller's values, since fn may run more than once). A
+// ticket of a merchant other than merchantID (when set) names no ticket.
+func resolveFaultTicket(ctx context.Context, tx Tx, r *FaultRule, byID, byCode, merchantID string) error {
 	r.TicketID, r.TicketCode = byID, byCode
 	var t *Ticket
 	var err error
+	field, named := "ticket_id", byID
 	switch {
 	case byID != "":
 		t, err = tx.Ticket(ctx, byID)
-		if errors.Is(err, ErrNotFound) {
-			return invalid("ticket_id", fmt.Sprintf("%q names no ticket", byID))
-		}
 	case byCode != "":
 		t, err = tx.TicketByCode(ctx, byCode)
-		if errors.Is(err, ErrNotFound) {
-			return invalid("ticket_code", fmt.Sprintf("%q names no ticket", byCode))
-		}
+		field, named = "ticket_code", byCode
 	default:
 		return nil
+	}
+	if err == nil && merchantID != "" && t.MerchantID != merchantID {
+		err = ErrNotFound
+	}
+	if errors.Is(err, ErrNotFound) {
+		return invalid(field, fmt.Sprintf("%q names no ticket", named))
 	}
 	if err != nil {
 		return err

@@ -82,6 +82,15 @@ type ReadTx interface {
 	App(ctx context.Context, key string) (*App, error)
 	// Merchant returns a merchant, or ErrNotFound.
 	Merchant(ctx context.Context, id string) (*Merchant, error)
+	// Merchants returns at most limit merchants in id order (byte order).
+	Merchants(ctx context.Context, limit int) ([]Merchant, error)
+	// Shops returns at most limit shops of a merchant in shop id order (byte
+	// order).
+	Shops(ctx context.Context, merchantID string, limit int) ([]Shop, error)
+	// Apps returns at most limit apps bound to merchantID ("" for any) in key
+	// order (byte order), without their secrets: Secret and PreviousSecret are
+	// empty (PreviousSecretUntil is set). A listing never unseals a secret.
+	Apps(ctx context.Context, merchantID string, limit int) ([]App, error)
 
 	// EachTicket calls fn for every ticket in id order; fn's error stops the walk.
 	EachTicket(ctx context.Context, fn func(*Ticket) error) error

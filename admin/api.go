@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/daodian/daodian"
+	"github.com/daodian/daodian/gateway"
 	"github.com/daodian/daodian/internal/keycache"
 	"github.com/daodian/daodian/internal/traceid"
 )
@@ -54,10 +55,18 @@ type Config struct {
 	MaxDifferences int
 	// MaxReconciliations: default DefaultMaxReconciliations.
 	MaxReconciliations int
+	// RequestLog is the gateway's log of recent requests and traffic, which
+	// the requests endpoint and the overview show; nil: this server keeps
+	// none (gateway.RequestLogOptions.Disabled).
+	RequestLog *gateway.RequestLog
+	// FaultsDisabled tells that this server ignores fault rules (serve
+	// --no-faults): the rules are still listed and managed, for the servers
+	// that apply them.
+	FaultsDisabled bool
 }
 
 // API is the HTTP handler of the admin API: JSON over HTTP under Prefix,
-// authenticated by admin tokens (Authorization: Bearer dd_…), read-only. Every
+// authenticated by admin tokens (Authorization: Bearer dd_…). Every
 // answer, an error included, is JSON (CSV where the caller asks for it); an
 // error is {"error": {"code", "message"}} with a stable code (errors.go).
 type API struct {
@@ -166,8 +175,8 @@ func (a *API) log(c *call, d time.Duration) {
 	a.cfg.Logger.LogAttrs(c.r.Context(), level, "admin request", attrs...)
 }
 
-// route is one endpoint: a path under Prefix (a trailing "/{}" takes one path
-// segment, the id) and the one method it answers.
+// route is one endpoint: a path under Prefix (a segment "{}" takes any
+// non-empty segment, the id) and a method it answers.
 type route struct {
 	path   string
 	method string
@@ -181,6 +190,18 @@ func (a *API) table() []route {
 		{"records", http.MethodGet, a.records},
 		{"statements", http.MethodGet, a.statement},
 		{"reconciliations", http.MethodPost, a.reconcile},
+		{"merchants", http.MethodGet, a.listMerchants},
+		{"apps", http.MethodGet, a.listApps},
+		{"apps", http.MethodPost, a.createApp},
+		{"apps/{}/rotate-secret", http.MethodPost, a.rotateSecret},
+		{"shops", http.MethodGet, a.listShops},
+		{"shops", http.MethodPost, a.addShop},
+		{"faults", http.MethodGet, a.listFaults},
+		{"faults", http.MethodPost, a.addFault},
+		{"faults", http.MethodDelete, a.clearFaults},
+		{"faults/{}", http.MethodDelete, a.clearFault},
+		{"requests", http.MethodGet, a.listRequests},
+		{"overview", http.MethodGet, a.overview},
 	}
 }
 
@@ -190,32 +211,56 @@ func (a *API) route(c *call) {
 		c.fail(errNotFound("no such endpoint of the admin API"))
 		return
 	}
+	var allow []string
 	for _, rt := range a.routes {
-		id := ""
-		if base, ok := strings.CutSuffix(rt.path, "/{}"); ok {
-			var found bool
-			if id, found = strings.CutPrefix(rest, base+"/"); !found || id == "" || strings.Contains(id, "/") {
-				continue
-			}
-		} else if rest != rt.path {
+		id, ok := match(rt.path, rest)
+		if !ok {
 			continue
 		}
-		if c.r.Method != rt.method {
-			c.w.Header().Set("Allow", rt.method)
-			c.fail(&apiError{http.StatusMethodNotAllowed, codeMethodNotAllowed, "this endpoint answers " + rt.method + " only"})
+		if c.r.Method == rt.method {
+			rt.serve(c, id)
 			return
 		}
-		rt.serve(c, id)
+		allow = append(allow, rt.method)
+	}
+	if allow == nil {
+		c.fail(errNotFound("no such endpoint of the admin API"))
 		return
 	}
-	c.fail(errNotFound("no such endpoint of the admin API"))
+	methods := strings.Join(allow, ", ")
+	c.w.Header().Set("Allow", methods)
+	c.fail(&apiError{http.StatusMethodNotAllowed, codeMethodNotAllowed, "this endpoint answers " + methods + " only"})
+}
+
+// match reports whether path matches pattern, and the segment its "{}" took.
+func match(pattern, path string) (id string, ok bool) {
+	for {
+		p, prest, pmore := strings.Cut(pattern, "/")
+		s, srest, smore := strings.Cut(path, "/")
+		switch {
+		case p == "{}":
+			if s == "" {
+				return "", false
+			}
+			id = s
+		case p != s:
+			return "", false
+		}
+		if !pmore || !smore {
+			return id, pmore == smore
+		}
+		pattern, path = prest, srest
+	}
 }
 
 // json answers v as JSON with status 200.
-func (c *call) json(v any) {
+func (c *call) json(v any) { c.jsonStatus(http.StatusOK, v) }
+
+// jsonStatus answers v as JSON with status.
+func (c *call) jsonStatus(status int, v any) {
 	c.w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	c.status, c.written = http.StatusOK, true
-	c.w.WriteHeader(http.StatusOK)
+	c.status, c.written = status, true
+	c.w.WriteHeader(status)
 	enc := json.NewEncoder(c.w)
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(v) // a write error is the client's connection: nothing to answer

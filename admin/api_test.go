@@ -86,11 +86,11 @@ func newEnv(t *testing.T, cfg admin.Config) *env {
 	if _, err := w.Ledger.Use(w.Ctx, w.B, daodian.UseRequest{TicketCode: e.t2.Code, ShopID: storetest.S2, RequestID: "u1"}); err != nil {
 		t.Fatal(err)
 	}
-	e.allTok, e.all = e.token("ops", "")
-	_, e.m1 = e.token("m1 office", storetest.M1)
-	_, e.m2 = e.token("m2 office", storetest.M2)
+	e.allTok, e.all = e.w.AdminToken("ops", "")
+	_, e.m1 = e.w.AdminToken("m1 office", storetest.M1)
+	_, e.m2 = e.w.AdminToken("m2 office", storetest.M2)
 	var revoked *daodian.AdminToken
-	revoked, e.revoked = e.token("gone", "")
+	revoked, e.revoked = e.w.AdminToken("gone", "")
 	if _, err := w.Ledger.RevokeAdminToken(w.Ctx, revoked.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -107,15 +107,6 @@ func newEnv(t *testing.T, cfg admin.Config) *env {
 	}))
 	t.Cleanup(e.srv.Close)
 	return e
-}
-
-func (e *env) token(name, merchant string) (*daodian.AdminToken, string) {
-	e.t.Helper()
-	tok, token, err := e.w.Ledger.CreateAdminToken(e.w.Ctx, name, merchant)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return tok, token
 }
 
 // answer is an HTTP answer.
@@ -529,7 +520,7 @@ func TestReconcileBodyLimits(t *testing.T) {
 // until the cache's TTL has passed (2 s by default), and not after.
 func TestTokenCache(t *testing.T) {
 	e := newEnv(t, admin.Config{})
-	tok, token := e.token("fresh", "")
+	tok, token := e.w.AdminToken("fresh", "")
 	if a := e.get("/admin/v1/records?merchant=m1", token); a.status != 200 {
 		t.Fatalf("a token just created: %d %s", a.status, a.body)
 	}

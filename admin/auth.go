@@ -43,11 +43,28 @@ func (a *API) authenticate(c *call) (*daodian.AdminToken, *apiError) {
 	}
 	scheme, token, ok := strings.Cut(vals[0], " ")
 	token = strings.TrimLeft(token, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || !daodian.WellFormedAdminToken(token) {
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return nil, errBadToken
 	}
-	hash := daodian.HashAdminToken(token)
-	tok, err := a.tokens.Get(c.r.Context(), hash, func(ctx context.Context) (*daodian.AdminToken, error) {
+	return a.Authenticate(c.r.Context(), token, c.requestID)
+}
+
+// Authenticate returns the valid admin token token, or the error to answer
+// (401 for a token that is malformed, unknown or revoked, without saying
+// which). requestID names the request in the log line of an internal error.
+func (a *API) Authenticate(ctx context.Context, token, requestID string) (*daodian.AdminToken, *Error) {
+	if !daodian.WellFormedAdminToken(token) {
+		return nil, errBadToken
+	}
+	return a.TokenByHash(ctx, daodian.HashAdminToken(token), requestID)
+}
+
+// TokenByHash returns the valid admin token with the hash (HashAdminToken),
+// through the token cache: a token revoked is refused within
+// Config.TokenCacheTTL. The console re-checks its sessions' tokens this way
+// on every request.
+func (a *API) TokenByHash(ctx context.Context, hash, requestID string) (*daodian.AdminToken, *Error) {
+	tok, err := a.tokens.Get(ctx, hash, func(ctx context.Context) (*daodian.AdminToken, error) {
 		return a.ledger.AdminTokenByHash(ctx, hash)
 	})
 	switch {
@@ -59,8 +76,8 @@ func (a *API) authenticate(c *call) (*daodian.AdminToken, *apiError) {
 	case errors.Is(err, daodian.ErrTransient):
 		return nil, errUnavailable
 	default:
-		a.cfg.Logger.Error("admin token lookup failed", "request_id", c.requestID, "err", err)
-		return nil, errInternal(c.requestID)
+		a.cfg.Logger.Error("admin token lookup failed", "request_id", requestID, "err", err)
+		return nil, errInternal(requestID)
 	}
 	if tok.Revoked() {
 		return nil, errBadToken

@@ -18,6 +18,7 @@ const (
 	codeInvalidParameter     = "invalid_parameter"      // 400: a parameter missing, malformed or out of range
 	codeBadCursor            = "bad_cursor"             // 400: a records cursor not made for this query
 	codeBadFile              = "bad_file"               // 400: a POS file that does not parse (FILE:LINE: reason)
+	codeConflict             = "conflict"               // 409: exists already, or a bound of the store is reached
 	codeRequestTimeout       = "request_timeout"        // 408: the body did not arrive in time
 	codePayloadTooLarge      = "payload_too_large"      // 413
 	codeUnsupportedMediaType = "unsupported_media_type" // 415
@@ -33,7 +34,21 @@ type apiError struct {
 	message string
 }
 
+// Error is an answer of the admin API other than a success, as the console
+// (package console) gets it from the API's Go methods: the HTTP status, the
+// stable code and the message of the JSON answer.
+type Error = apiError
+
 func (e *apiError) Error() string { return e.code + ": " + e.message }
+
+// Status is the error's HTTP status.
+func (e *apiError) Status() int { return e.status }
+
+// Code is the error's stable code (errors.go lists them).
+func (e *apiError) Code() string { return e.code }
+
+// Message is the error's text for people.
+func (e *apiError) Message() string { return e.message }
 
 func errNotFound(msg string) *apiError { return &apiError{http.StatusNotFound, codeNotFound, msg} }
 
@@ -80,27 +95,40 @@ func (c *call) fail(err *apiError) {
 	_ = enc.Encode(b)
 }
 
-// failWith answers an error of the ledger: what the caller did wrong as 4xx,
-// a transient store failure as 503, anything else as 500 (logged; the answer
-// says only the request id, never the cause, which may name internals).
+// failWith answers an error of the ledger (errorOf).
 func (a *API) failWith(c *call, err error, notFound string) {
+	c.fail(a.errorOf(err, c.requestID, notFound))
+}
+
+// errorOf is the answer to an error of the ledger: what the caller did wrong
+// as 4xx (notFound is the message of a 404), a transient store failure as
+// 503, anything else as 500 (logged; the answer says only the request id,
+// never the cause, which may name internals).
+func (a *API) errorOf(err error, requestID, notFound string) *apiError {
 	var ip *daodian.InvalidParameter
 	var pe *daodian.POSFileError
 	switch {
 	case errors.As(err, &ip):
-		c.fail(errInvalid(ip.Error()))
+		return errInvalid(ip.Error())
 	case errors.Is(err, daodian.ErrBadCursor):
-		c.fail(&apiError{http.StatusBadRequest, codeBadCursor, err.Error()})
+		return &apiError{http.StatusBadRequest, codeBadCursor, err.Error()}
 	case errors.As(err, &pe):
-		c.fail(&apiError{http.StatusBadRequest, codeBadFile, pe.Error()})
+		return &apiError{http.StatusBadRequest, codeBadFile, pe.Error()}
 	case errors.Is(err, daodian.ErrNoSuchShop): // before ErrNotFound, which it wraps
-		c.fail(errNotFound("no such shop"))
+		return errNotFound("no such shop")
 	case errors.Is(err, daodian.ErrNotFound):
-		c.fail(errNotFound(notFound))
+		return errNotFound(notFound)
+	case errors.Is(err, daodian.ErrTooManyFaultRules):
+		return &apiError{http.StatusConflict, codeConflict, err.Error()}
 	case errors.Is(err, daodian.ErrTransient):
-		c.fail(errUnavailable)
-	default:
-		a.cfg.Logger.Error("admin request failed", "request_id", c.requestID, "err", err)
-		c.fail(errInternal(c.requestID))
+		return errUnavailable
 	}
+	a.cfg.Logger.Error("admin request failed", "request_id", requestID, "err", err)
+	return errInternal(requestID)
+}
+
+// NewError returns an error answer: for the console, which answers faults of
+// its own forms as the API answers its parameters.
+func NewError(status int, code, message string) *Error {
+	return &apiError{status: status, code: code, message: message}
 }

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"encoding/csv"
 	"errors"
 	"io"
@@ -49,12 +50,12 @@ func clip(s string) string {
 	return s
 }
 
-// merchant resolves the merchant a request is about. A merchant-scoped token
-// sees its merchant only: naming another is 403, naming none means its own. A
-// token for every merchant must name one when required is set.
-func merchant(c *call, q url.Values, required bool) (string, *apiError) {
-	m := q.Get("merchant")
-	if scope := c.token.MerchantID; scope != "" {
+// scopeMerchant resolves the merchant m a request is about under the token's
+// scope. A merchant-scoped token sees its merchant only: naming another is
+// 403, naming none means its own. A token for every merchant must name one
+// when required is set.
+func scopeMerchant(tok *daodian.AdminToken, m string, required bool) (string, *apiError) {
+	if scope := tok.MerchantID; scope != "" {
 		if m != "" && m != scope {
 			return "", &apiError{http.StatusForbidden, codeForbidden, "this admin token sees merchant " + strconv.Quote(scope) + " only"}
 		}
@@ -84,7 +85,7 @@ func parse(c *call, needMerchant bool, allowed ...string) (*query, bool) {
 		q.csv, err = format(v)
 	}
 	if err == nil {
-		q.merchant, err = merchant(c, v, needMerchant)
+		q.merchant, err = scopeMerchant(c.token, v.Get("merchant"), needMerchant)
 	}
 	if err != nil {
 		c.fail(err)
@@ -107,12 +108,23 @@ func (a *API) ticketByID(c *call, id string) {
 	if !ok {
 		return
 	}
-	h, err := a.ledger.TicketHistory(c.r.Context(), id, "", q.merchant)
-	if err != nil {
-		a.failWith(c, err, msgTicketNotFound)
-		return
+	out, err := a.Ticket(c.r.Context(), c.caller(), id, "", q.merchant)
+	answer(c, http.StatusOK, out, err)
+}
+
+// Ticket answers a ticket and its timeline, by id (without its code) or by
+// code (with it), under the caller's scope (and merchant's, when set): a
+// ticket outside it is 404 like a missing one.
+func (a *API) Ticket(ctx context.Context, who Caller, id, code, merchant string) (TicketHistory, *Error) {
+	m, aerr := scopeMerchant(who.Token, merchant, false)
+	if aerr != nil {
+		return TicketHistory{}, aerr
 	}
-	c.json(TicketHistoryOf(h, false))
+	h, err := a.ledger.TicketHistory(ctx, id, code, m)
+	if err != nil {
+		return TicketHistory{}, a.errorOf(err, who.RequestID, msgTicketNotFound)
+	}
+	return TicketHistoryOf(h, id == ""), nil
 }
 
 // ticketByCode answers GET /admin/v1/tickets?code=C: like ticketByID, and the
@@ -127,12 +139,8 @@ func (a *API) ticketByCode(c *call, _ string) {
 		c.fail(errInvalid("code is required (or GET " + Prefix + "tickets/{ticket_id})"))
 		return
 	}
-	h, err := a.ledger.TicketHistory(c.r.Context(), "", code, q.merchant)
-	if err != nil {
-		a.failWith(c, err, msgTicketNotFound)
-		return
-	}
-	c.json(TicketHistoryOf(h, true))
+	out, err := a.Ticket(c.r.Context(), c.caller(), "", code, q.merchant)
+	answer(c, http.StatusOK, out, err)
 }
 
 // ParseTime parses a time of the admin API's parameters (and the CLI's flags):
@@ -157,39 +165,12 @@ func (a *API) records(c *call, _ string) {
 	if !ok {
 		return
 	}
-	rq := daodian.RecordQuery{MerchantID: q.merchant, ShopID: q.Get("shop")}
-	for _, f := range []struct {
-		name string
-		dst  *time.Time
-	}{{"from", &rq.From}, {"to", &rq.To}} {
-		if v := q.Get(f.name); v != "" {
-			t, err := ParseTime(v)
-			if err != nil {
-				c.fail(errInvalid(f.name + " " + err.Error()))
-				return
-			}
-			*f.dst = t
-		}
-	}
-	for k := range strings.SplitSeq(q.Get("kind"), ",") {
-		if k = strings.TrimSpace(k); k != "" {
-			rq.Kinds = append(rq.Kinds, daodian.RecordKind(k))
-		}
-	}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > daodian.MaxRecordsPage {
-			c.fail(errInvalid("limit must be a whole number from 1 to " + strconv.Itoa(daodian.MaxRecordsPage)))
-			return
-		}
-		rq.Limit = n
-	}
-	page, err := a.ledger.Records(c.r.Context(), rq, q.Get("cursor"))
+	out, err := a.Records(c.r.Context(), c.caller(), RecordsQuery{Merchant: q.merchant, Shop: q.Get("shop"), From: q.Get("from"),
+		To: q.Get("to"), Kinds: q.Get("kind"), Limit: q.Get("limit"), Cursor: q.Get("cursor")})
 	if err != nil {
-		a.failWith(c, err, msgMerchantNotFound)
+		c.fail(err)
 		return
 	}
-	out := RecordPageOf(page)
 	if !q.csv {
 		c.json(out)
 		return
@@ -200,6 +181,53 @@ func (a *API) records(c *call, _ string) {
 		rows[i] = r.CSV()
 	}
 	c.csv(RecordCSVHeader, rows)
+}
+
+// RecordsQuery is a query of records as the records endpoint takes its
+// parameters: each a text, "" for none.
+type RecordsQuery struct {
+	Merchant, Shop, From, To string
+	// Kinds are comma-separated.
+	Kinds, Limit, Cursor string
+}
+
+// Records answers one page of a merchant's records (the merchant under the
+// caller's scope; required for a token of every merchant).
+func (a *API) Records(ctx context.Context, who Caller, q RecordsQuery) (RecordPage, *Error) {
+	m, aerr := scopeMerchant(who.Token, q.Merchant, true)
+	if aerr != nil {
+		return RecordPage{}, aerr
+	}
+	rq := daodian.RecordQuery{MerchantID: m, ShopID: q.Shop}
+	for _, f := range []struct {
+		name, v string
+		dst     *time.Time
+	}{{"from", q.From, &rq.From}, {"to", q.To, &rq.To}} {
+		if f.v != "" {
+			t, err := ParseTime(f.v)
+			if err != nil {
+				return RecordPage{}, errInvalid(f.name + " " + err.Error())
+			}
+			*f.dst = t
+		}
+	}
+	for k := range strings.SplitSeq(q.Kinds, ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			rq.Kinds = append(rq.Kinds, daodian.RecordKind(k))
+		}
+	}
+	if q.Limit != "" {
+		n, err := strconv.Atoi(q.Limit)
+		if err != nil || n < 1 || n > daodian.MaxRecordsPage {
+			return RecordPage{}, errInvalid("limit must be a whole number from 1 to " + strconv.Itoa(daodian.MaxRecordsPage))
+		}
+		rq.Limit = n
+	}
+	page, err := a.ledger.Records(ctx, rq, q.Cursor)
+	if err != nil {
+		return RecordPage{}, a.errorOf(err, who.RequestID, msgMerchantNotFound)
+	}
+	return RecordPageOf(page), nil
 }
 
 // format reads the format parameter: json (the default) or csv.

@@ -54,6 +54,9 @@ type Config struct {
 	BodyReadTimeout time.Duration
 	// Faults configures the injection of the store's fault rules (faults.go).
 	Faults FaultOptions
+	// RequestLog configures the log of recent requests and the traffic of the
+	// last hour (requestlog.go).
+	RequestLog RequestLogOptions
 }
 
 // Observer is told about every answered request. Implementations must be fast and
@@ -71,7 +74,8 @@ type Gateway struct {
 	limits  *limiter
 	slots   slots // nil when unbounded
 	ready   func(ctx context.Context) error
-	faults  *faults // nil when fault injection is disabled
+	faults  *faults     // nil when fault injection is disabled
+	reqlog  *RequestLog // nil when disabled
 	// run runs a method whose checks passed: the handler, wrapped by fault
 	// injection when it is enabled.
 	run runFunc
@@ -119,6 +123,7 @@ func New(ledger *daodian.Ledger, cfg Config) *Gateway {
 		slots:   newSlots(cfg.MaxConcurrent),
 		ready:   ledger.Ping,
 		faults:  newFaults(ledger, cfg),
+		reqlog:  newRequestLog(cfg.RequestLog, cfg.Clock),
 		run:     runMethod,
 	}
 	if g.faults != nil {
@@ -176,6 +181,10 @@ type call struct {
 	method    string
 	appKey    string
 	outcome   string
+	// app is the request's app once it is known and enabled; params its
+	// parameters once they parsed (for the request log).
+	app    *daodian.App
+	params *top.Params
 	// previousSecret: the request was signed with the secret a rotation replaced.
 	previousSecret bool
 }
@@ -213,11 +222,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			buf = top.AppendError(buf[:0], c.format, top.ErrRemoteService(), c.requestID)
 			g.write(w, c.format, buf)
 		}
+		d := time.Since(start)
+		if g.reqlog != nil {
+			g.reqlog.record(&c, buf, g.cfg.Clock(), d)
+		}
 		if cap(buf) <= 64<<10 {
 			*bp = buf[:0]
 			g.bufs.Put(bp)
 		}
-		d := time.Since(start)
 		level := slog.LevelInfo
 		if c.outcome == OutcomeServerBusy {
 			level = slog.LevelWarn
@@ -293,6 +305,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, c *call) (top.Bo
 		}
 		return nil, perr, nil
 	}
+	c.params = p
 	c.method = p.Get("method")
 	if c.method == "" {
 		return nil, top.ErrMissingMethod(), nil
@@ -320,7 +333,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, c *call) (top.Bo
 	if !app.Enabled {
 		return nil, top.ErrInvalidAppKey(), nil
 	}
-	c.appKey = app.Key
+	c.appKey, c.app = app.Key, app
 	switch v := p.Get("v"); {
 	case !p.Has("v") || v == "":
 		return nil, top.ErrMissingVersion(), nil

@@ -30,6 +30,7 @@ func RunFaults(t *testing.T, f Factory) {
 		{"Durable", testFaultDurable},
 		{"LedgerAdd", testFaultLedgerAdd},
 		{"LedgerBound", testFaultLedgerBound},
+		{"LedgerScoped", testFaultLedgerScoped},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, f) })
@@ -357,5 +358,44 @@ func testFaultLedgerBound(t *testing.T, f Factory) {
 	})
 	if got := readFaults(t, w.Store); len(got) != daodian.MaxFaultRules {
 		t.Fatalf("FaultRules returned %d rules, want the bound %d", len(got), daodian.MaxFaultRules)
+	}
+}
+
+// testFaultLedgerScoped: a rule added on behalf of one merchant may name only
+// that merchant's apps and tickets; another merchant's app or ticket is
+// refused exactly like one that does not exist, and nothing is stored.
+func testFaultLedgerScoped(t *testing.T, f Factory) {
+	w := NewWorld(t, f.Open(t))
+	mine := w.Issue(1, 1).Tickets[0]
+	o, err := w.Ledger.Issue(w.Ctx, daodian.IssueRequest{MerchantID: M2, Quantity: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs := o.Tickets[0]
+	for _, c := range []struct {
+		name string
+		r    daodian.FaultRule
+		want string // the error, as for a missing app or ticket
+	}{
+		{"another merchant's app", daodian.FaultRule{AppKey: w.B.Key}, fmt.Sprintf("app_key %q names no app", w.B.Key)},
+		{"a missing app", daodian.FaultRule{AppKey: "no-such-app"}, `app_key "no-such-app" names no app`},
+		{"another merchant's ticket by id", daodian.FaultRule{AppKey: w.A.Key, TicketID: theirs.ID}, fmt.Sprintf("ticket_id %q names no ticket", theirs.ID)},
+		{"another merchant's ticket by code", daodian.FaultRule{AppKey: w.A.Key, TicketCode: theirs.Code}, fmt.Sprintf("ticket_code %q names no ticket", theirs.Code)},
+		{"a missing ticket", daodian.FaultRule{AppKey: w.A.Key, TicketCode: "000000000000"}, `ticket_code "000000000000" names no ticket`},
+	} {
+		c.r.Kind = daodian.FaultError
+		if _, err := w.Ledger.AddFaultRuleFor(w.Ctx, M1, c.r); err == nil || err.Error() != c.want {
+			t.Errorf("%s: %v, want %q", c.name, err, c.want)
+		}
+	}
+	if rules, err := w.Ledger.FaultRules(w.Ctx); err != nil || len(rules) != 0 {
+		t.Fatalf("after refusals: %v, %v", rules, err)
+	}
+	if r, err := w.Ledger.AddFaultRuleFor(w.Ctx, M1, daodian.FaultRule{AppKey: w.A.Key, Kind: daodian.FaultError, TicketCode: mine.Code}); err != nil || r.TicketID != mine.ID {
+		t.Errorf("own app and ticket: %+v, %v", r, err)
+	}
+	// For every merchant, as AddFaultRule: any app, any ticket.
+	if _, err := w.Ledger.AddFaultRuleFor(w.Ctx, "", daodian.FaultRule{AppKey: w.B.Key, Kind: daodian.FaultError, TicketID: mine.ID}); err != nil {
+		t.Errorf("unscoped: %v", err)
 	}
 }

@@ -62,6 +62,8 @@ func Run(t *testing.T, f Factory) {
 		{"Merchant", testMerchant},
 		{"Shop", testShop},
 		{"App", testApp},
+		{"Listings", testListings},
+		{"LedgerListings", testLedgerListings},
 		{"AppSecrets", testAppSecrets},
 		{"RotateAppSecret", testRotateAppSecret},
 		{"Order", testOrder},

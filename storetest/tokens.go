@@ -326,3 +326,14 @@ func testTokenLedgerBound(t *testing.T, f Factory) {
 		t.Fatalf("creating token %d: %v, want ErrTooManyAdminTokens", daodian.MaxAdminTokens+1, err)
 	}
 }
+
+// AdminToken creates an admin token through the World's ledger and returns
+// it with the token itself.
+func (w *World) AdminToken(name, merchant string) (*daodian.AdminToken, string) {
+	w.T.Helper()
+	tok, token, err := w.Ledger.CreateAdminToken(w.Ctx, name, merchant)
+	if err != nil {
+		w.T.Fatal(err)
+	}
+	return tok, token
+}

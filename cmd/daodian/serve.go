@@ -16,6 +16,7 @@ import (
 
 	"github.com/daodian/daodian"
 	"github.com/daodian/daodian/admin"
+	"github.com/daodian/daodian/console"
 	"github.com/daodian/daodian/gateway"
 	"github.com/daodian/daodian/postgres"
 	"github.com/daodian/daodian/seal"
@@ -142,6 +143,10 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	bodyTimeout := fs.Duration("read-body-timeout", gateway.DefaultBodyReadTimeout, "how long a client may take to send a request body after its headers (slow clients are cut off)")
 	noFaults := fs.Bool("no-faults", false, "ignore the store's fault rules (daodian fault): a production server never injects faults")
 	demoFlag := fs.Bool("demo", false, "on an empty database, seed a demo merchant, shop, app and tickets and print how to call them")
+	noConsole := fs.Bool("no-console", false, "do not serve the web console (/console/); the admin API stays")
+	adminAddr := fs.String("admin-addr", "", "serve the admin API and the console on this address only (e.g. 127.0.0.1:8081), not on --addr")
+	noRequestLog := fs.Bool("no-request-log", false, "keep no copy of recent requests in memory: the console's requests page and the overview's charts stay empty")
+	trustProxy := fs.Bool("trust-proxy", false, "behind a proxy: believe its X-Forwarded-Proto (the console's Secure cookie) and X-Forwarded-For (sign-in throttling)")
 	if _, err := parse(e, fs, args); err != nil {
 		return err
 	}
@@ -170,7 +175,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	defer closeStore()
 	ledger := daodian.NewLedger(store, daodian.Config{ReverseWindow: *window, FutureSkew: *skew, Logger: logger})
 	gw := gateway.New(ledger, gateway.Config{Metrics: metrics, MaxBodyBytes: *maxBody, TimestampSkew: *skew, Logger: logger, MaxConcurrent: *maxConcurrent,
-		BodyReadTimeout: *bodyTimeout, Faults: gateway.FaultOptions{Disabled: *noFaults}})
+		BodyReadTimeout: *bodyTimeout, Faults: gateway.FaultOptions{Disabled: *noFaults}, RequestLog: gateway.RequestLogOptions{Disabled: *noRequestLog}})
 	announceFaults(ctx, e.stderr, ledger, *noFaults)
 	watchReplication(ctx, e.stderr, metrics.Registry(), logger, store)
 
@@ -178,15 +183,34 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another server running there? use --addr)", *addr, err)
 	}
-	adm := admin.New(ledger, admin.Config{Logger: logger})
-	srv := &http.Server{
-		Handler:           routes(gw, adm),
-		ReadHeaderTimeout: *headerTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	adminLn := ln
+	if *adminAddr != "" {
+		if adminLn, err = net.Listen("tcp", *adminAddr); err != nil {
+			ln.Close()
+			return fmt.Errorf("listen on %s: %w (is another server running there? use --admin-addr)", *adminAddr, err)
+		}
+	}
+	adm := admin.New(ledger, admin.Config{Logger: logger, RequestLog: gw.RequestLog(), FaultsDisabled: *noFaults})
+	var con *console.Console
+	if !*noConsole {
+		con = console.New(console.Config{API: adm, Logger: logger, TrustProxy: *trustProxy})
+	}
+	newServer := func(h http.Handler) *http.Server {
+		return &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: *headerTimeout,
+			ReadTimeout:       readTimeout,
+			WriteTimeout:      writeTimeout,
+			IdleTimeout:       idleTimeout,
+			MaxHeaderBytes:    maxHeaderBytes,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		}
+	}
+	var srv, adminSrv *http.Server
+	if adminLn == ln {
+		srv = newServer(routes(gw, adm, con))
+	} else {
+		srv, adminSrv = newServer(gw.Handler()), newServer(routes(nil, adm, con))
 	}
 	// Uses held by hold faults finish with the in-flight requests.
 	srv.RegisterOnShutdown(gw.ReleaseHeld)
@@ -203,20 +227,41 @@ func runServe(ctx context.Context, e *env, args []string) error {
 			d.print(e.stderr, url)
 		}
 	}
-	announceAdmin(ctx, e.stderr, ledger, "http://"+ln.Addr().String())
+	adminBase := "http://" + adminLn.Addr().String()
+	announceAdmin(ctx, e.stderr, ledger, adminBase)
+	if con != nil {
+		fmt.Fprintf(e.stderr, "daodian: console on %s%s (sign in with an admin token)\n", adminBase, console.Prefix)
+	}
 	fmt.Fprintf(e.stderr, "daodian: serving on %s (store %s)\n", url, describeDB(ref.db))
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
+	if adminSrv != nil {
+		go func() { errc <- adminSrv.Serve(adminLn) }()
+	}
 	select {
 	case err := <-errc:
+		srv.Close()
+		if adminSrv != nil {
+			adminSrv.Close()
+		}
 		return err
 	case <-ctx.Done():
 	}
 	logger.Info("shutting down: no new connections, finishing in-flight requests", "timeout_s", shutdownTimeout.Seconds())
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
+	var adminDone chan error
+	if adminSrv != nil {
+		adminDone = make(chan error, 1)
+		go func() { adminDone <- adminSrv.Shutdown(sctx) }()
+	}
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("shutdown: requests still running after %s: %w", shutdownTimeout, err)
+	}
+	if adminDone != nil {
+		if err := <-adminDone; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("shutdown of the admin listener: requests still running after %s: %w", shutdownTimeout, err)
+		}
 	}
 	// Every request has been answered: no Update is pending, so closing the
 	// store loses nothing (each answered change was durable before its answer).
@@ -227,16 +272,23 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-// routes is what the listener serves, in one place: the gateway's paths
-// (/router/rest, /healthz, /readyz, /metrics) and the admin API (SPEC §10)
-// under admin.Prefix.
-func routes(gw *gateway.Gateway, adm *admin.API) http.Handler {
+// routes is what a listener serves, in one place: the gateway's paths
+// (/router/rest, /healthz, /readyz, /metrics; none when gw is nil, on the
+// listener of --admin-addr), the admin API (SPEC §10) under admin.Prefix and
+// the console under console.Prefix (none when con is nil: --no-console).
+func routes(gw *gateway.Gateway, adm *admin.API, con *console.Console) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/", gw.Handler())
+	if gw != nil {
+		mux.Handle("/", gw.Handler())
+	}
 	mux.Handle(admin.Prefix, adm)
 	// Without its slash too, so that it answers as the API (401, 404) rather
 	// than with the mux's redirect.
 	mux.Handle(strings.TrimSuffix(admin.Prefix, "/"), adm)
+	if con != nil {
+		mux.Handle(console.Prefix, con)
+		mux.Handle(strings.TrimSuffix(console.Prefix, "/"), con)
+	}
 	return mux
 }
 

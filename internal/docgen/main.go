@@ -52,7 +52,8 @@ func main() {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	cmd := exec.Command(os.Args[1], "serve", "--demo", "--db", filepath.Join(dir, "demo.db"), "--addr", "127.0.0.1:0")
+	db := filepath.Join(dir, "demo.db")
+	cmd := exec.Command(os.Args[1], "serve", "--demo", "--db", db, "--addr", "127.0.0.1:0")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		log.Fatal(err)
@@ -82,6 +83,7 @@ func main() {
 	group := find(`ticket_id (\d+) code (\d+); ticket_id (\d+) code (\d+)`)
 	card := find(`5-times card: ticket_id (\d+) code (\d+)`)
 	g.run(group[1], group[2], card[1], card[2])
+	g.runAdmin(os.Args[1], db, card[1])
 
 	out := regexp.MustCompile(`\{\{(.+?)\|(curl|body)\}\}`).ReplaceAllStringFunc(string(tmpl), func(m string) string {
 		p := regexp.MustCompile(`\{\{(.+?)\|(curl|body)\}\}`).FindStringSubmatch(m)
@@ -169,15 +171,7 @@ func (g *gen) call(name, method string, f top.Format, simplify bool, business ma
 		form.Set(k, v)
 		names = append(names, k)
 	}
-	resp, err := http.PostForm(g.url, form)
-	if err != nil {
-		log.Fatal(err)
-	}
-	b, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		log.Fatal(err)
-	}
+	b := readAll(http.PostForm(g.url, form))
 	sort.Strings(names)
 	var cb strings.Builder
 	cb.WriteString("curl -s http://127.0.0.1:8080/router/rest")
@@ -190,6 +184,19 @@ func (g *gen) call(name, method string, f top.Format, simplify bool, business ma
 	}
 	g.examples[name] = example{curl: cb.String(), body: indent(b, f), lang: lang}
 	return string(b)
+}
+
+// readAll returns the body of an answer, ending the program on a failure.
+func readAll(resp *http.Response, err error) []byte {
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		log.Fatal(err)
+	}
+	return b
 }
 
 // indent lays out an answer for reading without changing its content.
