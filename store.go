@@ -92,6 +92,8 @@ type ReadTx interface {
 	// FaultRules returns the fault rules (faults.go) in id order, at most
 	// MaxFaultRules.
 	FaultRules(ctx context.Context) ([]FaultRule, error)
+	// WebhookReader reads webhooks and their deliveries (webhooks.go).
+	WebhookReader
 }
 
 // Counts is the number of rows of each ledger table.
@@ -155,6 +157,8 @@ type Tx interface {
 	// reports false, changing nothing, when the rule does not exist; an
 	// unlimited rule (count 0) is left as it is and reports true.
 	ConsumeFaultRule(ctx context.Context, id string) (bool, error)
+	// WebhookWriter writes webhooks and their deliveries (webhooks.go).
+	WebhookWriter
 }
 
 // Clock returns the current time. Tests replace it to move through reversal windows.
