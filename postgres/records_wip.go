@@ -29,3 +29,10 @@ func (t *pgTx) EachDayUse(ctx context.Context, merchantID string, day int, fn fu
 func (t *pgTx) EachRecord(ctx context.Context, fn func(*daodian.Record) error) error {
 	return errRecordsWIP
 }
+
+// The reads of records that webhooks and the events pull need (SPEC §9),
+// written against the records of that work when it lands.
+func (t *pgTx) RecordByID(ctx context.Context, id string) (*daodian.Record, error) {
+	return nil, errRecordsWIP
+}
+func (t *pgTx) LastRecordID(ctx context.Context) (string, error) { return "", errRecordsWIP }
