@@ -92,6 +92,14 @@ type ReadTx interface {
 	// FaultRules returns the fault rules (faults.go) in id order, at most
 	// MaxFaultRules.
 	FaultRules(ctx context.Context) ([]FaultRule, error)
+
+	// AdminToken returns an admin token (tokens.go) by id, or ErrNotFound.
+	AdminToken(ctx context.Context, id string) (*AdminToken, error)
+	// AdminTokenByHash returns the admin token with the hash, or ErrNotFound.
+	AdminTokenByHash(ctx context.Context, hash string) (*AdminToken, error)
+	// AdminTokens returns the admin tokens in id order, at most MaxAdminTokens.
+	AdminTokens(ctx context.Context) ([]AdminToken, error)
+
 	// WebhookReader reads webhooks and their deliveries (webhooks.go).
 	WebhookReader
 }
@@ -157,6 +165,15 @@ type Tx interface {
 	// reports false, changing nothing, when the rule does not exist; an
 	// unlimited rule (count 0) is left as it is and reports true.
 	ConsumeFaultRule(ctx context.Context, id string) (bool, error)
+
+	// InsertAdminToken stores a new admin token; ErrDuplicate on a repeated id
+	// or hash.
+	InsertAdminToken(ctx context.Context, t *AdminToken) error
+	// RevokeAdminToken sets the revocation time of the token to at, unless it
+	// is revoked already (the first revocation stands); ErrNotFound for an
+	// unknown id.
+	RevokeAdminToken(ctx context.Context, id string, at time.Time) error
+
 	// WebhookWriter writes webhooks and their deliveries (webhooks.go).
 	WebhookWriter
 }

@@ -195,6 +195,11 @@ type Reconciliation struct {
 	Date        string       `json:"date"`
 	Matched     int          `json:"matched"`
 	Differences []Difference `json:"differences"`
+	// Truncated is set when an answer of the admin API lists only the first of
+	// the differences (admin.Config.MaxDifferences); DifferencesTotal then
+	// says how many there were.
+	Truncated        bool `json:"truncated,omitempty"`
+	DifferencesTotal int  `json:"differences_total,omitempty"`
 }
 
 // ReconciliationOf renders a reconciliation.

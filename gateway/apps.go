@@ -2,11 +2,11 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
 
 	"github.com/daodian/daodian"
+	"github.com/daodian/daodian/internal/keycache"
 	"golang.org/x/time/rate"
 )
 
@@ -14,20 +14,8 @@ import (
 // needs the secret on every request, and a store read per request would put the
 // store on the hot path of requests that never touch the ledger.
 type appCache struct {
-	read  func(ctx context.Context, key string) (*daodian.App, error) // Ledger.App
-	ttl   time.Duration
-	clock func() time.Time
-
-	mu sync.RWMutex
-	m  map[string]cachedApp
-
-	// lookups bounds the store reads of keys the cache does not hold.
-	lookups chan struct{}
-}
-
-type cachedApp struct {
-	app     *daodian.App
-	expires time.Time
+	read func(ctx context.Context, key string) (*daodian.App, error) // Ledger.App
+	c    *keycache.Cache[*daodian.App]
 }
 
 // maxCachedApps bounds the cache; beyond it the cache is dropped and refilled.
@@ -52,70 +40,20 @@ const (
 
 // errLookupBusy: a key the cache does not hold could not be looked up within
 // appLookupWait.
-var errLookupBusy = errors.New("gateway: too many app lookups at once")
+var errLookupBusy = keycache.ErrBusy
 
 func newAppCache(read func(ctx context.Context, key string) (*daodian.App, error), ttl time.Duration, clock func() time.Time) *appCache {
-	return &appCache{read: read, ttl: ttl, clock: clock, m: make(map[string]cachedApp),
-		lookups: make(chan struct{}, maxAppLookups)}
+	return &appCache{read: read, c: keycache.New[*daodian.App](keycache.Config{
+		TTL: ttl, Clock: clock, MaxEntries: maxCachedApps, MaxLookups: maxAppLookups, LookupWait: appLookupWait,
+	})}
 }
 
 // get returns the app, daodian.ErrNotFound, or errLookupBusy. Unknown keys are
 // not cached, so a client cannot fill memory with random keys, and their store
 // reads are bounded (maxAppLookups).
 func (c *appCache) get(ctx context.Context, key string) (*daodian.App, error) {
-	now := c.clock()
-	c.mu.RLock()
-	e, ok := c.m[key]
-	c.mu.RUnlock()
-	if ok && now.Before(e.expires) {
-		return e.app, nil
-	}
-	if !ok {
-		release, err := c.acquireLookup(ctx)
-		if err != nil {
-			return nil, err
-		}
-		defer release()
-	}
-	app, err := c.read(ctx, key)
-	if err != nil {
-		if ok && errors.Is(err, daodian.ErrNotFound) {
-			// Deleted: its key is now as unknown as a random one.
-			c.mu.Lock()
-			delete(c.m, key)
-			c.mu.Unlock()
-		}
-		return nil, err
-	}
-	c.mu.Lock()
-	if len(c.m) >= maxCachedApps {
-		c.m = make(map[string]cachedApp)
-	}
-	c.m[key] = cachedApp{app: app, expires: now.Add(c.ttl)}
-	c.mu.Unlock()
-	return app, nil
+	return c.c.Get(ctx, key, func(ctx context.Context) (*daodian.App, error) { return c.read(ctx, key) })
 }
-
-// acquireLookup takes one of the maxAppLookups, waiting at most appLookupWait.
-func (c *appCache) acquireLookup(ctx context.Context) (release func(), err error) {
-	select {
-	case c.lookups <- struct{}{}:
-		return c.releaseLookup, nil
-	default:
-	}
-	t := time.NewTimer(appLookupWait)
-	defer t.Stop()
-	select {
-	case c.lookups <- struct{}{}:
-		return c.releaseLookup, nil
-	case <-t.C:
-		return nil, errLookupBusy
-	case <-ctx.Done(): // the client left; nobody reads the answer
-		return nil, errLookupBusy
-	}
-}
-
-func (c *appCache) releaseLookup() { <-c.lookups }
 
 // limiter holds one token bucket per app. The limit is per process: several
 // gateways on one database each allow the app's rate.

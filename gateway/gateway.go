@@ -5,8 +5,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base32"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/daodian/daodian"
 	"github.com/daodian/daodian/alsc"
+	"github.com/daodian/daodian/internal/traceid"
 	"github.com/daodian/daodian/top"
 )
 
@@ -164,26 +163,10 @@ func (g *Gateway) Handler() http.Handler {
 // Metrics returns the gateway's Prometheus instrumentation.
 func (g *Gateway) Metrics() *Metrics { return g.cfg.Metrics }
 
-// requestIDBytes is the randomness of a trace id: 80 bits, so that ids are
-// unique without coordination between processes (a collision is expected after
-// about 2^40 ids) and 16 characters long.
-const requestIDBytes = 10
-
-// requestIDEncoding writes trace ids in lower-case base32 (digits, then a to v):
-// no padding, nothing to escape in a log line, a URL or a file name.
-var requestIDEncoding = base32.NewEncoding("0123456789abcdefghijklmnopqrstuv").WithPadding(base32.NoPadding)
-
-// newRequestID returns a per-request trace id drawn from crypto/rand (SPEC §3.4):
-// unlike a counter, consecutive ids tell a caller nothing about how many requests
-// the gateway served in between. crypto/rand costs well under a microsecond per
-// id (BenchmarkNewRequestID), a small part of any request.
-func newRequestID() string {
-	var b [requestIDBytes]byte
-	_, _ = rand.Read(b[:]) // never fails (crypto/rand.Read's contract)
-	var out [16]byte
-	requestIDEncoding.Encode(out[:], b[:])
-	return string(out[:])
-}
+// newRequestID returns a per-request trace id (SPEC §3.4), random: unlike a
+// counter, consecutive ids tell a caller nothing about how many requests the
+// gateway served in between.
+var newRequestID = traceid.New
 
 // call is the state of one request as it passes the checks.
 type call struct {

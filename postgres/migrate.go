@@ -170,7 +170,20 @@ CREATE TABLE meta (
 	value text NOT NULL
 );
 `,
-	// 4: webhooks (webhooks.go). The events are the records: these tables hold
+	// 4: admin tokens (daodian/tokens.go): the SHA-256 hash of each, never the
+	// token; merchant_id '' is a token for every merchant, revoked_at NULL one
+	// not revoked. A small reference table, like fault_rules.
+	`
+CREATE TABLE admin_tokens (
+	id          text COLLATE "C" PRIMARY KEY,
+	hash        text COLLATE "C" NOT NULL UNIQUE,
+	name        text NOT NULL,
+	merchant_id text COLLATE "C" NOT NULL,
+	created_at  timestamptz,
+	revoked_at  timestamptz
+);
+`,
+	// 5: webhooks (webhooks.go). The events are the records: these tables hold
 	// only where each webhook is (cursor: the last event_id finished, 0 for
 	// none; head_*: the retry state of the event after it), the attempts, and
 	// the redeliveries asked for. secret is sealed. Small reference tables on a

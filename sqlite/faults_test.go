@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"testing"
 
 	"github.com/daodian/daodian"
@@ -27,26 +26,7 @@ func TestFaultRulesAcrossProcesses(t *testing.T) {
 // TestFaultMigration: a database of schema version 1 gains the fault_rules
 // table when opened.
 func TestFaultMigration(t *testing.T) {
-	path := tempPath(t)
-	s, err := Open(context.Background(), path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range []string{`DROP TABLE fault_rules`, `UPDATE meta SET value = '1' WHERE key = 'schema_version'`} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
+	path := oldDatabase(t, 1, `DROP TABLE fault_rules`)
 	s2 := openAt(t, path, Options{})
 	ctx := context.Background()
 	if err := s2.Update(ctx, func(tx daodian.Tx) error {

@@ -75,14 +75,10 @@ func TestRecordsBackfilled(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, q := range []string{`DROP TABLE records`, `UPDATE meta SET value = '3' WHERE key = 'schema_version'`} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
+	schemaAt(t, path, 3, `DROP TABLE records`)
 
 	s2 := openAt(t, path, Options{})
 	l := daodian.NewLedger(s2, daodian.Config{})

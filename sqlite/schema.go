@@ -11,7 +11,7 @@ import (
 
 // schemaVersion is the version this binary writes; migrations[i] brings a
 // database from version i to i+1.
-const schemaVersion = 5
+const schemaVersion = 6
 
 // migrations are applied in order, each in the same transaction as the update
 // of meta.schema_version, so a crash leaves the database at one version or the
@@ -157,7 +157,20 @@ var migrations = [][]string{
 		`CREATE INDEX IF NOT EXISTS records_day ON records (merchant_id, day)`,
 		`CREATE INDEX IF NOT EXISTS records_ticket ON records (ticket_id)`,
 	},
-	// 4 → 5: webhooks (webhooks.go). The events are the records: these tables
+	// 4 → 5: admin tokens (tokens.go): the SHA-256 hash of each, never the
+	// token; merchant_id '' is a token for every merchant, revoked_at 0 one
+	// not revoked.
+	{
+		`CREATE TABLE IF NOT EXISTS admin_tokens (
+			id          TEXT PRIMARY KEY,
+			hash        TEXT NOT NULL UNIQUE,
+			name        TEXT NOT NULL,
+			merchant_id TEXT NOT NULL,
+			created_at  INTEGER NOT NULL,
+			revoked_at  INTEGER NOT NULL DEFAULT 0
+		) WITHOUT ROWID`,
+	},
+	// 5 → 6: webhooks (webhooks.go). The events are the records: these tables
 	// hold only where each webhook is (cursor: the last event_id finished, 0
 	// for none; head_*: the retry state of the event after it), the attempts,
 	// and the redeliveries asked for. secret is sealed.

@@ -1259,3 +1259,39 @@ func BenchmarkUpdate(b *testing.B) {
 	}
 	b.Logf("N=%d: %d uses, %d reversals", b.N, uses.Load(), reversals.Load())
 }
+
+// oldDatabase returns the path of a new database made to look as a build of
+// schema version v left it (schemaAt).
+func oldDatabase(t *testing.T, v int, undo ...string) string {
+	t.Helper()
+	path := tempPath(t)
+	s, err := Open(context.Background(), path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	schemaAt(t, path, v, undo...)
+	return path
+}
+
+// schemaAt makes the closed database at path look as a build of schema version
+// v left it: undo drops what the later versions added, and the version is set
+// to v, so that the next open migrates it again.
+func schemaAt(t *testing.T, path string, v int, undo ...string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, q := range append(undo, `UPDATE meta SET value = '`+strconv.Itoa(v)+`' WHERE key = 'schema_version'`) {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

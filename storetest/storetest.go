@@ -7,7 +7,9 @@
 //   - RunLedger: the business rules of SPEC §4 as daodian.Ledger applies them on
 //     the store (idempotency, refusals, reversals, fences, concurrency, the
 //     invariants);
-//   - RunFaults: the fault rules' storage and their counted consumption.
+//   - RunFaults: the fault rules' storage and their counted consumption;
+//   - RunAdminTokens: admin tokens (SPEC §10): stored by hash, scoped, revoked
+//     once.
 //
 // A store's test calls each with a Factory:
 //
@@ -16,6 +18,7 @@
 //		storetest.Run(t, f)
 //		storetest.RunLedger(t, f)
 //		storetest.RunFaults(t, f)
+//		storetest.RunAdminTokens(t, f)
 //	}
 package storetest
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/daodian/daodian"
+	"github.com/daodian/daodian/admin"
 	"github.com/daodian/daodian/gateway"
 	"github.com/daodian/daodian/postgres"
 	"github.com/daodian/daodian/seal"
@@ -165,8 +166,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another server running there? use --addr)", *addr, err)
 	}
+	adm := admin.New(ledger, admin.Config{Logger: logger})
 	srv := &http.Server{
-		Handler:           gw.Handler(),
+		Handler:           routes(gw, adm),
 		ReadHeaderTimeout: *headerTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -189,6 +191,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 			d.print(e.stderr, url)
 		}
 	}
+	announceAdmin(ctx, e.stderr, ledger, "http://"+ln.Addr().String())
 	fmt.Fprintf(e.stderr, "daodian: serving on %s (store %s)\n", url, describeDB(ref.db))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -210,6 +213,19 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	logger.Info("stopped: every in-flight request answered, store closed")
 	return nil
+}
+
+// routes is what the listener serves, in one place: the gateway's paths
+// (/router/rest, /healthz, /readyz, /metrics) and the admin API (SPEC §10)
+// under admin.Prefix.
+func routes(gw *gateway.Gateway, adm *admin.API) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/", gw.Handler())
+	mux.Handle(admin.Prefix, adm)
+	// Without its slash too, so that it answers as the API (401, 404) rather
+	// than with the mux's redirect.
+	mux.Handle(strings.TrimSuffix(admin.Prefix, "/"), adm)
+	return mux
 }
 
 // describeDB names the store without the secrets a URL may hold: the password of
