@@ -181,6 +181,7 @@ func (a *API) table() []route {
 		{"records", http.MethodGet, a.records},
 		{"statements", http.MethodGet, a.statement},
 		{"reconciliations", http.MethodPost, a.reconcile},
+		{"events", http.MethodGet, a.events},
 	}
 }
 
