@@ -53,6 +53,7 @@ func commands() []command {
 		{"audit", "check every ledger invariant; exit 1 on any violation", runAudit},
 		{"backup", "copy the embedded database while it serves: backup --to FILE [--db …]", runBackup},
 		{"fault", "inject faults for integration tests: fault add|list|clear …", runFault},
+		{"webhook", "webhooks of SPEC §9: webhook add|list|remove|deliveries|redeliver", runWebhook},
 		{"admin", "tokens of the admin API (/admin/v1/): admin token create|list|revoke", runAdmin},
 		{"bench", "the load generator of SPEC §6: ledger vs bare net/http baseline", runBench},
 	}

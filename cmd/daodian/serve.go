@@ -130,6 +130,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	bodyTimeout := fs.Duration("read-body-timeout", gateway.DefaultBodyReadTimeout, "how long a client may take to send a request body after its headers (slow clients are cut off)")
 	noFaults := fs.Bool("no-faults", false, "ignore the store's fault rules (daodian fault): a production server never injects faults")
 	demoFlag := fs.Bool("demo", false, "on an empty database, seed a demo merchant, shop, app and tickets and print how to call them")
+	hooks := addWebhookFlags(fs)
 	if _, err := parse(e, fs, args); err != nil {
 		return err
 	}
@@ -161,6 +162,8 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		BodyReadTimeout: *bodyTimeout, Faults: gateway.FaultOptions{Disabled: *noFaults}})
 	announceFaults(ctx, e.stderr, ledger, *noFaults)
 	watchReplication(ctx, e.stderr, metrics.Registry(), logger, store)
+	stopWebhooks := startWebhooks(ledger, hooks, metrics.Registry(), logger)
+	defer stopWebhooks()
 
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -207,7 +210,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("shutdown: requests still running after %s: %w", shutdownTimeout, err)
 	}
 	// Every request has been answered: no Update is pending, so closing the
-	// store loses nothing (each answered change was durable before its answer).
+	// store loses nothing (each answered change was durable before its answer);
+	// the deliverer writes its last results first.
+	stopWebhooks()
 	if err := closeStore(); err != nil {
 		return fmt.Errorf("close store: %w", err)
 	}
