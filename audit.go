@@ -40,7 +40,8 @@ type AuditReport struct {
 //     ticket one issue record, each use one use record (same ticket, units),
 //     each reversed use one reversal record and each refunded use one refund
 //     record, and no such record of a ticket or use that does not exist;
-//     record ids increase.
+//     record ids increase (records a store has not numbered yet, with an
+//     empty ID, come after the numbered ones: see RecordSequencer).
 //
 // Memory is a few bytes per ticket and per use.
 func (l *Ledger) Audit(ctx context.Context) (*AuditReport, error) {
@@ -175,13 +176,20 @@ type useRecords struct {
 func auditRecords(ctx context.Context, tx ReadTx, rep *AuditReport, add func(kind, id, format string, args ...any)) (map[string]int, map[string]useRecords, error) {
 	issued := map[string]int{}
 	uses := map[string]useRecords{}
-	last := ""
+	last, unnumbered := "", false
 	err := tx.EachRecord(ctx, func(r *Record) error {
 		rep.Records++
-		if !idLess(last, r.ID) {
+		switch {
+		case r.ID == "":
+			unnumbered = true
+		case unnumbered:
+			add("record", r.ID, "numbered record after a record not numbered yet")
+		case !idLess(last, r.ID):
 			add("record", r.ID, "record id does not increase (after %s)", last)
 		}
-		last = r.ID
+		if r.ID != "" {
+			last = r.ID
+		}
 		if !r.Kind.Valid() {
 			add("record", r.ID, "unknown kind %q", r.Kind)
 		}

@@ -70,3 +70,63 @@ func TestAuditRecordedRefusals(t *testing.T) {
 		t.Errorf("violations %v, want one per bad record", rep.Violations)
 	}
 }
+
+// recordsStore serves a fixed list of records to the audit, over an otherwise
+// empty ledger.
+type recordsStore struct {
+	daodian.Store
+	recs []daodian.Record
+}
+
+func (s *recordsStore) View(ctx context.Context, fn func(daodian.ReadTx) error) error {
+	return s.Store.View(ctx, func(tx daodian.ReadTx) error { return fn(&recordsTx{tx, s.recs}) })
+}
+
+type recordsTx struct {
+	daodian.ReadTx
+	recs []daodian.Record
+}
+
+func (t *recordsTx) EachRecord(ctx context.Context, fn func(*daodian.Record) error) error {
+	for i := range t.recs {
+		if err := fn(&t.recs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TestAuditRecordOrder: record ids must increase; records a store has not
+// numbered yet (empty ID, daodian.RecordSequencer) may only follow the numbered
+// ones.
+func TestAuditRecordOrder(t *testing.T) {
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, t.TempDir()+"/audit.db", sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, c := range []struct {
+		ids  []string
+		want int
+	}{
+		{[]string{"1", "2", "10"}, 0},
+		{[]string{"1", "2", "", ""}, 0},
+		{[]string{"", ""}, 0},
+		{[]string{"2", "1"}, 1},
+		{[]string{"1", "1"}, 1},
+		{[]string{"1", "", "3"}, 1},
+	} {
+		recs := make([]daodian.Record, len(c.ids))
+		for i, id := range c.ids {
+			recs[i] = daodian.Record{ID: id, Kind: daodian.RecordFence, MerchantID: "m1", TicketID: "1"}
+		}
+		rep, err := daodian.NewLedger(&recordsStore{s, recs}, daodian.Config{}).Audit(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Violations) != c.want || rep.Records != len(c.ids) {
+			t.Errorf("ids %q: %d records, violations %v; want %d", c.ids, rep.Records, rep.Violations, c.want)
+		}
+	}
+}

@@ -139,7 +139,7 @@ func (l *Ledger) Events(ctx context.Context, merchantID, after string, limit int
 	if err := checkRecordQuery(&q); err != nil {
 		return nil, err
 	}
-	if err := l.numberRecords(ctx); err != nil {
+	if err := l.sequenceRecords(ctx); err != nil {
 		return nil, err
 	}
 	page := &EventPage{NextAfter: after}
@@ -163,24 +163,7 @@ func (l *Ledger) Events(ctx context.Context, merchantID, after string, limit int
 	return page, nil
 }
 
-// recordNumberer is a store that gives records their record_id after they
-// commit (PostgreSQL: several processes commit at once, and ids handed out
-// inside transactions would not follow commit order). Its numbering pass must
-// run before a read that follows records by id, so that the read sees every
-// record committed before it.
-type recordNumberer interface {
-	SequenceRecords(ctx context.Context) (int, error)
-}
-
-// numberRecords runs the store's numbering pass, if it has one.
-func (l *Ledger) numberRecords(ctx context.Context) error {
-	if s, ok := l.store.(recordNumberer); ok {
-		_, err := s.SequenceRecords(ctx)
-		return err
-	}
-	return nil
-}
-
-// NumberRecords runs the store's numbering pass, if it has one (see
-// Ledger.Events); the webhook deliverer runs it before it looks for new events.
-func (l *Ledger) NumberRecords(ctx context.Context) error { return l.numberRecords(ctx) }
+// NumberRecords runs the store's numbering pass, if it numbers records after
+// their commit (RecordSequencer): the webhook deliverer runs it before it
+// looks for new events, as the ledger's history reads do.
+func (l *Ledger) NumberRecords(ctx context.Context) error { return l.sequenceRecords(ctx) }

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -35,6 +36,9 @@ func (l *Ledger) TicketHistory(ctx context.Context, id, code, merchantID string)
 		}
 	default:
 		return nil, invalid("ticket_id", "or ticket_code is required")
+	}
+	if err := l.sequenceRecords(ctx); err != nil {
+		return nil, err
 	}
 	var h *TicketHistory
 	err := l.store.View(ctx, func(tx ReadTx) error {
@@ -71,6 +75,28 @@ type RecordPage struct {
 	NextCursor string
 }
 
+// ErrNoSuchShop is a shop filter naming a shop the merchant does not have (it
+// may be a typo: an empty answer would look like a quiet day). It is also
+// ErrNotFound.
+var ErrNoSuchShop = fmt.Errorf("%w: the merchant has no such shop", ErrNotFound)
+
+// checkMerchantShop reports ErrNotFound for an unknown merchant and
+// ErrNoSuchShop for a shop filter naming none of its shops.
+func checkMerchantShop(ctx context.Context, tx ReadTx, merchantID, shopID string) error {
+	if _, err := tx.Merchant(ctx, merchantID); err != nil {
+		return err
+	}
+	if shopID == "" {
+		return nil
+	}
+	if _, err := tx.Shop(ctx, merchantID, shopID); errors.Is(err, ErrNotFound) {
+		return ErrNoSuchShop
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
 // ErrBadCursor is a records cursor that this query did not hand out: made for
 // another query, altered, or not a cursor at all.
 var ErrBadCursor = errors.New("the cursor does not belong to this query (it was made for other filters, or altered)")
@@ -81,7 +107,8 @@ var ErrBadCursor = errors.New("the cursor does not belong to this query (it was 
 // written meanwhile, lists every record committed before the first page exactly
 // once.
 //
-// The merchant must exist (ErrNotFound). A cursor is bound to the query's filters:
+// The merchant must exist (ErrNotFound), and the shop, if q names one
+// (ErrNoSuchShop). A cursor is bound to the query's filters:
 // one from another query, or altered, is ErrBadCursor. Cursors are not secrets —
 // they carry a record id and a checksum — and grant nothing: the merchant scope is
 // the caller's to enforce.
@@ -96,9 +123,12 @@ func (l *Ledger) Records(ctx context.Context, q RecordQuery, cursor string) (*Re
 		}
 		q.AfterID = after
 	}
+	if err := l.sequenceRecords(ctx); err != nil {
+		return nil, err
+	}
 	var page RecordPage
 	err := l.store.View(ctx, func(tx ReadTx) error {
-		if _, err := tx.Merchant(ctx, q.MerchantID); err != nil {
+		if err := checkMerchantShop(ctx, tx, q.MerchantID, q.ShopID); err != nil {
 			return err
 		}
 		want := q.Limit
@@ -118,6 +148,18 @@ func (l *Ledger) Records(ctx context.Context, q RecordQuery, cursor string) (*Re
 		return nil, err
 	}
 	return &page, nil
+}
+
+// sequenceRecords has a store that numbers records after their commit
+// (RecordSequencer) number those committed so far, before a read that lists
+// records by id: a page then lists every record committed before it, and a
+// timeline shows their ids.
+func (l *Ledger) sequenceRecords(ctx context.Context) error {
+	if s, ok := l.store.(RecordSequencer); ok {
+		_, err := s.SequenceRecords(ctx)
+		return err
+	}
+	return nil
 }
 
 func checkRecordQuery(q *RecordQuery) error {
@@ -232,7 +274,8 @@ type Statement struct {
 }
 
 // Statement returns the statement of a merchant's day, date written YYYY-MM-DD;
-// a non-empty shopID keeps that shop only. The merchant must exist (ErrNotFound).
+// a non-empty shopID keeps that shop only. The merchant must exist (ErrNotFound),
+// and the shop if one is named (ErrNoSuchShop).
 func (l *Ledger) Statement(ctx context.Context, merchantID, date, shopID string) (*Statement, error) {
 	if err := checkText("merchant", merchantID, true, MaxNameLen); err != nil {
 		return nil, err
@@ -246,7 +289,7 @@ func (l *Ledger) Statement(ctx context.Context, merchantID, date, shopID string)
 	}
 	var totals []DayTotal
 	err = l.store.View(ctx, func(tx ReadTx) error {
-		if _, err := tx.Merchant(ctx, merchantID); err != nil {
+		if err := checkMerchantShop(ctx, tx, merchantID, shopID); err != nil {
 			return err
 		}
 		var err error

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
 	"strings"
 )
@@ -78,13 +77,14 @@ func (e *POSFileError) Error() string {
 // line ends), a header naming at least ticket_request_id and status, and
 // optionally trans_id and units, in any order (other columns are ignored). name
 // is the file's name for errors. The first fault found is a *POSFileError; a key
-// (ticket_request_id, trans_id) given twice is one.
+// (ticket_request_id, trans_id) given twice is one. The lines returned hold only
+// their own fields, not the text of the columns they ignore.
 func ParsePOS(r io.Reader, name string) ([]POSLine, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	if bom, err := br.Peek(3); err == nil && bytes.Equal(bom, []byte("\xef\xbb\xbf")) {
 		_, _ = br.Discard(3)
 	}
-	cr := csv.NewReader(&lineLimiter{r: br, max: MaxPOSLineBytes})
+	cr := csv.NewReader(&lineLimiter{r: br, max: MaxPOSLineBytes, line: 1})
 	cr.ReuseRecord = true
 	fail := func(line int, format string, a ...any) error {
 		return &POSFileError{File: name, Line: line, Reason: fmt.Sprintf(format, a...)}
@@ -94,8 +94,9 @@ func ParsePOS(r io.Reader, name string) ([]POSLine, error) {
 		return nil, fail(0, "empty file: a header naming ticket_request_id and status is required")
 	}
 	if err != nil {
-		return nil, csvError(name, err)
+		return nil, csvError(name, err, 0)
 	}
+	columns := len(header)
 	col := map[string]int{}
 	for i, h := range header {
 		h = strings.TrimSpace(h)
@@ -115,31 +116,41 @@ func ParsePOS(r io.Reader, name string) ([]POSLine, error) {
 		}
 		return ""
 	}
+	type key struct{ requestID, transID string }
 	var lines []POSLine
-	seen := map[string]int{}
+	seen := map[key]int{}
 	for {
 		rec, err := cr.Read()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return nil, csvError(name, err)
+			return nil, csvError(name, err, columns)
 		}
 		n, _ := cr.FieldPos(0)
-		if len(lines) == MaxPOSLines {
-			return nil, fail(n, "more than %d lines", MaxPOSLines)
+		if len(lines) == posLinesLimit {
+			return nil, fail(n, "more than %d lines", posLinesLimit)
 		}
-		p := POSLine{Line: n, RequestID: get(rec, "ticket_request_id"), TransID: get(rec, "trans_id"), Status: get(rec, "status")}
+		p := POSLine{Line: n, RequestID: get(rec, "ticket_request_id"), TransID: get(rec, "trans_id")}
 		if err := checkRequestID("ticket_request_id", p.RequestID); err != nil {
 			return nil, fail(n, "%v", err)
 		}
 		if err := checkDigits("trans_id", p.TransID, false); err != nil {
 			return nil, fail(n, "%v", err)
 		}
-		switch p.Status {
-		case StatusUsed, StatusReversed, StatusRefunded:
+		// The fields are slices of their line's text: the kept ones are copied
+		// (and the status is the constant), so that a million lines do not hold
+		// a million lines of text.
+		p.RequestID, p.TransID = strings.Clone(p.RequestID), strings.Clone(p.TransID)
+		switch s := get(rec, "status"); s {
+		case StatusUsed:
+			p.Status = StatusUsed
+		case StatusReversed:
+			p.Status = StatusReversed
+		case StatusRefunded:
+			p.Status = StatusRefunded
 		default:
-			return nil, fail(n, "status %q is not used, reversed or refunded", truncate(p.Status, 32))
+			return nil, fail(n, "status %q is not used, reversed or refunded", truncate(s, 32))
 		}
 		if u := get(rec, "units"); u != "" {
 			v, err := strconv.Atoi(u)
@@ -148,52 +159,77 @@ func ParsePOS(r io.Reader, name string) ([]POSLine, error) {
 			}
 			p.Units = v
 		}
-		key := p.RequestID + "\x00" + p.TransID
-		if first, dup := seen[key]; dup {
-			return nil, fail(n, "ticket_request_id %s (trans_id %q) is listed twice, first at line %d", p.RequestID, p.TransID, first)
+		k := key{p.RequestID, p.TransID}
+		if first, dup := seen[k]; dup {
+			if p.TransID == "" {
+				return nil, fail(n, "ticket_request_id %s is listed twice (first at line %d); two uses under one ticket_request_id (by two apps) need trans_id", p.RequestID, first)
+			}
+			return nil, fail(n, "ticket_request_id %s with trans_id %s is listed twice (first at line %d)", p.RequestID, p.TransID, first)
 		}
-		seen[key] = n
+		seen[k] = n
 		lines = append(lines, p)
 	}
 	return lines, nil
 }
 
-func csvError(name string, err error) error {
-	var pe *csv.ParseError
-	if errors.As(err, &pe) {
-		return &POSFileError{File: name, Line: pe.Line, Reason: pe.Err.Error()}
-	}
+// posLinesLimit is MaxPOSLines; a test lowers it.
+var posLinesLimit = MaxPOSLines
+
+// csvError turns an error of the CSV reader into a POSFileError; columns is the
+// header's number of columns (0 while reading the header).
+func csvError(name string, err error, columns int) error {
 	var le *lineTooLong
 	if errors.As(err, &le) {
-		return &POSFileError{File: name, Reason: le.Error()}
+		return &POSFileError{File: name, Line: le.line, Reason: le.Error()}
+	}
+	var pe *csv.ParseError
+	if errors.As(err, &pe) {
+		reason := pe.Err.Error()
+		if errors.Is(pe.Err, csv.ErrFieldCount) {
+			reason += fmt.Sprintf(" (the header has %d)", columns)
+		}
+		return &POSFileError{File: name, Line: pe.Line, Reason: reason}
 	}
 	return &POSFileError{File: name, Reason: err.Error()}
 }
 
-type lineTooLong struct{ max int }
+type lineTooLong struct{ max, line int }
 
 func (e *lineTooLong) Error() string {
 	return "a line is longer than " + strconv.Itoa(e.max) + " bytes"
 }
 
-// lineLimiter fails a read once a line grows past max bytes, so that a file
-// without line ends cannot make the CSV reader buffer it whole.
+// lineLimiter fails a read once a line grows past max bytes (its line end
+// excluded), so that a file without line ends cannot make the CSV reader buffer
+// it whole. The bytes before the fault are read first, so that a fault on an
+// earlier line is still the one reported.
 type lineLimiter struct {
-	r   io.Reader
-	max int
-	cur int // bytes since the last line end
+	r    io.Reader
+	max  int
+	cur  int // bytes since the last line end
+	line int // the number of the line being read
+	err  error
 }
 
 func (l *lineLimiter) Read(p []byte) (int, error) {
+	if l.err != nil {
+		return 0, l.err
+	}
 	n, err := l.r.Read(p)
-	for _, c := range p[:n] {
+	for i, c := range p[:n] {
 		if c == '\n' {
 			l.cur = 0
+			l.line++
 			continue
 		}
 		l.cur++
-		if l.cur > l.max {
-			return 0, &lineTooLong{l.max}
+		// One byte more is the \r of a CRLF line end.
+		if l.cur > l.max && (l.cur > l.max+1 || c != '\r') {
+			l.err = &lineTooLong{max: l.max, line: l.line}
+			if i == 0 {
+				return 0, l.err
+			}
+			return i, nil
 		}
 	}
 	return n, err
@@ -236,17 +272,19 @@ type Reconciliation struct {
 type ledgerUse struct {
 	requestID string
 	appKey    string
-	transIDs  []string // the parts' trans ids; the first is the request's
+	transID   string // the first part's: the request's ticket_trans_id
+	parts     int
 	units     int
 	reversed  int // parts
 	refunded  int // parts
 	matched   bool
+	// next is another app's use under the same ticket_request_id.
+	next *ledgerUse
 }
 
 func (u *ledgerUse) status() string {
-	parts := len(u.transIDs)
 	switch {
-	case u.reversed == parts:
+	case u.reversed == u.parts:
 		return StatusReversed
 	case u.reversed > 0:
 		return StatusPartlyReversed
@@ -270,28 +308,32 @@ func (l *Ledger) Reconcile(ctx context.Context, merchantID, date string, pos []P
 	if err != nil {
 		return nil, err
 	}
-	var uses []*ledgerUse
-	byRequest := map[string][]*ledgerUse{}
-	byTrans := map[string]*ledgerUse{}
+	// A day can hold a million uses: they are allocated in blocks, and found by
+	// request id (then app) and by the trans id of each part.
+	var uses [][]ledgerUse
+	var byRequest, byTrans map[string]*ledgerUse
 	err = l.store.View(ctx, func(tx ReadTx) error {
-		uses, byRequest, byTrans = nil, map[string][]*ledgerUse{}, map[string]*ledgerUse{}
+		uses, byRequest, byTrans = nil, map[string]*ledgerUse{}, map[string]*ledgerUse{}
 		if _, err := tx.Merchant(ctx, merchantID); err != nil {
 			return err
 		}
 		return tx.EachDayUse(ctx, merchantID, day, func(du *DayUse) error {
 			r := &du.Record
-			var u *ledgerUse
-			for _, c := range byRequest[r.RequestID] {
-				if c.appKey == r.AppKey {
-					u = c
-				}
+			first := byRequest[r.RequestID]
+			u := first
+			for u != nil && u.appKey != r.AppKey {
+				u = u.next
 			}
 			if u == nil {
-				u = &ledgerUse{requestID: r.RequestID, appKey: r.AppKey}
-				uses = append(uses, u)
-				byRequest[r.RequestID] = append(byRequest[r.RequestID], u)
+				if len(uses) == 0 || len(uses[len(uses)-1]) == cap(uses[len(uses)-1]) {
+					uses = append(uses, make([]ledgerUse, 0, 4096))
+				}
+				block := &uses[len(uses)-1]
+				*block = append(*block, ledgerUse{requestID: r.RequestID, appKey: r.AppKey, transID: r.TransID, next: first})
+				u = &(*block)[len(*block)-1]
+				byRequest[r.RequestID] = u
 			}
-			u.transIDs = append(u.transIDs, r.TransID)
+			u.parts++
 			u.units += r.Units
 			if du.Reversed {
 				u.reversed++
@@ -312,8 +354,13 @@ func (l *Ledger) Reconcile(ctx context.Context, merchantID, date string, pos []P
 			if c := byTrans[p.TransID]; c != nil && c.requestID == p.RequestID && !c.matched {
 				u = c
 			}
-		} else if i := slices.IndexFunc(byRequest[p.RequestID], func(c *ledgerUse) bool { return !c.matched }); i >= 0 {
-			u = byRequest[p.RequestID][i]
+		} else {
+			// The first unmatched use in commit order: the chain is newest first.
+			for c := byRequest[p.RequestID]; c != nil; c = c.next {
+				if !c.matched {
+					u = c
+				}
+			}
 		}
 		if u == nil {
 			rec.Differences = append(rec.Differences, Difference{
@@ -324,7 +371,7 @@ func (l *Ledger) Reconcile(ctx context.Context, merchantID, date string, pos []P
 		}
 		u.matched = true
 		d := Difference{
-			RequestID: p.RequestID, TransID: u.transIDs[0], POSStatus: p.Status, LedgerStatus: u.status(),
+			RequestID: p.RequestID, TransID: u.transID, POSStatus: p.Status, LedgerStatus: u.status(),
 			POSUnits: p.Units, LedgerUnits: u.units, POSLine: p.Line,
 		}
 		switch {
@@ -338,12 +385,14 @@ func (l *Ledger) Reconcile(ctx context.Context, merchantID, date string, pos []P
 		}
 		rec.Differences = append(rec.Differences, d)
 	}
-	for _, u := range uses {
-		if !u.matched {
-			rec.Differences = append(rec.Differences, Difference{
-				Kind: DiffMissingInPOS, RequestID: u.requestID, TransID: u.transIDs[0],
-				LedgerStatus: u.status(), LedgerUnits: u.units,
-			})
+	for _, block := range uses {
+		for i := range block {
+			if u := &block[i]; !u.matched {
+				rec.Differences = append(rec.Differences, Difference{
+					Kind: DiffMissingInPOS, RequestID: u.requestID, TransID: u.transID,
+					LedgerStatus: u.status(), LedgerUnits: u.units,
+				})
+			}
 		}
 	}
 	return rec, nil

@@ -47,7 +47,8 @@ type Record struct {
 	// ID is the record_id: decimal digits, assigned by the store, increasing in
 	// the order records become visible (on the embedded store, commit order; on
 	// PostgreSQL, see that store's documentation), so that a reader paging by ID
-	// never finds a record appear behind its cursor.
+	// never finds a record appear behind its cursor. It is empty for a record a
+	// RecordSequencer has not numbered yet.
 	ID string
 	// At is when the ledger made the change (its clock when it decided, a
 	// moment before the commit).

@@ -34,6 +34,7 @@ func (l *Ledger) Refund(ctx context.Context, app *App, req RefundRequest) (Refun
 	now := l.cfg.Clock()
 	d, err := run(ctx, l, app, &operation[RefundResult]{
 		key:         IdemKey{AppKey: app.Key, Op: OpRefund, RequestID: req.RequestID},
+		request:     Decision{Refund: &req},
 		fingerprint: req.TicketCode + "\x00" + req.TransID,
 		now:         now,
 		answers:     l.answers.refund,

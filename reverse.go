@@ -43,6 +43,7 @@ func (l *Ledger) Reverse(ctx context.Context, app *App, req ReverseRequest) (Rev
 	}
 	d, err := run(ctx, l, app, &operation[ReverseResult]{
 		key:         IdemKey{AppKey: app.Key, Op: OpReverse, RequestID: req.RequestID},
+		request:     Decision{Reverse: &req},
 		fingerprint: req.TicketID + "\x00" + req.TransID,
 		now:         now,
 		answers:     l.answers.reverse,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -78,6 +79,9 @@ type operation[A any] struct {
 	decide func(ctx context.Context, tx Tx, t *Ticket) (decision[A], error)
 	// replay turns a recorded answer into the answer to a replay; nil keeps it.
 	replay func(A) A
+	// request is the operation as a Decider store takes it (with Key,
+	// Fingerprint and Now filled by run).
+	request Decision
 }
 
 // run answers an idempotent request exactly once, whatever the retries and the
@@ -100,6 +104,9 @@ func run[A any](ctx context.Context, l *Ledger, app *App, op *operation[A]) (dec
 			return op.conflict, nil
 		}
 		return op.replayed(c.decision), nil
+	}
+	if ds, ok := l.store.(Decider); ok {
+		return decideInStore(ctx, l, ds, app, op)
 	}
 	var d decision[A]
 	var final, replayed bool
@@ -208,4 +215,67 @@ func lockTicket(t *Ticket, err error) (*Ticket, error) {
 		return nil, nil
 	}
 	return t, err
+}
+
+// Decider is a Store that applies the rules of an operation itself, in one round
+// trip: PostgreSQL runs each operation as one server-side function call
+// (postgres/functions.go). It must do exactly what run does with this package's
+// rules — lock the ticket, then read the key's record; replay it or answer a
+// conflict; else decide, write the change and its records, and record the
+// decision under the key, all in one durable transaction — and return the
+// decision encoded as run records it (encodeDecision). The contract suite
+// (storetest) holds both to the same tests.
+type Decider interface {
+	Decide(ctx context.Context, d *Decision) (Decided, error)
+}
+
+// Decision is one operation handed to a Decider: exactly one of Use, Reverse
+// and Refund is set, validated and with its defaults applied (a use's GmtBiz, a
+// reversal's BizDate).
+type Decision struct {
+	Key         IdemKey
+	Fingerprint string
+	// Now is the ledger's time of the operation: the records' at, the use's
+	// created_at, and what the reversal window and validity are measured at.
+	Now time.Time
+	// AppMerchants are the merchants the calling app may see.
+	AppMerchants []string
+	// ReverseWindow is Config.ReverseWindow.
+	ReverseWindow time.Duration
+	Use           *UseRequest
+	Reverse       *ReverseRequest
+	Refund        *RefundRequest
+}
+
+// Decided is a Decider's answer: the decision encoded as run records it, whether
+// it was replayed from the key's record, and whether the key was taken by other
+// content (a conflict: Answer is empty, nothing was written).
+type Decided struct {
+	Answer   []byte
+	Replayed bool
+	Conflict bool
+}
+
+// decideInStore runs op on a Decider: the answer cache in front, as in run.
+func decideInStore[A any](ctx context.Context, l *Ledger, ds Decider, app *App, op *operation[A]) (decision[A], error) {
+	req := op.request
+	req.Key, req.Fingerprint, req.Now = op.key, op.fingerprint, op.now
+	req.AppMerchants, req.ReverseWindow = app.Merchants, l.cfg.ReverseWindow
+	out, err := ds.Decide(ctx, &req)
+	if err != nil {
+		l.loud(err)
+		return decision[A]{}, err
+	}
+	if out.Conflict {
+		return op.conflict, nil
+	}
+	d, err := decodeDecision[A](out.Answer)
+	if err != nil {
+		return decision[A]{}, fmt.Errorf("decision of %s/%s from the store: %w", op.key.Op, op.key.RequestID, err)
+	}
+	op.answers.put(op.key, op.fingerprint, d)
+	if out.Replayed {
+		return op.replayed(d), nil
+	}
+	return d, nil
 }

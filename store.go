@@ -61,10 +61,14 @@ type ReadTx interface {
 	Fence(ctx context.Context, ticketID, appKey string) (*Fence, error)
 
 	// Records returns at most q.Limit records of q.MerchantID that match q, with
-	// a record_id after q.AfterID, in record_id order (SPEC §8).
+	// a record_id after q.AfterID, in record_id order (SPEC §8). A store that
+	// numbers records after their commit (RecordSequencer) lists numbered
+	// records only.
 	Records(ctx context.Context, q RecordQuery) ([]Record, error)
 	// TicketRecords returns the records of a ticket in record_id order (at most
-	// MaxTimeline).
+	// MaxTimeline). Here and in EachDayUse and EachRecord, the records a
+	// RecordSequencer has not numbered yet come after the numbered ones, in the
+	// order they were appended, with an empty ID.
 	TicketRecords(ctx context.Context, ticketID string) ([]Record, error)
 	// DayTotals returns a merchant's records of a business day (YYYYMMDD, see
 	// Day) summed by shop and kind; a non-empty shopID keeps that shop only.
@@ -129,7 +133,8 @@ type Tx interface {
 	// MarkRefunded stores the refund fields of a use.
 	MarkRefunded(ctx context.Context, u *Use) error
 	// AppendRecord appends a record of a change made in this transaction and
-	// sets r.ID to the record_id the store assigned (SPEC §8).
+	// sets r.ID to the record_id the store assigned (SPEC §8), or to "" on a
+	// store that numbers records after their commit (RecordSequencer).
 	AppendRecord(ctx context.Context, r *Record) error
 	// PutFence creates or replaces the fence of (ticket, app).
 	PutFence(ctx context.Context, f *Fence) error
@@ -176,6 +181,17 @@ type Tx interface {
 
 	// WebhookWriter writes webhooks and their deliveries (webhooks.go).
 	WebhookWriter
+}
+
+// RecordSequencer is implemented by a store that gives records their record_id
+// after they commit rather than in their transaction: PostgreSQL, where several
+// processes commit at once and ids handed out inside transactions would not
+// follow commit order (see that store's records.go). SequenceRecords numbers
+// every record committed before it was called and returns how many it
+// numbered. The history reads that list records by id run it first, so that
+// they list everything committed before them.
+type RecordSequencer interface {
+	SequenceRecords(ctx context.Context) (int, error)
 }
 
 // Clock returns the current time. Tests replace it to move through reversal windows.

@@ -82,6 +82,7 @@ func (l *Ledger) Use(ctx context.Context, app *App, req UseRequest) (UseResult, 
 	}
 	d, err := run(ctx, l, app, &operation[UseResult]{
 		key:         IdemKey{AppKey: app.Key, Op: OpUse, RequestID: req.RequestID},
+		request:     Decision{Use: &req},
 		fingerprint: fp,
 		now:         now,
 		answers:     l.answers.use,

@@ -379,7 +379,7 @@ func (l *Ledger) AddWebhook(ctx context.Context, spec WebhookSpec) (*Webhook, er
 	if err != nil {
 		return nil, err
 	}
-	if err := l.numberRecords(ctx); err != nil {
+	if err := l.sequenceRecords(ctx); err != nil {
 		return nil, err
 	}
 	w := &Webhook{MerchantID: spec.MerchantID, URL: u.String(), Types: types, Secret: secret, CreatedAt: l.cfg.Clock().UTC()}
@@ -507,7 +507,7 @@ func (l *Ledger) Redeliver(ctx context.Context, eventID, webhookID string) ([]st
 	if err := checkDigits("webhook", webhookID, false); err != nil {
 		return nil, err
 	}
-	if err := l.numberRecords(ctx); err != nil {
+	if err := l.sequenceRecords(ctx); err != nil {
 		return nil, err
 	}
 	now := l.cfg.Clock().UTC()

@@ -230,6 +230,8 @@ func TestErrors(t *testing.T) {
 		{"ticket outside the named merchant", "GET", "/admin/v1/tickets/" + t2.ID + "?merchant=m1", "ALL", "", nil, 404, "not_found"},
 		{"unknown merchant, records", "GET", "/admin/v1/records?merchant=nope", "ALL", "", nil, 404, "not_found"},
 		{"unknown merchant, statement", "GET", "/admin/v1/statements?merchant=nope&date=" + day, "ALL", "", nil, 404, "not_found"},
+		{"unknown shop, records", "GET", "/admin/v1/records?merchant=m1&shop=nope", "ALL", "", nil, 404, "not_found"},
+		{"unknown shop, statement", "GET", "/admin/v1/statements?merchant=m1&shop=nope&date=" + day, "ALL", "", nil, 404, "not_found"},
 		{"unknown merchant, reconciliation", "POST", "/admin/v1/reconciliations?merchant=nope&date=" + day, "ALL", posOK, nil, 404, "not_found"},
 		// 403: a merchant outside the token's scope, even one that does not exist.
 		{"records of another merchant", "GET", "/admin/v1/records?merchant=m2", "M1", "", nil, 403, "forbidden"},
@@ -290,6 +292,9 @@ func TestErrors(t *testing.T) {
 			}
 			if code := a.errorCode(t); code != c.code {
 				t.Errorf("code %q (%s), want %q", code, a.body, c.code)
+			}
+			if strings.Contains(c.name, "unknown shop") && !strings.Contains(a.body, "no such shop") {
+				t.Errorf("an unknown shop answers %s, which does not say the shop is unknown", a.body)
 			}
 			switch c.status {
 			case 401:

@@ -93,6 +93,8 @@ func (a *API) failWith(c *call, err error, notFound string) {
 		c.fail(&apiError{http.StatusBadRequest, codeBadCursor, err.Error()})
 	case errors.As(err, &pe):
 		c.fail(&apiError{http.StatusBadRequest, codeBadFile, pe.Error()})
+	case errors.Is(err, daodian.ErrNoSuchShop): // before ErrNotFound, which it wraps
+		c.fail(errNotFound("no such shop"))
 	case errors.Is(err, daodian.ErrNotFound):
 		c.fail(errNotFound(notFound))
 	case errors.Is(err, daodian.ErrTransient):

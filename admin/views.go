@@ -6,6 +6,7 @@ package admin
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/daodian/daodian"
 	"github.com/daodian/daodian/top"
@@ -62,8 +63,20 @@ var RecordCSVHeader = []string{"record_id", "at", "kind", "merchant_id", "shop_i
 
 // CSV returns the record's fields in the order of RecordCSVHeader.
 func (r Record) CSV() []string {
-	return []string{r.RecordID, r.At, r.Kind, r.MerchantID, r.ShopID, r.TicketID, r.TransID, r.RequestID, r.AppKey,
+	return []string{r.RecordID, r.At, r.Kind, cell(r.MerchantID), cell(r.ShopID), r.TicketID, r.TransID, cell(r.RequestID), r.AppKey,
 		strconv.Itoa(r.Units), r.GmtBiz, r.BizDate, strconv.FormatInt(r.BuyerPayCents, 10), strconv.FormatInt(r.ReceiptCents, 10)}
+}
+
+// cell makes a text field chosen by a caller or an administrator (a request id, a
+// shop or merchant id) safe to open in a spreadsheet: one that starts with =, +,
+// -, @, a tab or a carriage return would be read as a formula (CSV injection), so
+// it gets a leading apostrophe, which spreadsheets show as text and do not
+// display. Ids the ledger makes are digits and never need it.
+func cell(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
 }
 
 // RecordPage is a page of records: `{"records": […], "next_cursor": "…"}`,
@@ -172,7 +185,7 @@ var StatementCSVHeader = []string{"shop_id", "uses", "used_units", "used_receipt
 // CSV returns the line's fields in the order of StatementCSVHeader.
 func (l StatementLine) CSV() []string {
 	f := func(v int64) string { return strconv.FormatInt(v, 10) }
-	return []string{l.ShopID, f(l.Uses), f(l.UsedUnits), f(l.UsedReceiptCents), f(l.Reversals), f(l.ReversedUnits),
+	return []string{cell(l.ShopID), f(l.Uses), f(l.UsedUnits), f(l.UsedReceiptCents), f(l.Reversals), f(l.ReversedUnits),
 		f(l.ReversedReceiptCents), f(l.Refunds), f(l.RefundedUnits), f(l.RefundedReceiptCents), f(l.NetUnits), f(l.NetReceiptCents)}
 }
 

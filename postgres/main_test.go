@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/daodian/daodian/internal/pgtest"
@@ -161,4 +162,22 @@ func terminate(tb testing.TB, admin *pgxpool.Pool, pid uint32) {
 		time.Sleep(2 * time.Millisecond)
 	}
 	tb.Fatalf("backend %d still running", pid)
+}
+
+// migrateTo brings the schema of c to version n, as a daodian that knew only the
+// first n migrations left it.
+func migrateTo(tb testing.TB, c *pgx.Conn, n int) {
+	tb.Helper()
+	ctx := context.Background()
+	if _, err := c.Exec(ctx, `CREATE TABLE schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		tb.Fatal(err)
+	}
+	for v, m := range migrations[:n] {
+		if _, err := c.Exec(ctx, m); err != nil {
+			tb.Fatal(err)
+		}
+		if _, err := c.Exec(ctx, "INSERT INTO schema_migrations (version) VALUES ($1)", v+1); err != nil {
+			tb.Fatal(err)
+		}
+	}
 }

@@ -170,7 +170,114 @@ CREATE TABLE meta (
 	value text NOT NULL
 );
 `,
-	// 4: admin tokens (daodian/tokens.go): the SHA-256 hash of each, never the
+	// 4: records (records.go). A record is appended to record_queue in its
+	// change's transaction and moved to records, with its record_id, by the
+	// numbering pass (SequenceRecords); record_numbering holds the last
+	// record_id handed out, and its row lock admits one pass at a time. day is
+	// the GMT+8 business day YYYYMMDD of at. record_queue_seq must hand out its
+	// values in the order they are taken, whichever session takes them, so its
+	// cache is 1: the numbering orders the records of one ticket by it.
+	//
+	// Then the history of a ledger written before records existed, rebuilt
+	// from its rows as the embedded store does (sqlite.backfillRecords): the
+	// uses get their amounts — each unit's share of its ticket's prices,
+	// without the remainder cents a ticket's last unit used to carry (which
+	// use took the last unit is lost once uses are reversed) — and records are
+	// written already numbered: an issue per ticket, a use per use, a reversal
+	// and a refund per reversed or refunded use (at the time each was marked),
+	// a fence per fence (at its last move: earlier moves were overwritten), in
+	// time order, records of one instant in the order issue, use, reversal,
+	// fence, refund, then by ticket or use id.
+	`
+ALTER TABLE uses ADD COLUMN buyer_pay_cents bigint NOT NULL DEFAULT 0,
+	ADD COLUMN receipt_cents bigint NOT NULL DEFAULT 0;
+
+UPDATE uses u SET buyer_pay_cents = t.total_amount_cents / t.quantity * u.units,
+	receipt_cents = t.real_amount_cents / t.quantity * u.units
+FROM tickets t WHERE t.id = u.ticket_id AND t.quantity > 0;
+
+CREATE SEQUENCE record_queue_seq AS bigint NO CYCLE CACHE 1;
+
+CREATE TABLE record_queue (
+	seq             bigint PRIMARY KEY DEFAULT nextval('record_queue_seq'),
+	at              timestamptz,
+	day             integer NOT NULL,
+	kind            text COLLATE "C" NOT NULL,
+	merchant_id     text COLLATE "C" NOT NULL,
+	shop_id         text COLLATE "C" NOT NULL,
+	ticket_id       text COLLATE "C" NOT NULL,
+	trans_id        text COLLATE "C" NOT NULL,
+	request_id      text COLLATE "C" NOT NULL,
+	app_key         text COLLATE "C" NOT NULL,
+	units           integer NOT NULL,
+	biz_time        timestamptz,
+	buyer_pay_cents bigint NOT NULL,
+	receipt_cents   bigint NOT NULL
+);
+ALTER SEQUENCE record_queue_seq OWNED BY record_queue.seq;
+
+CREATE TABLE records (
+	record_id       bigint PRIMARY KEY,
+	at              timestamptz,
+	day             integer NOT NULL,
+	kind            text COLLATE "C" NOT NULL,
+	merchant_id     text COLLATE "C" NOT NULL,
+	shop_id         text COLLATE "C" NOT NULL,
+	ticket_id       text COLLATE "C" NOT NULL,
+	trans_id        text COLLATE "C" NOT NULL,
+	request_id      text COLLATE "C" NOT NULL,
+	app_key         text COLLATE "C" NOT NULL,
+	units           integer NOT NULL,
+	biz_time        timestamptz,
+	buyer_pay_cents bigint NOT NULL,
+	receipt_cents   bigint NOT NULL
+);
+-- A merchant's records in commit order (paging); a merchant's day in commit
+-- order (statements, reconciliation, and the bounds of a time range); a
+-- ticket's timeline.
+CREATE INDEX records_merchant ON records (merchant_id, record_id);
+CREATE INDEX records_day ON records (merchant_id, day, record_id);
+CREATE INDEX records_ticket ON records (ticket_id, record_id);
+
+CREATE TABLE record_numbering (
+	id      boolean PRIMARY KEY DEFAULT true CHECK (id),
+	last_id bigint NOT NULL
+);
+
+INSERT INTO records (record_id, at, day, kind, merchant_id, shop_id, ticket_id, trans_id, request_id, app_key,
+	units, biz_time, buyer_pay_cents, receipt_cents)
+SELECT row_number() OVER (ORDER BY h.at NULLS FIRST, h.rank, h.key1, h.key2), h.at,
+	COALESCE(to_char(h.at AT TIME ZONE INTERVAL '+08:00', 'YYYYMMDD')::integer, 10101),
+	h.kind, h.merchant_id, h.shop_id, h.ticket_id, h.trans_id, h.request_id, h.app_key, h.units, h.biz_time,
+	h.buyer_pay_cents, h.receipt_cents
+FROM (
+	SELECT t.created_at AS at, 0 AS rank, t.id AS key1, ''::text COLLATE "C" AS key2, 'issue' AS kind,
+		t.merchant_id, '' AS shop_id, t.id AS ticket_id, '' AS trans_id, '' AS request_id, '' AS app_key,
+		t.quantity AS units, NULL::timestamptz AS biz_time, t.total_amount_cents AS buyer_pay_cents,
+		t.real_amount_cents AS receipt_cents
+	FROM tickets t
+	UNION ALL
+	SELECT u.created_at, 1, u.trans_id, '', 'use', COALESCE(t.merchant_id, ''), u.shop_id, u.ticket_id, u.trans_id,
+		u.request_id, u.app_key, u.units, u.gmt_biz, u.buyer_pay_cents, u.receipt_cents
+	FROM uses u LEFT JOIN tickets t ON t.id = u.ticket_id
+	UNION ALL
+	SELECT u.reversed_at, 2, u.trans_id, '', 'reversal', COALESCE(t.merchant_id, ''), u.shop_id, u.ticket_id,
+		u.trans_id, u.reversal_request_id, u.reversal_app_key, u.units, u.reversal_biz_date, u.buyer_pay_cents,
+		u.receipt_cents
+	FROM uses u LEFT JOIN tickets t ON t.id = u.ticket_id WHERE u.reversed
+	UNION ALL
+	SELECT f.created_at, 3, f.ticket_id, f.app_key, 'fence', COALESCE(t.merchant_id, ''), '', f.ticket_id, '',
+		f.request_id, f.app_key, 0, f.at, 0, 0
+	FROM fences f LEFT JOIN tickets t ON t.id = f.ticket_id
+	UNION ALL
+	SELECT u.refunded_at, 4, u.trans_id, '', 'refund', COALESCE(t.merchant_id, ''), u.shop_id, u.ticket_id,
+		u.trans_id, u.refund_request_id, u.refund_app_key, u.units, NULL, u.buyer_pay_cents, u.receipt_cents
+	FROM uses u LEFT JOIN tickets t ON t.id = u.ticket_id WHERE u.refunded
+) h;
+
+INSERT INTO record_numbering (last_id) SELECT COALESCE(max(record_id), 0) FROM records;
+`,
+	// 5: admin tokens (daodian/tokens.go): the SHA-256 hash of each, never the
 	// token; merchant_id '' is a token for every merchant, revoked_at NULL one
 	// not revoked. A small reference table, like fault_rules.
 	`
@@ -183,7 +290,7 @@ CREATE TABLE admin_tokens (
 	revoked_at  timestamptz
 );
 `,
-	// 5: webhooks (webhooks.go). The events are the records: these tables hold
+	// 6: webhooks (webhooks.go). The events are the records: these tables hold
 	// only where each webhook is (cursor: the last event_id finished, 0 for
 	// none; head_*: the retry state of the event after it), the attempts, and
 	// the redeliveries asked for. secret is sealed. Small reference tables on a

@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"runtime"
 	"strconv"
@@ -86,6 +87,14 @@ type Options struct {
 	// as long as the server takes. The caller's context does not bound it. A
 	// commit that outlives it fails with a transient error, its outcome unknown.
 	CommitTimeout time.Duration
+	// NumberRecordsEvery, if positive, runs a numbering pass of the records
+	// (SequenceRecords) at that interval until Close, which bounds how long a
+	// committed record stays out of records pages and event feeds. A server
+	// sets it; a one-off command has no need (the ledger numbers before it
+	// lists). Failures are logged to Logger, at most once per streak.
+	NumberRecordsEvery time.Duration
+	// Logger receives the failures of background work; default slog.Default().
+	Logger *slog.Logger
 }
 
 func (o Options) withDefaults() Options {
@@ -118,6 +127,10 @@ type Store struct {
 	pool *pgxpool.Pool
 	opts Options
 	key  *seal.Key // seals and opens app secrets
+
+	// stop ends the background numbering; done is closed when it has.
+	stop context.CancelFunc
+	done chan struct{}
 
 	// beforeCommit, when set (by tests only), runs between fn and COMMIT with the
 	// connection of the transaction.
@@ -182,8 +195,47 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
+	if opts.NumberRecordsEvery > 0 {
+		bg, stop := context.WithCancel(context.Background())
+		s.stop, s.done = stop, make(chan struct{})
+		go s.numberRecords(bg, opts.NumberRecordsEvery)
+	}
 	return s, nil
 }
+
+// numberRecords runs SequenceRecords every interval until ctx ends.
+func (s *Store) numberRecords(ctx context.Context, interval time.Duration) {
+	defer close(s.done)
+	logger := s.opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, numberingTimeout)
+		_, err := s.SequenceRecords(pctx)
+		cancel()
+		switch {
+		case err != nil && ctx.Err() == nil && !failing:
+			failing = true
+			logger.Warn("numbering records failed; committed records stay out of records pages until a pass succeeds", "err", err)
+		case err == nil && failing:
+			failing = false
+			logger.Info("numbering records again")
+		}
+	}
+}
+
+// numberingTimeout bounds one background numbering pass; a backlog is numbered
+// over several.
+const numberingTimeout = 30 * time.Second
 
 func millis(d time.Duration) string {
 	if d < 0 {
@@ -216,6 +268,10 @@ func (s *Store) Ping(ctx context.Context) error {
 // Close waits for the connections in use to be released, then closes the pool.
 // Updates started after Close fail with a transient error.
 func (s *Store) Close() error {
+	if s.stop != nil {
+		s.stop()
+		<-s.done
+	}
 	s.pool.Close()
 	return nil
 }

@@ -91,17 +91,7 @@ func TestLegacySecretsSealedInPlace(t *testing.T) {
 	}
 	defer c.Close(ctx)
 	// What an older daodian ran: its migrations, then its InsertApp.
-	if _, err := c.Exec(ctx, `CREATE TABLE schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-		t.Fatal(err)
-	}
-	for v, m := range migrations[:2] {
-		if _, err := c.Exec(ctx, m); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.Exec(ctx, "INSERT INTO schema_migrations (version) VALUES ($1)", v+1); err != nil {
-			t.Fatal(err)
-		}
-	}
+	migrateTo(t, c, 2)
 	secrets := map[string]string{}
 	for i := range 5 {
 		a, err := daodian.NewApp(fmt.Sprint("pos-", i), "m", time.Now())

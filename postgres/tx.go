@@ -294,7 +294,7 @@ const (
 	valid_from, valid_to, status, created_at`
 	useCols = `trans_id, group_trans_id, ticket_id, app_key, request_id, shop_id, units, gmt_biz, created_at,
 	reversed, reversed_at, reversal_app_key, reversal_request_id, reversal_biz_date,
-	refunded, refunded_at, refund_app_key, refund_request_id`
+	refunded, refunded_at, refund_app_key, refund_request_id, buyer_pay_cents, receipt_cents`
 	idemCols = `app_key, op, request_id, fingerprint, ticket_id, answer, created_at`
 )
 
@@ -338,7 +338,8 @@ const (
 	ORDER BY app_key, op, request_id LIMIT $4`
 	sqlCounts = `SELECT (SELECT count(*) FROM apps), (SELECT count(*) FROM merchants), (SELECT count(*) FROM shops),
 	(SELECT count(*) FROM orders), (SELECT count(*) FROM tickets), (SELECT count(*) FROM uses),
-	(SELECT count(*) FROM fences), (SELECT count(*) FROM idem)`
+	(SELECT count(*) FROM fences), (SELECT count(*) FROM idem),
+	(SELECT count(*) FROM records) + (SELECT count(*) FROM record_queue)`
 
 	// Inserts use ON CONFLICT DO NOTHING rather than letting a unique violation
 	// fail the statement: a failed statement would abort the whole transaction,
@@ -352,7 +353,7 @@ const (
 	sqlPutIdem      = `INSERT INTO idem (` + idemCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7)`
 	sqlSetAvailable = `UPDATE tickets SET available = $2 WHERE id = $1`
 	sqlInsertUse    = `INSERT INTO uses (` + useCols + `)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`
 	// Reversal and refund fields are set once and never cleared (SPEC §4.4): the
 	// guards keep a second write from replacing them.
 	sqlMarkReversed = `UPDATE uses SET reversed = $2, reversed_at = $3, reversal_app_key = $4, reversal_request_id = $5,
@@ -695,7 +696,7 @@ func (t *pgTx) EachIdem(ctx context.Context, fn func(*daodian.IdemRecord) error)
 func (t *pgTx) Counts(ctx context.Context) (daodian.Counts, error) {
 	var c daodian.Counts
 	err := t.queryRow(ctx, sqlCounts).Scan(&c.Apps, &c.Merchants, &c.Shops, &c.Orders, &c.Tickets, &c.Uses,
-		&c.Fences, &c.Idem)
+		&c.Fences, &c.Idem, &c.Records)
 	if err != nil {
 		return daodian.Counts{}, wrapErr("counts", err)
 	}
@@ -747,7 +748,7 @@ func (t *pgTx) InsertUse(ctx context.Context, u *daodian.Use) error {
 		args: []any{esc(u.TransID), esc(u.GroupTransID), esc(u.TicketID), esc(u.AppKey),
 			esc(u.RequestID), esc(u.ShopID), u.Units, ts(u.GmtBiz), ts(u.CreatedAt), u.Reversed, ts(u.ReversedAt),
 			esc(u.ReversalAppKey), esc(u.ReversalRequestID), ts(u.ReversalBizDate), u.Refunded, ts(u.RefundedAt),
-			esc(u.RefundAppKey), esc(u.RefundRequestID)},
+			esc(u.RefundAppKey), esc(u.RefundRequestID), u.BuyerPayCents, u.ReceiptCents},
 		check:  func(tag pgconn.CommandTag, err error) error { return insertErr("insert use", tag, err) },
 		strict: true,
 	})
@@ -798,14 +799,9 @@ func (t *pgTx) markMissed(ctx context.Context, u *daodian.Use, what string) erro
 // PutFence creates or replaces the fence of (ticket, app).
 func (t *pgTx) PutFence(ctx context.Context, f *daodian.Fence) error {
 	return t.hold(ctx, pendingWrite{
-		sql:  sqlPutFence,
-		args: []any{esc(f.TicketID), esc(f.AppKey), ts(f.At), esc(f.RequestID), ts(f.CreatedAt)},
-		check: func(_ pgconn.CommandTag, err error) error {
-			if err != nil {
-				return wrapErr("put fence", err)
-			}
-			return nil
-		},
+		sql:    sqlPutFence,
+		args:   []any{esc(f.TicketID), esc(f.AppKey), ts(f.At), esc(f.RequestID), ts(f.CreatedAt)},
+		check:  errOnly("put fence"),
 		strict: true, // an upsert: it fails only on the server
 	})
 }
@@ -919,7 +915,7 @@ func scanUse(r rowScanner, u *daodian.Use) error {
 	var gmtBiz, created, reversedAt, bizDate, refundedAt pgtype.Timestamptz
 	err := r.Scan(&u.TransID, &u.GroupTransID, &u.TicketID, &u.AppKey, &u.RequestID, &u.ShopID, &u.Units, &gmtBiz,
 		&created, &u.Reversed, &reversedAt, &u.ReversalAppKey, &u.ReversalRequestID, &bizDate, &u.Refunded,
-		&refundedAt, &u.RefundAppKey, &u.RefundRequestID)
+		&refundedAt, &u.RefundAppKey, &u.RefundRequestID, &u.BuyerPayCents, &u.ReceiptCents)
 	if err != nil {
 		return err
 	}

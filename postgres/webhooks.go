@@ -45,6 +45,10 @@ const (
 	sqlPruneAttempts = `DELETE FROM webhook_attempts WHERE webhook_id = $1 AND outcome <> 'failed' AND id < COALESCE(
 		(SELECT id FROM webhook_attempts WHERE webhook_id = $1 AND outcome <> 'failed' ORDER BY id DESC LIMIT 1 OFFSET $2), 0)`
 	sqlPruneFailed = `DELETE FROM webhook_attempts WHERE webhook_id = $1 AND outcome = 'failed' AND at < $2`
+
+	// Numbered records only: a queued one has no event_id yet.
+	sqlRecordByID   = `SELECT ` + recordRead + ` FROM records WHERE record_id = $1`
+	sqlLastRecordID = `SELECT COALESCE(max(record_id), 0) FROM records`
 )
 
 // eventID turns an event id ("" for none) into the bigint stored.
@@ -174,6 +178,28 @@ func (t *pgTx) DeliveryAttempts(ctx context.Context, q daodian.AttemptQuery) ([]
 		return nil, wrapErr("delivery attempts", err)
 	}
 	return out, nil
+}
+
+// RecordByID returns a numbered record.
+func (t *pgTx) RecordByID(ctx context.Context, id string) (*daodian.Record, error) {
+	v, err := eventID(id)
+	if err != nil || v == 0 {
+		return nil, daodian.ErrNotFound // not an id this store hands out
+	}
+	r := new(daodian.Record)
+	if _, err := scanRecord(t.queryRow(ctx, sqlRecordByID, v), r); err != nil {
+		return nil, rowErr("record", err)
+	}
+	return r, nil
+}
+
+// LastRecordID returns the highest record_id handed out by a numbering pass.
+func (t *pgTx) LastRecordID(ctx context.Context) (string, error) {
+	var last int64
+	if err := t.queryRow(ctx, sqlLastRecordID).Scan(&last); err != nil {
+		return "", wrapErr("last record id", err)
+	}
+	return eventIDText(last), nil
 }
 
 // InsertWebhook stores a new webhook, its secret sealed.

@@ -116,15 +116,18 @@ func (t *readTx) Records(ctx context.Context, q daodian.RecordQuery) ([]daodian.
 		}
 		after = v
 	}
-	var where strings.Builder
-	args := []any{q.MerchantID, after}
-	where.WriteString(`merchant_id = ? AND id > ?`)
 	// A time range is first narrowed to ids: those from the first record of the
 	// day before From to the last of the day after To. A record's time is when
 	// its change was decided, moments before its commit gave it its id, so ids
 	// follow times within far less than a day; the margin keeps every record of
 	// the range inside the ids scanned, and the scan stays that of the days
-	// asked for, not of the merchant's whole history.
+	// asked for, not of the merchant's whole history. The bounds are merged
+	// into one lower and one upper bound here: given two lower bounds on id,
+	// SQLite seeks by one and filters by the other, and seeking by the cursor
+	// on a first page would scan every record before the day.
+	lo, hi := after+1, int64(-1)
+	var times strings.Builder
+	var timeArgs []any
 	if !q.From.IsZero() {
 		first, ok, err := t.boundID(sqlFirstIDFromDay, q.MerchantID, daodian.Day(q.From.Add(-24*time.Hour)))
 		if err != nil {
@@ -133,8 +136,9 @@ func (t *readTx) Records(ctx context.Context, q daodian.RecordQuery) ([]daodian.
 		if !ok {
 			return nil, nil
 		}
-		where.WriteString(` AND id >= ? AND at >= ?`)
-		args = append(args, first, micros(q.From))
+		lo = max(lo, first)
+		times.WriteString(` AND at >= ?`)
+		timeArgs = append(timeArgs, micros(q.From))
 	}
 	if !q.To.IsZero() {
 		last, ok, err := t.boundID(sqlLastIDToDay, q.MerchantID, daodian.Day(q.To.Add(24*time.Hour)))
@@ -144,9 +148,22 @@ func (t *readTx) Records(ctx context.Context, q daodian.RecordQuery) ([]daodian.
 		if !ok {
 			return nil, nil
 		}
-		where.WriteString(` AND id <= ? AND at < ?`)
-		args = append(args, last, micros(q.To))
+		hi = last
+		times.WriteString(` AND at < ?`)
+		timeArgs = append(timeArgs, micros(q.To))
 	}
+	var where strings.Builder
+	args := []any{q.MerchantID, lo}
+	where.WriteString(`merchant_id = ? AND id >= ?`)
+	if hi >= 0 {
+		if hi < lo {
+			return nil, nil
+		}
+		where.WriteString(` AND id <= ?`)
+		args = append(args, hi)
+	}
+	where.WriteString(times.String())
+	args = append(args, timeArgs...)
 	if q.ShopID != "" {
 		where.WriteString(` AND shop_id = ?`)
 		args = append(args, q.ShopID)

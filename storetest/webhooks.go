@@ -60,8 +60,11 @@ func (w *World) events(after string, n int) []daodian.Record {
 	}
 }
 
+// lastRecordID returns the last event_id, once every record committed is
+// numbered (on a store that numbers them after their commit).
 func (w *World) lastRecordID() string {
 	w.T.Helper()
+	must(w.T, w.Ledger.NumberRecords(w.Ctx))
 	var id string
 	must(w.T, w.Store.View(w.Ctx, func(tx daodian.ReadTx) error {
 		var err error

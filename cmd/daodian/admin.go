@@ -151,6 +151,7 @@ func runTicket(ctx context.Context, e *env, args []string) error {
 	return subcommand(ctx, e, "ticket", args, map[string]func(context.Context, *env, []string) error{
 		"issue":  runTicketIssue,
 		"import": runTicketImport,
+		"show":   runTicketShow,
 	})
 }
 

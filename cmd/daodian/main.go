@@ -47,10 +47,13 @@ func commands() []command {
 		{"serve", "run the gateway (/router/rest, /healthz, /readyz, /metrics)", runServe},
 		{"app", "apps: app create --name N --merchant M [--json] | app rotate-secret --app-key K [--grace 24h]", runApp},
 		{"shop", "register shops: shop add --merchant M --shop-id S [--name N]", runShop},
-		{"ticket", "issue tickets: ticket issue --merchant M … | ticket import FILE.csv", runTicket},
+		{"ticket", "tickets: ticket issue --merchant M … | ticket import FILE.csv | ticket show (--code C | --id T)", runTicket},
 		{"call", "a signed call: call METHOD [name=value …] --app-key K --app-secret S", runCall},
 		{"reverse", "a reversal that retries while retry=true: reverse --ticket-id T …", runReverse},
 		{"audit", "check every ledger invariant; exit 1 on any violation", runAudit},
+		{"records", "a merchant's records, a page at a time: records --merchant M [--from T] [--to T] [--kind …] [--cursor C]", runRecords},
+		{"statement", "a merchant's day per shop and in total: statement --merchant M --date YYYY-MM-DD", runStatement},
+		{"reconcile", "a POS's list of a day against the ledger; exit 1 on a difference: reconcile --merchant M --date D POS.csv", runReconcile},
 		{"backup", "copy the embedded database while it serves: backup --to FILE [--db …]", runBackup},
 		{"fault", "inject faults for integration tests: fault add|list|clear …", runFault},
 		{"webhook", "webhooks of SPEC §9: webhook add|list|remove|deliveries|redeliver", runWebhook},
@@ -114,7 +117,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "daodian — the in-store voucher service (TOP gateway, ledger, reversal)")
 	fmt.Fprintln(w, "\nusage: daodian COMMAND [flags]\n\ncommands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nEvery flag may also be set as DAODIAN_<FLAG>, e.g. DAODIAN_DB=daodian.db.")
 }

@@ -52,6 +52,12 @@ func openStore(ctx context.Context, ref storeRef, server bool) (daodian.Store, e
 	return openStoreWith(ctx, ref, storeOptions{server: server})
 }
 
+// numberRecordsEvery is how often a server numbers the records committed on
+// PostgreSQL (postgres.Options.NumberRecordsEvery). A pass with nothing to
+// number reads one row; at 50 ms, records reach pages and event feeds well
+// within a second (BENCHMARKS.md, history on PostgreSQL).
+const numberRecordsEvery = 50 * time.Millisecond
+
 // storeOptions are the settings of openStoreWith beyond the database name.
 type storeOptions struct {
 	server bool
@@ -69,7 +75,13 @@ func openStoreWith(ctx context.Context, ref storeRef, o storeOptions) (daodian.S
 		if ref.keyFile == "" {
 			return nil, errPostgresNeedsKey
 		}
-		s, err := postgres.Open(ctx, ref.db, postgres.Options{SecretKeyFile: ref.keyFile})
+		opts := postgres.Options{SecretKeyFile: ref.keyFile, Logger: o.logger}
+		if o.server {
+			// Records committed by any gateway get their ids within about this
+			// long, so that pages and event feeds keep up with the commits.
+			opts.NumberRecordsEvery = numberRecordsEvery
+		}
+		s, err := postgres.Open(ctx, ref.db, opts)
 		if err != nil {
 			return nil, fmt.Errorf("open PostgreSQL store: %w", keyHint(err))
 		}
