@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -38,7 +40,8 @@ var errLeasesLost = errors.New("postgres: the session holding the webhook leases
 // implements daodian.WebhookLeaser.
 func (s *Store) WebhookLeases(ctx context.Context) (daodian.WebhookLeases, error) {
 	cfg := s.pool.Config().ConnConfig.Copy()
-	cfg.RuntimeParams["application_name"] = "daodian webhook leases"
+	// The process id tells an operator (and a test) which gateway delivers.
+	cfg.RuntimeParams["application_name"] = "daodian webhook leases pid " + strconv.Itoa(os.Getpid())
 	c, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, daodian.Transient(fmt.Errorf("postgres: connect for webhook leases: %w", err))
