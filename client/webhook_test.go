@@ -18,7 +18,7 @@ import (
 // ExampleVerifyWebhook is a webhook receiver: it reads the body whole (bounded),
 // checks the signature and its timestamp, and dedupes on event_id before acting.
 func ExampleVerifyWebhook() {
-	const secret = "whsec_…" // printed once by: daodian webhook add --merchant M --url U
+	const secret = "whsec_…"  // printed once by: daodian webhook add --merchant M --url U
 	seen := map[string]bool{} // in a real receiver: a unique key in its own database
 	handler := func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
