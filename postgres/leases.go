@@ -31,8 +31,14 @@ import (
 // and that check another gateway may already deliver: a delivery may then be
 // sent twice (at least once, as SPEC §9 allows), never lost.
 
-// leasePing is how often the leases' session is checked.
-const leasePing = time.Second
+// leasePing is how often the leases' session is checked, and leaseTimeout
+// how long one of its statements may take: a server that does not answer
+// within it is taken for gone (the leases are then lost, and taken again on
+// a new session), rather than left to hang the holder.
+const (
+	leasePing    = time.Second
+	leaseTimeout = 2 * time.Second
+)
 
 var errLeasesLost = errors.New("postgres: the session holding the webhook leases ended")
 
@@ -84,6 +90,8 @@ func (l *leases) Acquire(ctx context.Context, webhookID string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, leaseTimeout)
+	defer cancel()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.gone {
@@ -106,6 +114,8 @@ func (l *leases) Acquire(ctx context.Context, webhookID string) (bool, error) {
 
 // Release gives a webhook's lease up.
 func (l *leases) Release(ctx context.Context, webhookID string) error {
+	ctx, cancel := context.WithTimeout(ctx, leaseTimeout)
+	defer cancel()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	key, ok := l.held[webhookID]
@@ -137,7 +147,7 @@ func (l *leases) watch() {
 			l.mu.Unlock()
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), leasePing)
+		ctx, cancel := context.WithTimeout(context.Background(), leaseTimeout)
 		err := l.c.Ping(ctx)
 		cancel()
 		if err != nil {

@@ -32,7 +32,6 @@ import (
 	"context"
 	"log/slog"
 	"math/rand/v2"
-	"net/http"
 	"sync"
 	"time"
 
@@ -147,7 +146,6 @@ type Deliverer struct {
 	store   daodian.Store
 	cfg     Config
 	clock   Clock
-	client  *http.Client
 	slots   chan struct{}
 	flusher *flusher
 	metrics *metrics
@@ -167,7 +165,7 @@ func Start(l *daodian.Ledger, cfg Config) *Deliverer {
 	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &Deliverer{
-		ledger: l, store: l.Store(), cfg: cfg, clock: cfg.Clock, client: newClient(cfg.AllowMetadata),
+		ledger: l, store: l.Store(), cfg: cfg, clock: cfg.Clock,
 		slots: make(chan struct{}, cfg.MaxConcurrent), wake: make(chan struct{}, 1),
 		cancel: cancel, done: make(chan struct{}), workers: map[string]*worker{},
 	}

@@ -108,6 +108,7 @@ type receiver struct {
 	mu       sync.Mutex
 	got      []received
 	counts   map[string]int
+	conns    map[string]bool // the client addresses seen: one per connection
 	inFlight int
 	maxIn    int
 	hold     chan struct{} // when set, each request waits for it
@@ -119,8 +120,17 @@ type received struct {
 }
 
 func newReceiver(t *testing.T, clock Clock, status func(string, int) int) *receiver {
-	r := &receiver{t: t, clock: clock, status: status, counts: map[string]int{}}
-	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
+	return newReceiverWith(t, clock, status, nil)
+}
+
+// newReceiverWith is newReceiver with its HTTP server set up by setup first.
+func newReceiverWith(t *testing.T, clock Clock, status func(string, int) int, setup func(*http.Server)) *receiver {
+	r := &receiver{t: t, clock: clock, status: status, counts: map[string]int{}, conns: map[string]bool{}}
+	r.srv = httptest.NewUnstartedServer(http.HandlerFunc(r.serve))
+	if setup != nil {
+		setup(r.srv.Config)
+	}
+	r.srv.Start()
 	t.Cleanup(r.srv.Close)
 	return r
 }
@@ -137,6 +147,7 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 		r.t.Errorf("delivery of %s: %s with Content-Type %q", id, req.Method, req.Header.Get("Content-Type"))
 	}
 	r.mu.Lock()
+	r.conns[req.RemoteAddr] = true
 	r.inFlight++
 	r.maxIn = max(r.maxIn, r.inFlight)
 	r.counts[id]++
@@ -759,16 +770,49 @@ func TestAttemptsBounded(t *testing.T) {
 	wh := h.add(r)
 	h.activity("a", 60)
 	h.start(Config{Flush: time.Hour, KeepAttempts: 20, DeliveredPerFlush: 7})
-	eventually(t, "delivered", func() bool { return len(r.ids()) == 60 })
+	evs := h.events(wh.Cursor)
+	eventually(t, "every result pending", func() bool {
+		h.d.flusher.mu.Lock()
+		defer h.d.flusher.mu.Unlock()
+		p := h.d.flusher.pending[wh.ID]
+		return p != nil && len(p.u.Attempts) > 0 && p.u.Attempts[len(p.u.Attempts)-1].EventID == evs[59]
+	})
 	if err := h.d.flusher.flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	as := h.attempts(wh.ID, false)
-	evs := h.events(wh.Cursor)
 	if len(as) != 7 || as[6].EventID != evs[59] || as[0].EventID != evs[53] {
 		t.Fatalf("%d attempts kept of one flush, want the last 7", len(as))
 	}
 	if c := h.cursor(wh.ID); c != evs[59] {
 		t.Fatalf("cursor %s, want %s", c, evs[59])
+	}
+}
+
+// TestConnection: a webhook's deliveries share one kept-alive connection; when
+// the receiver has closed it while idle, the next delivery dials again and
+// goes through at its first attempt.
+func TestConnection(t *testing.T) {
+	h := newHarness(t)
+	r := newReceiverWith(t, h.clock, nil, func(s *http.Server) { s.IdleTimeout = 100 * time.Millisecond })
+	wh := h.add(r)
+	h.start(Config{})
+	h.activity("a", 30)
+	eventually(t, "delivered", func() bool { return len(r.ids()) == 30 })
+	r.mu.Lock()
+	n := len(r.conns)
+	r.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("30 deliveries over %d connections, want 1", n)
+	}
+	time.Sleep(300 * time.Millisecond) // the receiver closes the idle connection
+	h.activity("b", 3)
+	eventually(t, "delivered after the receiver closed the connection", func() bool { return len(r.ids()) == 33 })
+	eventually(t, "the attempts recorded", func() bool { return h.cursor(wh.ID) == h.events("")[len(h.events(""))-1] })
+	if n := h.counter(daodian.Retrying); n != 0 {
+		t.Fatalf("%v retries: a closed idle connection cost an attempt", n)
+	}
+	if got := r.ids(); !slices.Equal(got[30:], h.events(got[29])) {
+		t.Fatalf("after the reconnection: %v", got[30:])
 	}
 }

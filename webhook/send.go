@@ -5,13 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
 	"strconv"
-	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -24,14 +22,11 @@ import (
 // the attempt's timeout. A receiver that answers slowly, endlessly or never
 // costs one attempt's timeout and one connection, nothing more.
 const (
-	maxAnswerBytes      = 4 << 10
-	maxAnswerHeader     = 16 << 10
-	maxSnippet          = 128
-	dialTimeout         = 5 * time.Second
-	userAgent           = "daodian-webhook/1"
-	maxIdlePerReceiver  = 4
-	idleConnTimeout     = 60 * time.Second
-	tlsHandshakeTimeout = 5 * time.Second
+	maxAnswerBytes  = 4 << 10
+	maxAnswerHeader = 16 << 10
+	maxSnippet      = 128
+	dialTimeout     = 5 * time.Second
+	userAgent       = "daodian-webhook/1"
 )
 
 // Addresses a delivery never connects to unless Config.AllowMetadata: where
@@ -47,9 +42,6 @@ var metadataPrefixes = []netip.Prefix{
 	netip.MustParsePrefix("fd00:ec2::254/128"),
 }
 
-// errMetadataAddress is a dial refused by the address policy.
-var errMetadataAddress = errors.New("refused: a link-local or cloud metadata address (serve --webhook-allow-metadata allows it)")
-
 // Refused reports whether the deliverer refuses to connect to ip unless told
 // to allow metadata addresses.
 func Refused(ip netip.Addr) bool {
@@ -62,45 +54,6 @@ func Refused(ip netip.Addr) bool {
 	return false
 }
 
-// newClient returns the deliveries' HTTP client: no redirects followed (a
-// 3xx is an answer, and not a 2xx), no proxy (a proxy would hide the address
-// actually reached from the policy), every dialled address checked after name
-// resolution (so a name that resolves to a metadata address is refused too),
-// and bounded answers.
-func newClient(allowMetadata bool) *http.Client {
-	d := &net.Dialer{Timeout: dialTimeout}
-	if !allowMetadata {
-		d.Control = func(network, address string, _ syscall.RawConn) error {
-			host, _, err := net.SplitHostPort(address)
-			if err != nil {
-				return err
-			}
-			ip, err := netip.ParseAddr(host)
-			if err != nil {
-				return err
-			}
-			if Refused(ip) {
-				return errMetadataAddress
-			}
-			return nil
-		}
-	}
-	tr := &http.Transport{
-		Proxy:                  nil,
-		DialContext:            d.DialContext,
-		ForceAttemptHTTP2:      true,
-		TLSHandshakeTimeout:    tlsHandshakeTimeout,
-		MaxIdleConnsPerHost:    maxIdlePerReceiver,
-		IdleConnTimeout:        idleConnTimeout,
-		MaxResponseHeaderBytes: maxAnswerHeader,
-		DisableCompression:     true,
-	}
-	return &http.Client{
-		Transport:     tr,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-}
-
 // attempt is the outcome of one POST.
 type attempt struct {
 	status  int
@@ -108,10 +61,12 @@ type attempt struct {
 	err     string // "" when delivered
 }
 
-// send POSTs one event to a webhook and reports what happened. It returns
-// errCancelled, and no attempt, when ctx ended (the deliverer is stopping): an
-// attempt cut short by ourselves says nothing about the receiver.
-func (d *Deliverer) send(ctx context.Context, w *daodian.Webhook, ev *daodian.Record, body []byte) (attempt, error) {
+// send POSTs one event to a webhook on the worker's link and reports what
+// happened. It returns errCancelled, and no attempt, when ctx ended (the
+// deliverer is stopping): an attempt cut short by ourselves says nothing about
+// the receiver.
+func (d *Deliverer) send(ctx context.Context, l *link, w *daodian.Webhook, ev *daodian.Record, body []byte) (attempt, error) {
+	start := time.Now() // before the deadline is set: a timeout's latency is the timeout
 	actx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(actx, http.MethodPost, w.URL, bytes.NewReader(body))
@@ -124,34 +79,26 @@ func (d *Deliverer) send(ctx context.Context, w *daodian.Webhook, ev *daodian.Re
 	h.Set(webhooksig.HeaderEventID, ev.ID)
 	h.Set(webhooksig.HeaderEventType, string(daodian.EventTypeOf(ev.Kind)))
 	h.Set(webhooksig.HeaderSignature, webhooksig.Sign(w.Secret, d.clock.Now(), body))
-	start := time.Now()
-	resp, err := d.client.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return attempt{}, errCancelled
-		}
-		return attempt{latency: time.Since(start), err: describe(err, actx, d.cfg.Timeout)}, nil
-	}
-	snippet := make([]byte, maxSnippet)
-	n, _ := io.ReadFull(resp.Body, snippet)
-	// Read on, bounded, so that a small answer leaves the connection reusable.
-	_, rerr := io.Copy(io.Discard, io.LimitReader(resp.Body, maxAnswerBytes-int64(n)))
-	resp.Body.Close()
-	a := attempt{status: resp.StatusCode, latency: time.Since(start)}
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		return a, nil
-	}
+	ans, err := l.roundTrip(actx, req)
 	if ctx.Err() != nil {
 		return attempt{}, errCancelled
 	}
-	a.err = "HTTP " + strconv.Itoa(resp.StatusCode)
-	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+	a := attempt{status: ans.status, latency: time.Since(start)}
+	if err != nil {
+		a.status, a.err = 0, describe(err, actx, d.cfg.Timeout)
+		return a, nil
+	}
+	if a.status >= 200 && a.status < 300 {
+		return a, nil
+	}
+	a.err = "HTTP " + strconv.Itoa(a.status)
+	if a.status >= 300 && a.status < 400 {
 		a.err += " (redirects are not followed)"
 	}
-	if s := printable(snippet[:n]); s != "" {
+	if s := printable(ans.snippet); s != "" {
 		a.err += ": " + s
 	}
-	if rerr != nil && actx.Err() != nil {
+	if ans.cut && actx.Err() != nil {
 		a.err += " (the answer's body did not arrive in time)"
 	}
 	return a, nil
@@ -165,7 +112,7 @@ func describe(err error, actx context.Context, timeout time.Duration) string {
 	if errors.Is(err, errMetadataAddress) {
 		return errMetadataAddress.Error()
 	}
-	if actx.Err() != nil {
+	if actx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		return fmt.Sprintf("no answer within %s", timeout)
 	}
 	var ue *url.Error

@@ -20,6 +20,7 @@ type worker struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	notify chan struct{}
+	link   *link
 	// headAt is the time of the first undelivered event in the window, in
 	// Unix nanoseconds (0: none), for Deliverer.Lag.
 	headAt atomic.Int64
@@ -49,7 +50,7 @@ type worker struct {
 func newWorker(d *Deliverer, wh daodian.Webhook) *worker {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &worker{
-		d: d, wh: wh, ctx: ctx, cancel: cancel, done: make(chan struct{}), notify: make(chan struct{}, 1),
+		d: d, wh: wh, ctx: ctx, cancel: cancel, done: make(chan struct{}), notify: make(chan struct{}, 1), link: newLink(d.cfg.AllowMetadata),
 		cursor: wh.Cursor, redo: map[string]*daodian.HeadState{}, finished: map[string]time.Time{},
 	}
 	if wh.Head.EventID != "" && daodian.IDAfter(wh.Head.EventID, wh.Cursor) {
@@ -83,6 +84,7 @@ type item struct {
 func (w *worker) run() {
 	defer close(w.done)
 	defer w.headAt.Store(0)
+	defer w.link.close()
 	for w.ctx.Err() == nil {
 		it, wait := w.next()
 		if it == nil {
@@ -249,7 +251,7 @@ func (w *worker) deliver(it *item) {
 		return
 	}
 	now := w.d.clock.Now()
-	res, err := w.d.send(w.ctx, &w.wh, &it.ev, body)
+	res, err := w.d.send(w.ctx, w.link, &w.wh, &it.ev, body)
 	<-w.d.slots
 	if err != nil { // stopped: the attempt says nothing of the receiver
 		return
