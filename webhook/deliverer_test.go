@@ -816,3 +816,30 @@ func TestConnection(t *testing.T) {
 		t.Fatalf("after the reconnection: %v", got[30:])
 	}
 }
+
+// TestLagThroughABacklog: the lag is the age of the oldest event not yet
+// delivered, all through a backlog of many windows: it never reads 0 before
+// the last event is delivered, and reads 0 once it is.
+func TestLagThroughABacklog(t *testing.T) {
+	h := newHarness(t)
+	r := newReceiver(t, h.clock, nil)
+	h.add(r)
+	h.activity("a", 60)
+	h.clock.Advance(time.Hour) // the events are an hour old when delivered
+	h.start(Config{Window: 4})
+	samples := 0
+	for {
+		lag := h.d.Lag()
+		n := len(r.ids())
+		if n == 60 {
+			break
+		}
+		if lag < time.Hour && n > 0 {
+			t.Fatalf("lag %v with %d of 60 events delivered", lag, n)
+		}
+		samples++
+		time.Sleep(100 * time.Microsecond)
+	}
+	eventually(t, "the lag at 0", func() bool { return h.d.Lag() == 0 })
+	t.Logf("%d samples", samples)
+}

@@ -301,7 +301,10 @@ func (w *worker) deliver(it *item) {
 		head = &daodian.HeadState{} // clear the stored retry state
 	}
 	w.d.flusher.add(w.wh.ID, w.cursor, head, &a, "")
-	if len(w.window) == 0 {
+	// The lag drops to 0 only when the webhook is caught up: between two
+	// windows of a backlog it keeps the age of the event just delivered,
+	// until the next window is read (at once).
+	if len(w.window) == 0 && w.complete {
 		w.headAt.Store(0)
 		w.skipToHorizon()
 	}

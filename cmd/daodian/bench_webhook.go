@@ -87,11 +87,19 @@ func (h *benchHook) end(ctx context.Context, base string) {
 	if h.r.Mode != bench.ReceiverFast {
 		return
 	}
-	start := time.Now()
+	// Drained once the lag reads 0 over more than two of the deliverer's
+	// polls: the last events committed reach it at its next poll.
+	start, zeroSince := time.Now(), time.Time{}
 	for time.Since(start) < drainTimeout {
 		lag, err := bench.ScrapeGauge(ctx, base, webhook.MetricLag)
-		if err == nil && lag == 0 {
-			break
+		switch {
+		case err != nil || lag > 0:
+			zeroSince = time.Time{}
+		case zeroSince.IsZero():
+			zeroSince = time.Now()
+		case time.Since(zeroSince) > 2*webhook.DefaultPoll+100*time.Millisecond:
+			h.drainS = zeroSince.Sub(start).Seconds()
+			return
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
