@@ -43,13 +43,17 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	cpuProfile := fs.String("cpu-profile", "", "without --target: have the server write a pprof CPU profile to this file")
 	serveBaseline := fs.Bool("serve-baseline", false, "internal: serve the bare baseline handler")
-	addr := fs.String("addr", "127.0.0.1:0", "internal: with --serve-baseline, the listen address")
+	addr := fs.String("addr", "127.0.0.1:0", "internal: with --serve-baseline or --serve-receiver, the listen address")
+	serveReceiver := fs.String("serve-receiver", "", "internal: serve a webhook receiver of this mode")
 	hookMode := fs.String("webhook-receiver", "", "register a webhook of the bench merchant to a receiver this process runs, and report the delivery lag: "+bench.ReceiverFast+" (answers at once) or "+bench.ReceiverSleep+" (answers after 10 s)")
 	if _, err := parse(e, fs, args); err != nil {
 		return err
 	}
 	if *serveBaseline {
 		return serveBaselineHandler(ctx, e, *addr)
+	}
+	if *serveReceiver != "" {
+		return serveReceiverHandler(ctx, e, *addr, *serveReceiver)
 	}
 	if *conc < 1 || *conc > bench.MaxConcurrency {
 		return &exitError{2, fmt.Sprintf("--concurrency must be between 1 and %d", bench.MaxConcurrency)}
@@ -116,10 +120,13 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		if cfg.Tickets, err = issueBenchTickets(ctx, l, merchant, *tickets); err != nil || *hookMode == "" {
 			return err
 		}
-		hook, err = startBenchHook(ctx, l, merchant, *hookMode)
+		hook, err = startBenchHook(ctx, self, l, merchant, *hookMode)
 		return err
 	}); err != nil {
 		return err
+	}
+	if hook != nil {
+		defer hook.stopChild()
 	}
 	issueS := time.Since(t0).Seconds()
 	progress("issued in %.1fs", issueS)
@@ -323,12 +330,18 @@ func startChild(ctx context.Context, self, pattern string, args ...string) (stri
 }
 
 func serveBaselineHandler(ctx context.Context, e *env, addr string) error {
+	return serveChild(ctx, e, addr, bench.BaselineHandler(), "baseline on http://%s/router/rest\n")
+}
+
+// serveChild serves h on addr until ctx ends, for a parent bench that waits
+// for the banner (its format takes the address).
+func serveChild(ctx context.Context, e *env, addr string, h http.Handler, banner string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: bench.BaselineHandler(), ReadHeaderTimeout: readHeaderTimeout}
-	fmt.Fprintf(e.stderr, "baseline on http://%s/router/rest\n", ln.Addr())
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout}
+	fmt.Fprintf(e.stderr, banner, ln.Addr())
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

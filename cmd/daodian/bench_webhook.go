@@ -26,8 +26,9 @@ const (
 )
 
 type benchHook struct {
-	r      *bench.Receiver
-	cursor string // the last event before the webhook: it receives those after
+	r         *bench.ReceiverClient
+	stopChild func()
+	cursor    string // the last event before the webhook: it receives those after
 
 	mu      sync.Mutex
 	maxLag  float64
@@ -37,19 +38,33 @@ type benchHook struct {
 	stop    func()
 }
 
-// startBenchHook starts the receiver and registers its webhook on l.
-func startBenchHook(ctx context.Context, l *daodian.Ledger, merchant, mode string) (*benchHook, error) {
-	r, err := bench.StartReceiver(mode)
+// startBenchHook starts the receiver, a child process like the baseline's
+// server, and registers its webhook on l.
+func startBenchHook(ctx context.Context, self string, l *daodian.Ledger, merchant, mode string) (*benchHook, error) {
+	base, stop, err := startChild(ctx, self, `receiver on (http://\S+)`, "bench", "--serve-receiver", mode)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("start the webhook receiver: %w", err)
 	}
+	stop = sync.OnceFunc(stop)
+	r := &bench.ReceiverClient{Base: base, Mode: mode}
 	wh, err := l.AddWebhook(ctx, daodian.WebhookSpec{MerchantID: merchant, URL: r.URL()})
+	if err == nil {
+		err = r.SetSecret(ctx, wh.Secret)
+	}
 	if err != nil {
-		r.Close()
+		stop()
 		return nil, err
 	}
-	r.SetSecret(wh.Secret)
-	return &benchHook{r: r, cursor: wh.Cursor, stop: func() {}}, nil
+	return &benchHook{r: r, stopChild: stop, cursor: wh.Cursor, stop: func() {}}, nil
+}
+
+// serveReceiverHandler is the receiver's process.
+func serveReceiverHandler(ctx context.Context, e *env, addr, mode string) error {
+	r, err := bench.NewReceiver(mode)
+	if err != nil {
+		return &exitError{2, err.Error()}
+	}
+	return serveChild(ctx, e, addr, r.Handler(), "receiver on http://%s\n")
 }
 
 // watch samples the server's lag until the run ends (end).
@@ -110,7 +125,15 @@ func (h *benchHook) end(ctx context.Context, base string) {
 // after the webhook was added on l (the server stopped) and those the
 // receiver never got.
 func (h *benchHook) report(ctx context.Context, l *daodian.Ledger, merchant string, out map[string]any) error {
-	defer h.r.Close()
+	defer h.stopChild()
+	got, err := h.r.IDs(ctx)
+	if err != nil {
+		return err
+	}
+	stats, err := h.r.Stats(ctx)
+	if err != nil {
+		return err
+	}
 	committed, missing := 0, 0
 	for after := h.cursor; ; {
 		p, err := l.Events(ctx, merchant, after, daodian.MaxEventsPage)
@@ -121,14 +144,13 @@ func (h *benchHook) report(ctx context.Context, l *daodian.Ledger, merchant stri
 			break
 		}
 		for _, e := range p.Events {
-			if !h.r.Has(e.ID) {
+			if !got[e.ID] {
 				missing++
 			}
 		}
 		committed += len(p.Events)
 		after = p.NextAfter
 	}
-	received, deliveries, bad := h.r.Counts()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	out["webhook_receiver"] = h.r.Mode
@@ -136,9 +158,9 @@ func (h *benchHook) report(ctx context.Context, l *daodian.Ledger, merchant stri
 	out["webhook_lag_end_s"] = round3(h.endLag)
 	out["webhook_lag_samples"] = h.scrapes
 	out["webhook_events"] = committed
-	out["webhook_received"] = received
-	out["webhook_deliveries"] = deliveries
-	out["webhook_bad_signatures"] = bad
+	out["webhook_received"] = stats.Events
+	out["webhook_deliveries"] = stats.Deliveries
+	out["webhook_bad_signatures"] = stats.Bad
 	if h.r.Mode == bench.ReceiverFast {
 		out["webhook_drain_s"] = round3(h.drainS)
 		out["webhook_missing"] = missing
