@@ -2,6 +2,7 @@ package daodian
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 )
@@ -105,6 +106,28 @@ func clipText(s string) string {
 		return s[:64] + "…"
 	}
 	return s
+}
+
+// EventNumber returns an event_id (a record_id; "" for none, 0) as the
+// integer both stores keep it as; a malformed one is an error, never a silent
+// 0.
+func EventNumber(id string) (int64, error) {
+	if id == "" {
+		return 0, nil
+	}
+	v, err := strconv.ParseInt(id, 10, 64)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("event id %q is not a record id", clipText(id))
+	}
+	return v, nil
+}
+
+// EventIDOf is the event_id of an integer kept by a store (0: "").
+func EventIDOf(n int64) string {
+	if n == 0 {
+		return ""
+	}
+	return strconv.FormatInt(n, 10)
 }
 
 // Limits of the events pull.

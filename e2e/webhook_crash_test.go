@@ -39,15 +39,14 @@ func newCrashHook(t *testing.T, db testenv.DB) *crashHook {
 	return h
 }
 
-// events pulls every event of the seed's merchant after the webhook's cursor
-// from a running server.
-func (h *crashHook) events(t *testing.T, base string) []admin.Event {
+// pullEvents pulls, with an admin token, every event of the seed's merchant
+// after after from the server at base (GET /admin/v1/events).
+func pullEvents(t *testing.T, base, token, after string) []admin.Event {
 	t.Helper()
 	var all []admin.Event
-	after := h.hook.Cursor
 	for {
 		req, _ := http.NewRequest(http.MethodGet, base+"/admin/v1/events?limit=1000&merchant="+testenv.Merchant+"&after="+after, nil)
-		req.Header.Set("Authorization", "Bearer "+h.token)
+		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -72,7 +71,7 @@ func (h *crashHook) events(t *testing.T, base string) []admin.Event {
 // brings a new one out of order).
 func (h *crashHook) verify(t *testing.T, base string) {
 	t.Helper()
-	want := h.events(t, base)
+	want := pullEvents(t, base, h.token, h.hook.Cursor)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		h.r.mu.Lock()

@@ -51,25 +51,6 @@ const (
 	sqlLastRecordID = `SELECT COALESCE(max(record_id), 0) FROM records`
 )
 
-// eventID turns an event id ("" for none) into the bigint stored.
-func eventID(id string) (int64, error) {
-	if id == "" {
-		return 0, nil
-	}
-	v, err := strconv.ParseInt(id, 10, 64)
-	if err != nil || v < 0 {
-		return 0, fmt.Errorf("postgres: event id %q is not a record id", id)
-	}
-	return v, nil
-}
-
-func eventIDText(v int64) string {
-	if v == 0 {
-		return ""
-	}
-	return strconv.FormatInt(v, 10)
-}
-
 func (t *pgTx) scanWebhook(r rowScanner) (daodian.Webhook, error) {
 	var w daodian.Webhook
 	var types string
@@ -80,7 +61,7 @@ func (t *pgTx) scanWebhook(r rowScanner) (daodian.Webhook, error) {
 	}
 	w.ID, w.MerchantID, w.URL, w.Secret = unesc(w.ID), unesc(w.MerchantID), unesc(w.URL), unesc(w.Secret)
 	w.CreatedAt, w.Head.FirstAt, w.Head.NextAt = fromTS(created), fromTS(first), fromTS(next)
-	w.Cursor, w.Head.EventID = eventIDText(cursor), eventIDText(head)
+	w.Cursor, w.Head.EventID = daodian.EventIDOf(cursor), daodian.EventIDOf(head)
 	if types = unesc(types); types != "" {
 		for _, ty := range strings.Split(types, ",") {
 			w.Types = append(w.Types, daodian.EventType(ty))
@@ -137,7 +118,7 @@ func (t *pgTx) Redeliveries(ctx context.Context) ([]daodian.Redelivery, error) {
 		if err := rows.Scan(&r.WebhookID, &ev, &at); err != nil {
 			return nil, wrapErr("redeliveries", err)
 		}
-		r.WebhookID, r.EventID, r.RequestedAt = unesc(r.WebhookID), eventIDText(ev), fromTS(at)
+		r.WebhookID, r.EventID, r.RequestedAt = unesc(r.WebhookID), daodian.EventIDOf(ev), fromTS(at)
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
@@ -151,7 +132,7 @@ func (t *pgTx) DeliveryAttempts(ctx context.Context, q daodian.AttemptQuery) ([]
 	if q.Limit < 1 || q.Limit > daodian.MaxAttemptsPage {
 		return nil, fmt.Errorf("postgres: attempts limit %d out of range", q.Limit)
 	}
-	before, err := eventID(q.BeforeID)
+	before, err := daodian.EventNumber(q.BeforeID)
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +150,7 @@ func (t *pgTx) DeliveryAttempts(ctx context.Context, q daodian.AttemptQuery) ([]
 		if err := rows.Scan(&id, &a.WebhookID, &ev, &typ, &a.Attempt, &at, &a.HTTPStatus, &latency, &a.Error, &outcome, &a.Redelivery); err != nil {
 			return nil, wrapErr("delivery attempts", err)
 		}
-		a.ID, a.WebhookID, a.EventID = strconv.FormatInt(id, 10), unesc(a.WebhookID), eventIDText(ev)
+		a.ID, a.WebhookID, a.EventID = strconv.FormatInt(id, 10), unesc(a.WebhookID), daodian.EventIDOf(ev)
 		a.EventType, a.Outcome, a.Error = daodian.EventType(unesc(typ)), daodian.DeliveryOutcome(unesc(outcome)), unesc(a.Error)
 		a.At, a.Latency = fromTS(at), time.Duration(latency)*time.Microsecond
 		out = append(out, a)
@@ -182,7 +163,7 @@ func (t *pgTx) DeliveryAttempts(ctx context.Context, q daodian.AttemptQuery) ([]
 
 // RecordByID returns a numbered record.
 func (t *pgTx) RecordByID(ctx context.Context, id string) (*daodian.Record, error) {
-	v, err := eventID(id)
+	v, err := daodian.EventNumber(id)
 	if err != nil || v == 0 {
 		return nil, daodian.ErrNotFound // not an id this store hands out
 	}
@@ -199,16 +180,16 @@ func (t *pgTx) LastRecordID(ctx context.Context) (string, error) {
 	if err := t.queryRow(ctx, sqlLastRecordID).Scan(&last); err != nil {
 		return "", wrapErr("last record id", err)
 	}
-	return eventIDText(last), nil
+	return daodian.EventIDOf(last), nil
 }
 
 // InsertWebhook stores a new webhook, its secret sealed.
 func (t *pgTx) InsertWebhook(ctx context.Context, w *daodian.Webhook) error {
-	cursor, err := eventID(w.Cursor)
+	cursor, err := daodian.EventNumber(w.Cursor)
 	if err != nil {
 		return err
 	}
-	head, err := eventID(w.Head.EventID)
+	head, err := daodian.EventNumber(w.Head.EventID)
 	if err != nil {
 		return err
 	}
@@ -240,7 +221,7 @@ func (t *pgTx) DeleteWebhook(ctx context.Context, id string) error {
 
 // PutRedelivery queues a redelivery.
 func (t *pgTx) PutRedelivery(ctx context.Context, r *daodian.Redelivery) error {
-	ev, err := eventID(r.EventID)
+	ev, err := daodian.EventNumber(r.EventID)
 	if err != nil {
 		return err
 	}
@@ -252,7 +233,7 @@ func (t *pgTx) PutRedelivery(ctx context.Context, r *daodian.Redelivery) error {
 
 // SaveDelivery applies a deliverer's batch for one webhook.
 func (t *pgTx) SaveDelivery(ctx context.Context, u *daodian.DeliveryUpdate) (bool, error) {
-	cursor, err := eventID(u.Cursor)
+	cursor, err := daodian.EventNumber(u.Cursor)
 	if err != nil {
 		return false, err
 	}
@@ -270,7 +251,7 @@ func (t *pgTx) SaveDelivery(ctx context.Context, u *daodian.DeliveryUpdate) (boo
 	)
 	for i := range u.Attempts {
 		a := &u.Attempts[i]
-		if evs[i], err = eventID(a.EventID); err != nil {
+		if evs[i], err = daodian.EventNumber(a.EventID); err != nil {
 			return false, err
 		}
 		types[i], numbers[i], ats[i], statuses[i] = esc(string(a.EventType)), int32(a.Attempt), ts(a.At), int32(a.HTTPStatus)
@@ -278,7 +259,7 @@ func (t *pgTx) SaveDelivery(ctx context.Context, u *daodian.DeliveryUpdate) (boo
 	}
 	done := make([]int64, len(u.Redelivered))
 	for i, id := range u.Redelivered {
-		if done[i], err = eventID(id); err != nil {
+		if done[i], err = daodian.EventNumber(id); err != nil {
 			return false, err
 		}
 	}
@@ -291,7 +272,7 @@ func (t *pgTx) SaveDelivery(ctx context.Context, u *daodian.DeliveryUpdate) (boo
 		return false, nil
 	}
 	if h := u.Head; h != nil {
-		head, err := eventID(h.EventID)
+		head, err := daodian.EventNumber(h.EventID)
 		if err != nil {
 			return false, err
 		}

@@ -54,32 +54,12 @@ var (
 	sqlRedeliveries = sqlRedeliverySel + ` ORDER BY requested_at, webhook_id, event_id LIMIT ` + strconv.Itoa(daodian.MaxRedeliveries)
 )
 
-// eventID turns a record id (a rowid in decimal, "" for none) into the column
-// value; a malformed one is an error, never a silent 0.
-func eventID(id string) (int64, error) {
-	if id == "" {
-		return 0, nil
-	}
-	v, err := strconv.ParseInt(id, 10, 64)
-	if err != nil || v < 0 {
-		return 0, fmt.Errorf("sqlite: event id %q is not a record id", id)
-	}
-	return v, nil
-}
-
-func eventIDText(v int64) string {
-	if v == 0 {
-		return ""
-	}
-	return strconv.FormatInt(v, 10)
-}
-
 func (t *readTx) decodeWebhook(row []driver.Value) (daodian.Webhook, error) {
 	w := daodian.Webhook{
 		ID: asStr(row[0]), MerchantID: asStr(row[1]), URL: asStr(row[2]), Secret: asStr(row[4]),
-		CreatedAt: fromMicros(asInt(row[5])), Cursor: eventIDText(asInt(row[6])),
+		CreatedAt: fromMicros(asInt(row[5])), Cursor: daodian.EventIDOf(asInt(row[6])),
 		Head: daodian.HeadState{
-			EventID: eventIDText(asInt(row[7])), Attempts: int(asInt(row[8])),
+			EventID: daodian.EventIDOf(asInt(row[7])), Attempts: int(asInt(row[8])),
 			FirstAt: fromMicros(asInt(row[9])), NextAt: fromMicros(asInt(row[10])),
 		},
 	}
@@ -126,7 +106,7 @@ func (t *readTx) Webhook(ctx context.Context, id string) (*daodian.Webhook, erro
 func (t *readTx) Redeliveries(ctx context.Context) ([]daodian.Redelivery, error) {
 	var out []daodian.Redelivery
 	err := t.queryEach(ctx, sqlRedeliveries, 3, func(row []driver.Value) error {
-		out = append(out, daodian.Redelivery{WebhookID: asStr(row[0]), EventID: eventIDText(asInt(row[1])), RequestedAt: fromMicros(asInt(row[2]))})
+		out = append(out, daodian.Redelivery{WebhookID: asStr(row[0]), EventID: daodian.EventIDOf(asInt(row[1])), RequestedAt: fromMicros(asInt(row[2]))})
 		return nil
 	})
 	return out, err
@@ -136,7 +116,7 @@ func (t *readTx) DeliveryAttempts(ctx context.Context, q daodian.AttemptQuery) (
 	if q.Limit < 1 || q.Limit > daodian.MaxAttemptsPage {
 		return nil, fmt.Errorf("sqlite: attempts limit %d out of range", q.Limit)
 	}
-	before, err := eventID(q.BeforeID)
+	before, err := daodian.EventNumber(q.BeforeID)
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +127,7 @@ func (t *readTx) DeliveryAttempts(ctx context.Context, q daodian.AttemptQuery) (
 	var out []daodian.DeliveryAttempt
 	err = t.queryEach(ctx, sqlAttempts, nAttemptCols, func(row []driver.Value) error {
 		out = append(out, daodian.DeliveryAttempt{
-			ID: strconv.FormatInt(asInt(row[0]), 10), WebhookID: asStr(row[1]), EventID: eventIDText(asInt(row[2])),
+			ID: strconv.FormatInt(asInt(row[0]), 10), WebhookID: asStr(row[1]), EventID: daodian.EventIDOf(asInt(row[2])),
 			EventType: daodian.EventType(asStr(row[3])), Attempt: int(asInt(row[4])), At: fromMicros(asInt(row[5])),
 			HTTPStatus: int(asInt(row[6])), Latency: time.Duration(asInt(row[7])) * time.Microsecond, Error: asStr(row[8]),
 			Outcome: daodian.DeliveryOutcome(asStr(row[9])), Redelivery: asInt(row[10]) != 0,
@@ -158,7 +138,7 @@ func (t *readTx) DeliveryAttempts(ctx context.Context, q daodian.AttemptQuery) (
 }
 
 func (t *readTx) RecordByID(ctx context.Context, id string) (*daodian.Record, error) {
-	v, err := eventID(id)
+	v, err := daodian.EventNumber(id)
 	if err != nil {
 		return nil, daodian.ErrNotFound // not an id this store hands out
 	}
@@ -180,15 +160,15 @@ func (t *readTx) LastRecordID(ctx context.Context) (string, error) {
 		last = asInt(row[0])
 		return nil
 	})
-	return eventIDText(last), err
+	return daodian.EventIDOf(last), err
 }
 
 func (t *writeTx) InsertWebhook(ctx context.Context, w *daodian.Webhook) error {
-	cursor, err := eventID(w.Cursor)
+	cursor, err := daodian.EventNumber(w.Cursor)
 	if err != nil {
 		return err
 	}
-	head, err := eventID(w.Head.EventID)
+	head, err := daodian.EventNumber(w.Head.EventID)
 	if err != nil {
 		return err
 	}
@@ -218,7 +198,7 @@ func (t *writeTx) DeleteWebhook(ctx context.Context, id string) error {
 }
 
 func (t *writeTx) PutRedelivery(ctx context.Context, r *daodian.Redelivery) error {
-	ev, err := eventID(r.EventID)
+	ev, err := daodian.EventNumber(r.EventID)
 	if err != nil {
 		return err
 	}
@@ -229,7 +209,7 @@ func (t *writeTx) PutRedelivery(ctx context.Context, r *daodian.Redelivery) erro
 // SaveDelivery prepares each statement once for the whole update: a batch of
 // a busy webhook carries many attempts.
 func (t *writeTx) SaveDelivery(ctx context.Context, u *daodian.DeliveryUpdate) (bool, error) {
-	cursor, err := eventID(u.Cursor)
+	cursor, err := daodian.EventNumber(u.Cursor)
 	if err != nil {
 		return false, err
 	}
@@ -239,7 +219,7 @@ func (t *writeTx) SaveDelivery(ctx context.Context, u *daodian.DeliveryUpdate) (
 		return false, err
 	}
 	if h := u.Head; h != nil {
-		head, err := eventID(h.EventID)
+		head, err := daodian.EventNumber(h.EventID)
 		if err != nil {
 			return false, err
 		}
@@ -252,13 +232,13 @@ func (t *writeTx) SaveDelivery(ctx context.Context, u *daodian.DeliveryUpdate) (
 	// writer's batch, a malformed id must only fail this Update.
 	attempts := make([]int64, len(u.Attempts))
 	for i := range u.Attempts {
-		if attempts[i], err = eventID(u.Attempts[i].EventID); err != nil {
+		if attempts[i], err = daodian.EventNumber(u.Attempts[i].EventID); err != nil {
 			return false, err
 		}
 	}
 	done := make([]int64, len(u.Redelivered))
 	for i, id := range u.Redelivered {
-		if done[i], err = eventID(id); err != nil {
+		if done[i], err = daodian.EventNumber(id); err != nil {
 			return false, err
 		}
 	}

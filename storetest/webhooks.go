@@ -65,13 +65,7 @@ func (w *World) events(after string, n int) []daodian.Record {
 func (w *World) lastRecordID() string {
 	w.T.Helper()
 	must(w.T, w.Ledger.NumberRecords(w.Ctx))
-	var id string
-	must(w.T, w.Store.View(w.Ctx, func(tx daodian.ReadTx) error {
-		var err error
-		id, err = tx.LastRecordID(w.Ctx)
-		return err
-	}))
-	return id
+	return viewOf(w.T, w.Store, func(ctx context.Context, tx daodian.ReadTx) (string, error) { return tx.LastRecordID(ctx) })
 }
 
 // testEventsOfEveryChange: each change is one event of the type of its
@@ -112,12 +106,7 @@ func testEventsOfEveryChange(t *testing.T, f Factory) {
 		t.Fatalf("LastRecordID = %s, the last record is %s", last, all[len(all)-1].ID)
 	}
 	for _, r := range all {
-		var got *daodian.Record
-		must(t, w.Store.View(w.Ctx, func(tx daodian.ReadTx) error {
-			var err error
-			got, err = tx.RecordByID(w.Ctx, r.ID)
-			return err
-		}))
+		got := viewOf(t, w.Store, func(ctx context.Context, tx daodian.ReadTx) (*daodian.Record, error) { return tx.RecordByID(ctx, r.ID) })
 		same(t, "RecordByID "+r.ID, &r, got)
 	}
 	err = w.Store.View(w.Ctx, func(tx daodian.ReadTx) error {
@@ -249,15 +238,29 @@ func testEventsQuery(t *testing.T, f Factory) {
 
 var webhookSecretRE = regexp.MustCompile(`^whsec_[0-9a-f]{64}$`)
 
+// viewOf returns what get reads in a View of s, failing the test on error.
+func viewOf[T any](t testing.TB, s daodian.Store, get func(ctx context.Context, tx daodian.ReadTx) (T, error)) T {
+	t.Helper()
+	var v T
+	ctx := context.Background()
+	must(t, s.View(ctx, func(tx daodian.ReadTx) error {
+		var err error
+		v, err = get(ctx, tx)
+		return err
+	}))
+	return v
+}
+
 func readWebhook(t *testing.T, s daodian.Store, id string) *daodian.Webhook {
 	t.Helper()
-	var w *daodian.Webhook
-	view(t, s, func(ctx context.Context, tx daodian.ReadTx) error {
-		var err error
-		w, err = tx.Webhook(ctx, id)
-		return err
+	return viewOf(t, s, func(ctx context.Context, tx daodian.ReadTx) (*daodian.Webhook, error) { return tx.Webhook(ctx, id) })
+}
+
+func readRedeliveries(t *testing.T, s daodian.Store) []daodian.Redelivery {
+	t.Helper()
+	return viewOf(t, s, func(ctx context.Context, tx daodian.ReadTx) ([]daodian.Redelivery, error) {
+		return tx.Redeliveries(ctx)
 	})
-	return w
 }
 
 func readAttempts(t *testing.T, s daodian.Store, q daodian.AttemptQuery) []daodian.DeliveryAttempt {
@@ -265,13 +268,9 @@ func readAttempts(t *testing.T, s daodian.Store, q daodian.AttemptQuery) []daodi
 	if q.Limit == 0 {
 		q.Limit = daodian.MaxAttemptsPage
 	}
-	var out []daodian.DeliveryAttempt
-	view(t, s, func(ctx context.Context, tx daodian.ReadTx) error {
-		var err error
-		out, err = tx.DeliveryAttempts(ctx, q)
-		return err
+	return viewOf(t, s, func(ctx context.Context, tx daodian.ReadTx) ([]daodian.DeliveryAttempt, error) {
+		return tx.DeliveryAttempts(ctx, q)
 	})
-	return out
 }
 
 func testWebhookRoundTrip(t *testing.T, f Factory, storedSecret func(*testing.T, daodian.Store, string) string) {
@@ -290,12 +289,7 @@ func testWebhookRoundTrip(t *testing.T, f Factory, storedSecret func(*testing.T,
 	})
 	same(t, "webhook", wh, readWebhook(t, s, wh.ID))
 	same(t, "webhook of every type", all, readWebhook(t, s, all.ID))
-	var list []daodian.Webhook
-	view(t, s, func(ctx context.Context, tx daodian.ReadTx) error {
-		var err error
-		list, err = tx.Webhooks(ctx)
-		return err
-	})
+	list := viewOf(t, s, func(ctx context.Context, tx daodian.ReadTx) ([]daodian.Webhook, error) { return tx.Webhooks(ctx) })
 	same(t, "Webhooks", []daodian.Webhook{*wh, *all}, list)
 	err := updateErr(t, s, func(ctx context.Context, tx daodian.Tx) error { return tx.InsertWebhook(ctx, wh) })
 	wantErr(t, "InsertWebhook of an existing id", err, daodian.ErrDuplicate)
@@ -333,12 +327,7 @@ func testWebhookRoundTrip(t *testing.T, f Factory, storedSecret func(*testing.T,
 	if a := readAttempts(t, s, daodian.AttemptQuery{WebhookID: all.ID}); len(a) != 1 {
 		t.Errorf("attempts of the other webhook: %+v", a)
 	}
-	var rs []daodian.Redelivery
-	view(t, s, func(ctx context.Context, tx daodian.ReadTx) error {
-		var err error
-		rs, err = tx.Redeliveries(ctx)
-		return err
-	})
+	rs := readRedeliveries(t, s)
 	same(t, "redeliveries after a delete", []daodian.Redelivery{{WebhookID: all.ID, EventID: "7", RequestedAt: at(6)}}, rs)
 	err = updateErr(t, s, func(ctx context.Context, tx daodian.Tx) error { return tx.DeleteWebhook(ctx, wh.ID) })
 	wantErr(t, "DeleteWebhook(missing)", err, daodian.ErrNotFound)
@@ -503,12 +492,7 @@ func testSaveDelivery(t *testing.T, f Factory) {
 	redelivery := attempt("7", 1, daodian.Delivered, 8)
 	redelivery.Redelivery = true
 	save(daodian.DeliveryUpdate{WebhookID: wh.ID, Redelivered: []string{"7"}, Attempts: []daodian.DeliveryAttempt{redelivery}})
-	var rs []daodian.Redelivery
-	view(t, s, func(ctx context.Context, tx daodian.ReadTx) error {
-		var err error
-		rs, err = tx.Redeliveries(ctx)
-		return err
-	})
+	rs := readRedeliveries(t, s)
 	same(t, "redeliveries left", []daodian.Redelivery{{WebhookID: wh.ID, EventID: "8", RequestedAt: at(7)}}, rs)
 	if a := readAttempts(t, s, daodian.AttemptQuery{WebhookID: wh.ID, Limit: 1}); len(a) != 1 || !a[0].Redelivery {
 		t.Fatalf("the redelivery's attempt: %+v", a)
@@ -614,12 +598,7 @@ func testRedeliver(t *testing.T, f Factory) {
 	if _, err := w.Ledger.Redeliver(w.Ctx, "x", ""); !isInvalid(err) {
 		t.Errorf("redeliver of event x: %v", err)
 	}
-	var rs []daodian.Redelivery
-	view(t, w.Store, func(ctx context.Context, tx daodian.ReadTx) error {
-		var err error
-		rs, err = tx.Redeliveries(ctx)
-		return err
-	})
+	rs := readRedeliveries(t, w.Store)
 	if len(rs) != 1 || rs[0].WebhookID != all.ID || rs[0].EventID != use.ID {
 		t.Fatalf("redeliveries: %+v", rs)
 	}
