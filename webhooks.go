@@ -142,6 +142,27 @@ func (w *Webhook) Wants(t EventType) bool {
 	return false
 }
 
+// TypesText is the webhook's types as stores keep them: comma-separated, ""
+// for every type. TypesFromText reads them back.
+func (w *Webhook) TypesText() string {
+	names := make([]string, len(w.Types))
+	for i, t := range w.Types {
+		names[i] = string(t)
+	}
+	return strings.Join(names, ",")
+}
+
+// TypesFromText sets the webhook's types from their stored text.
+func (w *Webhook) TypesFromText(s string) {
+	w.Types = nil
+	if s == "" {
+		return
+	}
+	for _, t := range strings.Split(s, ",") {
+		w.Types = append(w.Types, EventType(t))
+	}
+}
+
 // Kinds returns the kinds of record whose events the webhook receives; nil
 // means every kind.
 func (w *Webhook) Kinds() []RecordKind {

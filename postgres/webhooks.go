@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgtype"
@@ -62,11 +61,7 @@ func (t *pgTx) scanWebhook(r rowScanner) (daodian.Webhook, error) {
 	w.ID, w.MerchantID, w.URL, w.Secret = unesc(w.ID), unesc(w.MerchantID), unesc(w.URL), unesc(w.Secret)
 	w.CreatedAt, w.Head.FirstAt, w.Head.NextAt = fromTS(created), fromTS(first), fromTS(next)
 	w.Cursor, w.Head.EventID = daodian.EventIDOf(cursor), daodian.EventIDOf(head)
-	if types = unesc(types); types != "" {
-		for _, ty := range strings.Split(types, ",") {
-			w.Types = append(w.Types, daodian.EventType(ty))
-		}
-	}
+	w.TypesFromText(unesc(types))
 	if err := t.key.OpenWebhook(&w); err != nil {
 		return w, fmt.Errorf("postgres: %w", err)
 	}
@@ -193,11 +188,7 @@ func (t *pgTx) InsertWebhook(ctx context.Context, w *daodian.Webhook) error {
 	if err != nil {
 		return err
 	}
-	types := make([]string, len(w.Types))
-	for i, ty := range w.Types {
-		types[i] = string(ty)
-	}
-	tag, err := t.exec(ctx, sqlInsertWebhook, esc(w.ID), esc(w.MerchantID), esc(w.URL), esc(strings.Join(types, ",")),
+	tag, err := t.exec(ctx, sqlInsertWebhook, esc(w.ID), esc(w.MerchantID), esc(w.URL), esc(w.TypesText()),
 		t.key.SealWebhook(w), ts(w.CreatedAt), cursor, head, w.Head.Attempts, ts(w.Head.FirstAt), ts(w.Head.NextAt))
 	return insertErr("insert webhook", tag, err)
 }

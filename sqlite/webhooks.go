@@ -5,7 +5,6 @@ import (
 	"database/sql/driver"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/daodian/daodian"
@@ -63,11 +62,7 @@ func (t *readTx) decodeWebhook(row []driver.Value) (daodian.Webhook, error) {
 			FirstAt: fromMicros(asInt(row[9])), NextAt: fromMicros(asInt(row[10])),
 		},
 	}
-	if types := asStr(row[3]); types != "" {
-		for _, ty := range strings.Split(types, ",") {
-			w.Types = append(w.Types, daodian.EventType(ty))
-		}
-	}
+	w.TypesFromText(asStr(row[3]))
 	if err := t.s.key.OpenWebhook(&w); err != nil {
 		return w, fmt.Errorf("sqlite: %w", err)
 	}
@@ -172,11 +167,7 @@ func (t *writeTx) InsertWebhook(ctx context.Context, w *daodian.Webhook) error {
 	if err != nil {
 		return err
 	}
-	types := make([]string, len(w.Types))
-	for i, ty := range w.Types {
-		types[i] = string(ty)
-	}
-	_, err = t.execOnce(sqlInsertWebhook, "webhook", w.ID, w.ID, w.MerchantID, w.URL, strings.Join(types, ","), t.s.key.SealWebhook(w),
+	_, err = t.execOnce(sqlInsertWebhook, "webhook", w.ID, w.ID, w.MerchantID, w.URL, w.TypesText(), t.s.key.SealWebhook(w),
 		micros(w.CreatedAt), cursor, head, int64(w.Head.Attempts), micros(w.Head.FirstAt), micros(w.Head.NextAt))
 	return err
 }
