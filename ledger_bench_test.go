@@ -14,9 +14,17 @@ import (
 // BenchmarkUseThenReverse measures one ledger cycle — a use and the reversal of it,
 // each a durable transaction — on the embedded store, with GOMAXPROCS×32 concurrent
 // callers on distinct tickets, as the gateway drives it.
+//
+// "memory" is the store as a server opens it (the writer decides from memory,
+// sqlite/mem.go); "statements" keeps no memory, a statement per read and write.
 func BenchmarkUseThenReverse(b *testing.B) {
+	b.Run("memory", func(b *testing.B) { benchUseThenReverse(b, sqlite.Options{}) })
+	b.Run("statements", func(b *testing.B) { benchUseThenReverse(b, sqlite.Options{MemoryTickets: -1}) })
+}
+
+func benchUseThenReverse(b *testing.B, opts sqlite.Options) {
 	ctx := context.Background()
-	s, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "bench.db"), sqlite.Options{})
+	s, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "bench.db"), opts)
 	if err != nil {
 		b.Fatal(err)
 	}

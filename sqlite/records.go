@@ -49,6 +49,12 @@ func prefixed(p, cols string) string {
 }
 
 func (t *writeTx) AppendRecord(ctx context.Context, r *daodian.Record) error {
+	if t.st != nil {
+		if t.done {
+			return errTxDone
+		}
+		return t.memAppendRecord(r)
+	}
 	if err := t.write(); err != nil {
 		return err
 	}

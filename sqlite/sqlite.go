@@ -88,6 +88,11 @@ type Options struct {
 	// in COMMIT (as with SerialSync), and its Views may see the other Store's
 	// last commits a moment before that Store has synced them.
 	Shared bool
+	// MemoryTickets bounds the writer's memory of the hot rows (mem.go): the
+	// tickets held, per generation of two (default DefaultMemoryTickets). A
+	// negative value keeps no memory: every read and write is a statement. A
+	// Shared Store keeps none.
+	MemoryTickets int
 	// SerialSync makes every COMMIT fsync the WAL itself (SQLite's
 	// synchronous=FULL), with the writer waiting for it, instead of syncing in
 	// a pipeline (see durability.go). Both are durable; SerialSync is slower.
@@ -112,7 +117,14 @@ type Options struct {
 	syncFile func(*os.File) error
 }
 
+// DefaultMemoryTickets is the default of Options.MemoryTickets: with the
+// idempotency records, about 100 MB at most for single-use tickets.
+const DefaultMemoryTickets = 100_000
+
 func (o Options) withDefaults() Options {
+	if o.MemoryTickets == 0 {
+		o.MemoryTickets = DefaultMemoryTickets
+	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 256
 	}
@@ -345,6 +357,9 @@ func (s *Store) openWriter(ctx context.Context) error {
 		linger:   s.opts.Linger,
 		onCommit: s.opts.OnCommit,
 		next:     idBase,
+	}
+	if !s.opts.Shared && s.opts.MemoryTickets > 0 {
+		w.mem, w.issued = newMem(s.opts.MemoryTickets), make(map[string]bool)
 	}
 	var limit string
 	switch err := c.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, metaIDLimit).Scan(&limit); {

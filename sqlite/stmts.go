@@ -19,6 +19,8 @@ type writeStmts struct {
 	putIdem, setAvailable, insertUse, markReversed, markRefunded, putFence,
 	putMerchant, insertShop, insertApp, updateApp, setAppSecrets, insertOrder, insertTicket,
 	getMeta, raiseIDLimit, insertRecord *stmt
+	// memory's (mem.go)
+	activeUses, ticketFences, maxRecord, dataVersion *stmt
 }
 
 const (
@@ -109,6 +111,10 @@ func (s *session) prepareWrite(ctx context.Context) error {
 		{&s.w.insertTicket, `INSERT INTO tickets (id, code, merchant_id, sub_order_no, quantity, available, doc) VALUES (?, ?, ?, ?, ?, ?, ?)`},
 		{&s.w.getMeta, `SELECT value FROM meta WHERE key = ?`},
 		{&s.w.insertRecord, sqlInsertRecord},
+		{&s.w.activeUses, `SELECT ` + useCols + ` FROM uses WHERE ticket_id = ? AND reversed = 0 ORDER BY trans_id`},
+		{&s.w.ticketFences, `SELECT app_key, at, request_id, created_at FROM fences WHERE ticket_id = ?`},
+		{&s.w.maxRecord, `SELECT coalesce(max(id), 0) FROM records`},
+		{&s.w.dataVersion, `PRAGMA data_version`},
 		// Never lowers the mark another Store on the file may have raised. The
 		// values are decimal strings of 19 digits (20 at exhaustion), compared
 		// as such: they may exceed SQLite's 64-bit signed integers.

@@ -379,14 +379,22 @@ type writeTx struct {
 	// savepoint is whether the op's savepoint is open: it is opened by the
 	// first write, so that Updates that only read (replays, refusals) skip it.
 	savepoint bool
+	// st is the op's stage on the writer's memory (mem.go); nil without memory.
+	st *stage
 }
 
-// write readies the op for a write.
+// write readies the op for a write through a statement: under its savepoint,
+// which it opens on the first. With memory, the batch's pending writes go to the
+// file first, outside the savepoint, so that undoing this op undoes nothing of
+// the ops before it.
 func (t *writeTx) write() error {
 	if t.done {
 		return errTxDone
 	}
 	if !t.savepoint {
+		if err := t.syncFile(); err != nil {
+			return err
+		}
 		if _, err := t.s.exec(t.s.w.savepoint); err != nil {
 			return t.s.fail(err)
 		}
@@ -396,6 +404,12 @@ func (t *writeTx) write() error {
 }
 
 func (t *writeTx) PutIdem(ctx context.Context, rec *daodian.IdemRecord) error {
+	if t.st != nil {
+		if t.done {
+			return errTxDone
+		}
+		return t.memPutIdem(rec)
+	}
 	if err := t.write(); err != nil {
 		return err
 	}
@@ -412,6 +426,12 @@ func (t *writeTx) PutIdem(ctx context.Context, rec *daodian.IdemRecord) error {
 }
 
 func (t *writeTx) SetAvailable(ctx context.Context, ticketID string, available int) error {
+	if t.st != nil {
+		if t.done {
+			return errTxDone
+		}
+		return t.memSetAvailable(ticketID, available)
+	}
 	if err := t.write(); err != nil {
 		return err
 	}
@@ -430,6 +450,16 @@ func (t *writeTx) SetAvailable(ctx context.Context, ticketID string, available i
 }
 
 func (t *writeTx) InsertUse(ctx context.Context, u *daodian.Use) error {
+	if t.st != nil {
+		if t.done {
+			return errTxDone
+		}
+		return t.memInsertUse(u)
+	}
+	return t.sqlInsertUse(u)
+}
+
+func (t *writeTx) sqlInsertUse(u *daodian.Use) error {
 	if err := t.write(); err != nil {
 		return err
 	}
@@ -450,26 +480,39 @@ func (t *writeTx) InsertUse(ctx context.Context, u *daodian.Use) error {
 }
 
 func (t *writeTx) MarkReversed(ctx context.Context, u *daodian.Use) error {
-	if err := t.write(); err != nil {
-		return err
+	if t.st != nil {
+		if t.done {
+			return errTxDone
+		}
+		return t.memMarkUse(u, true)
 	}
-	t.s.buf = reversalDoc(t.s.buf[:0], u)
-	n, err := t.s.exec(t.s.w.markReversed, u.Reversed, t.s.buf, u.TransID)
-	if err != nil {
-		return t.s.fail(err)
-	}
-	if n == 0 {
-		return daodian.ErrNotFound
-	}
-	return nil
+	return t.sqlMarkUse(u, true)
 }
 
 func (t *writeTx) MarkRefunded(ctx context.Context, u *daodian.Use) error {
+	if t.st != nil {
+		if t.done {
+			return errTxDone
+		}
+		return t.memMarkUse(u, false)
+	}
+	return t.sqlMarkUse(u, false)
+}
+
+// sqlMarkUse stores the reversal (reversed) or refund fields of u.
+func (t *writeTx) sqlMarkUse(u *daodian.Use, reversed bool) error {
 	if err := t.write(); err != nil {
 		return err
 	}
-	t.s.buf = refundDoc(t.s.buf[:0], u)
-	n, err := t.s.exec(t.s.w.markRefunded, u.Refunded, t.s.buf, u.TransID)
+	var n int64
+	var err error
+	if reversed {
+		t.s.buf = reversalDoc(t.s.buf[:0], u)
+		n, err = t.s.exec(t.s.w.markReversed, u.Reversed, t.s.buf, u.TransID)
+	} else {
+		t.s.buf = refundDoc(t.s.buf[:0], u)
+		n, err = t.s.exec(t.s.w.markRefunded, u.Refunded, t.s.buf, u.TransID)
+	}
 	if err != nil {
 		return t.s.fail(err)
 	}
@@ -480,6 +523,16 @@ func (t *writeTx) MarkRefunded(ctx context.Context, u *daodian.Use) error {
 }
 
 func (t *writeTx) PutFence(ctx context.Context, f *daodian.Fence) error {
+	if t.st != nil {
+		if t.done {
+			return errTxDone
+		}
+		return t.memPutFence(f)
+	}
+	return t.sqlPutFence(f)
+}
+
+func (t *writeTx) sqlPutFence(f *daodian.Fence) error {
 	if err := t.write(); err != nil {
 		return err
 	}
@@ -579,5 +632,20 @@ func (t *writeTx) InsertTicket(ctx context.Context, tk *daodian.Ticket) error {
 		}
 		return t.s.failWrite(err, "ticket", tk.ID+" (code "+tk.Code+")")
 	}
+	return nil
+}
+
+// syncFile writes the batch's pending writes to the file (mem.go), so that a
+// statement of this op sees what the ops before it wrote. It runs only outside
+// the op's savepoint (none is open yet, or it was opened after the last sync):
+// the op's own memory writes stay staged until it succeeds.
+func (t *writeTx) syncFile() error {
+	if t.st == nil || t.savepoint {
+		return nil
+	}
+	if err := t.w.flusher.flush(t.s, &t.w.mem.pend); err != nil {
+		return t.s.fail(err)
+	}
+	t.w.mem.pend.reset()
 	return nil
 }

@@ -89,6 +89,14 @@ type writer struct {
 	// back, so an aborted batch's ids are not reused by this process either.
 	next, limit uint64
 	limitDirty  bool
+
+	// mem is the writer's memory of the hot rows (mem.go); nil on a Shared
+	// Store, which writes every statement through.
+	mem     *mem
+	flusher flusher
+	// issued are the ids NewID handed out during the current batch: a use
+	// inserted under one of them needs no lookup to know it is new.
+	issued map[string]bool
 }
 
 func (w *writer) newID() (string, error) {
@@ -97,9 +105,12 @@ func (w *writer) newID() (string, error) {
 			return "", err
 		}
 	}
-	id := w.next
+	id := strconv.FormatUint(w.next, 10)
 	w.next++
-	return strconv.FormatUint(id, 10), nil
+	if w.mem != nil {
+		w.issued[id] = true
+	}
+	return id, nil
 }
 
 // reserveIDs reserves the next block of ids, above any block another Store
@@ -263,6 +274,9 @@ func (w *writer) runBatch(batch, all []*op) (rest, _ []*op) {
 	if w.tail.Swap(false) {
 		w.checkpointTail()
 	}
+	if w.mem != nil {
+		w.mem.rotate()
+	}
 	start := time.Now()
 	if _, err := s.exec(s.w.begin); err != nil {
 		terr := daodian.Transient(fmt.Errorf("sqlite: begin: %w", err))
@@ -272,6 +286,10 @@ func (w *writer) runBatch(batch, all []*op) (rest, _ []*op) {
 				o.done <- terr
 			}
 		}
+		return nil, all
+	}
+	if err := w.checkFile(); err != nil {
+		w.abort(batch, daodian.Transient(err))
 		return nil, all
 	}
 	ran, succeeded := 0, 0
@@ -339,6 +357,12 @@ func (w *writer) runBatch(batch, all []*op) (rest, _ []*op) {
 		answer(batch)
 		return nil, all
 	}
+	if w.mem != nil {
+		if err := w.flusher.flush(s, &w.mem.pend); err != nil {
+			w.abort(batch, daodian.Transient(err))
+			return nil, all
+		}
+	}
 	limitWritten := false
 	if w.limitDirty {
 		if _, err := s.exec(s.w.raiseIDLimit, strconv.FormatUint(w.limit, 10)); err != nil {
@@ -361,6 +385,10 @@ func (w *writer) runBatch(batch, all []*op) (rest, _ []*op) {
 	}
 	if limitWritten {
 		w.limitDirty = false
+	}
+	if w.mem != nil {
+		w.mem.pend.reset()
+		clear(w.issued)
 	}
 	if w.ckpt != nil {
 		w.ckpt.poke()
@@ -413,12 +441,24 @@ func (w *writer) checkpointTail() {
 	}
 }
 
-// runOp runs one Update under its own savepoint, which its first write opens.
+// runOp runs one Update under its own savepoint, which its first write through
+// a statement opens, and, with memory, on a stage of its own (mem.go) that
+// becomes memory's when it succeeds.
 func (w *writer) runOp(o *op) error {
 	s := w.s
 	tx := &writeTx{readTx: readTx{s: s}, w: w}
+	if w.mem != nil {
+		tx.st = newStage()
+	}
 	err := call(o.fn, tx)
 	tx.done = true
+	if err == nil && tx.st != nil && s.broken == nil {
+		defer func() {
+			if s.broken == nil {
+				w.mem.commitStage(tx.st)
+			}
+		}()
+	}
 	if s.broken != nil || !tx.savepoint {
 		return err
 	}
@@ -450,9 +490,14 @@ func call(fn func(daodian.Tx) error, tx daodian.Tx) (err error) {
 	return fn(tx)
 }
 
-// rollback ends the batch's transaction, whatever state it is in.
+// rollback ends the batch's transaction, whatever state it is in. Memory may
+// hold the batch's writes: it is forgotten.
 func (w *writer) rollback() {
 	w.dropReservation()
+	if w.mem != nil {
+		w.mem.reset()
+		clear(w.issued)
+	}
 	w.s.broken = nil
 	// An error means no transaction was open (SQLite already rolled it back).
 	_, _ = w.s.exec(w.s.w.rollback)
@@ -466,4 +511,24 @@ func (w *writer) abort(batch []*op, err error) {
 			o.done <- err
 		}
 	}
+}
+
+// checkFile drops memory if another process has written the file since the
+// writer last saw it. It runs in the batch's transaction, under the write lock,
+// so that no other write can come between the check and the batch.
+func (w *writer) checkFile() error {
+	if w.mem == nil {
+		return nil
+	}
+	row, err := w.s.queryRow(w.s.w.dataVersion, 1)
+	if err != nil {
+		return w.s.fail(err)
+	}
+	if v := asInt(row[0]); v != w.mem.version {
+		if w.mem.version != -1 {
+			w.mem.reset()
+		}
+		w.mem.version = v
+	}
+	return nil
 }
