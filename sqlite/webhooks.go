@@ -281,3 +281,21 @@ func (t *writeTx) PruneAttempts(ctx context.Context, webhookID string, keep int,
 	n2, err := t.execOnce(sqlPruneFailed, "attempts of webhook", webhookID, webhookID, micros(failedBefore))
 	return int(n1 + n2), err
 }
+
+// Inside an Update with memory (mem.go), the batch's pending records go to the
+// file first, so that these reads see the records of the Updates before this
+// one in the batch, as Records does.
+
+func (t *writeTx) RecordByID(ctx context.Context, id string) (*daodian.Record, error) {
+	if err := t.syncFile(); err != nil {
+		return nil, err
+	}
+	return t.readTx.RecordByID(ctx, id)
+}
+
+func (t *writeTx) LastRecordID(ctx context.Context) (string, error) {
+	if err := t.syncFile(); err != nil {
+		return "", err
+	}
+	return t.readTx.LastRecordID(ctx)
+}
