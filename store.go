@@ -112,6 +112,9 @@ type ReadTx interface {
 	AdminTokenByHash(ctx context.Context, hash string) (*AdminToken, error)
 	// AdminTokens returns the admin tokens in id order, at most MaxAdminTokens.
 	AdminTokens(ctx context.Context) ([]AdminToken, error)
+
+	// WebhookReader reads webhooks and their deliveries (webhooks.go).
+	WebhookReader
 }
 
 // Counts is the number of rows of each ledger table.
@@ -184,6 +187,9 @@ type Tx interface {
 	// is revoked already (the first revocation stands); ErrNotFound for an
 	// unknown id.
 	RevokeAdminToken(ctx context.Context, id string, at time.Time) error
+
+	// WebhookWriter writes webhooks and their deliveries (webhooks.go).
+	WebhookWriter
 }
 
 // RecordSequencer is implemented by a store that gives records their record_id

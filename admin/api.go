@@ -202,6 +202,7 @@ func (a *API) table() []route {
 		{"faults/{}", http.MethodDelete, a.clearFault},
 		{"requests", http.MethodGet, a.listRequests},
 		{"overview", http.MethodGet, a.overview},
+		{"events", http.MethodGet, a.events},
 	}
 }
 

@@ -93,6 +93,7 @@ type crashWorld struct {
 func runCrash(t *testing.T, db testenv.DB, cycles int) {
 	w := &crashWorld{t: t, db: db, tickets: map[string]daodian.Ticket{}}
 	w.setup()
+	hook := newCrashHook(t, db)
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 0))
@@ -112,6 +113,7 @@ func runCrash(t *testing.T, db testenv.DB, cycles int) {
 			return
 		}
 	}
+	hook.verify(t, p.Base)
 	p.Stop(t)
 	w.verify()
 	audit(t, db)

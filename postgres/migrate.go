@@ -290,6 +290,48 @@ CREATE TABLE admin_tokens (
 	revoked_at  timestamptz
 );
 `,
+	// 6: webhooks (webhooks.go). The events are the records: these tables hold
+	// only where each webhook is (cursor: the last event_id finished, 0 for
+	// none; head_*: the retry state of the event after it), the attempts, and
+	// the redeliveries asked for. secret is sealed. Small reference tables on a
+	// distributed engine, like fault_rules; the attempts are keyed by webhook.
+	`
+CREATE TABLE webhooks (
+	id            text COLLATE "C" PRIMARY KEY,
+	merchant_id   text COLLATE "C" NOT NULL,
+	url           text NOT NULL,
+	types         text NOT NULL,
+	secret        text NOT NULL,
+	created_at    timestamptz,
+	cursor        bigint NOT NULL,
+	head_event    bigint NOT NULL DEFAULT 0,
+	head_attempts integer NOT NULL DEFAULT 0,
+	head_first_at timestamptz,
+	head_next_at  timestamptz
+);
+
+CREATE TABLE webhook_attempts (
+	id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	webhook_id  text COLLATE "C" NOT NULL,
+	event_id    bigint NOT NULL,
+	event_type  text NOT NULL,
+	attempt     integer NOT NULL,
+	at          timestamptz,
+	http_status integer NOT NULL,
+	latency_us  bigint NOT NULL,
+	error       text NOT NULL,
+	outcome     text NOT NULL,
+	redelivery  boolean NOT NULL
+);
+CREATE INDEX webhook_attempts_webhook ON webhook_attempts (webhook_id, id);
+
+CREATE TABLE webhook_redeliveries (
+	webhook_id   text COLLATE "C" NOT NULL,
+	event_id     bigint NOT NULL,
+	requested_at timestamptz,
+	PRIMARY KEY (webhook_id, event_id)
+);
+`,
 }
 
 // migrate brings the schema to the latest version. It runs in one transaction

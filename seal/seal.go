@@ -1,4 +1,4 @@
-// Package seal keeps app secrets sealed at rest (SPEC §5.4): AES-256-GCM under a
+// Package seal keeps app and webhook secrets sealed at rest (SPEC §5.4): AES-256-GCM under a
 // master key that lives in a file of its own, never in the database, so that a
 // copy of the database alone (a backup, a disk image, a SELECT) reveals no
 // secret. Both stores use it; the domain keeps secrets in plain text in memory
@@ -122,6 +122,25 @@ func (k *Key) OpenApp(a *daodian.App) error {
 		}
 		*f.v = p
 	}
+	return nil
+}
+
+// webhookAD is the additional data of a webhook's secret.
+func webhookAD(id string) string { return "webhooks.secret\x00" + id }
+
+// SealWebhook returns the stored form of a webhook's secret (SPEC §9: sealed
+// like app secrets, under the same key).
+func (k *Key) SealWebhook(w *daodian.Webhook) string { return k.Seal(w.Secret, webhookAD(w.ID)) }
+
+// OpenWebhook replaces w's Secret, as read from a store, by its plain text.
+// The error names the webhook, never a secret.
+func (k *Key) OpenWebhook(w *daodian.Webhook) error {
+	p, err := k.Open(w.Secret, webhookAD(w.ID))
+	if err != nil {
+		w.Secret = ""
+		return fmt.Errorf("webhook %s: its stored secret cannot be unsealed: %w", w.ID, err)
+	}
+	w.Secret = p
 	return nil
 }
 

@@ -113,6 +113,39 @@ func TestSealApp(t *testing.T) {
 	}
 }
 
+// TestSealWebhook: a webhook's secret is bound to the webhook, and to being a
+// webhook's: an app's sealed secret does not open as a webhook's, nor the
+// other way round, nor one webhook's as another's.
+func TestSealWebhook(t *testing.T) {
+	k := newKey(t)
+	w := &daodian.Webhook{ID: "2100000000000000001", Secret: "whsec_abc"}
+	stored := k.SealWebhook(w)
+	if !IsSealed(stored) || strings.Contains(stored, "whsec_abc") {
+		t.Fatalf("SealWebhook: %q", stored)
+	}
+	got := &daodian.Webhook{ID: w.ID, Secret: stored}
+	if err := k.OpenWebhook(got); err != nil || got.Secret != "whsec_abc" {
+		t.Fatalf("OpenWebhook: %+v %v", got, err)
+	}
+	appSecret, _ := k.SealApp(&daodian.App{Key: w.ID, Secret: "whsec_abc"})
+	for _, c := range []struct {
+		name string
+		w    daodian.Webhook
+	}{
+		{"copied to another webhook", daodian.Webhook{ID: "2100000000000000002", Secret: stored}},
+		{"an app's secret of the same key", daodian.Webhook{ID: w.ID, Secret: appSecret}},
+		{"plain", daodian.Webhook{ID: w.ID, Secret: "whsec_abc"}},
+	} {
+		err := k.OpenWebhook(&c.w)
+		if err == nil || !strings.Contains(err.Error(), c.w.ID) || strings.Contains(err.Error(), "whsec_abc") || c.w.Secret != "" {
+			t.Errorf("%s: %v, left %+v", c.name, err, c.w)
+		}
+	}
+	if err := k.OpenApp(&daodian.App{Key: w.ID, Secret: stored}); !errors.Is(err, ErrOpen) {
+		t.Errorf("a webhook's sealed secret opened as an app's: %v", err)
+	}
+}
+
 func writeKeyFile(t *testing.T, dir string, content []byte, mode os.FileMode) string {
 	t.Helper()
 	p := filepath.Join(dir, "secret.key")

@@ -11,7 +11,7 @@ import (
 
 // schemaVersion is the version this binary writes; migrations[i] brings a
 // database from version i to i+1.
-const schemaVersion = 5
+const schemaVersion = 6
 
 // migrations are applied in order, each in the same transaction as the update
 // of meta.schema_version, so a crash leaves the database at one version or the
@@ -168,6 +168,45 @@ var migrations = [][]string{
 			merchant_id TEXT NOT NULL,
 			created_at  INTEGER NOT NULL,
 			revoked_at  INTEGER NOT NULL DEFAULT 0
+		) WITHOUT ROWID`,
+	},
+	// 5 → 6: webhooks (webhooks.go). The events are the records: these tables
+	// hold only where each webhook is (cursor: the last event_id finished, 0
+	// for none; head_*: the retry state of the event after it), the attempts,
+	// and the redeliveries asked for. secret is sealed.
+	{
+		`CREATE TABLE IF NOT EXISTS webhooks (
+			id            TEXT PRIMARY KEY,
+			merchant_id   TEXT NOT NULL,
+			url           TEXT NOT NULL,
+			types         TEXT NOT NULL,
+			secret        TEXT NOT NULL,
+			created_at    INTEGER NOT NULL,
+			cursor        INTEGER NOT NULL,
+			head_event    INTEGER NOT NULL DEFAULT 0,
+			head_attempts INTEGER NOT NULL DEFAULT 0,
+			head_first_at INTEGER NOT NULL DEFAULT 0,
+			head_next_at  INTEGER NOT NULL DEFAULT 0
+		) WITHOUT ROWID`,
+		`CREATE TABLE IF NOT EXISTS webhook_attempts (
+			id          INTEGER PRIMARY KEY,
+			webhook_id  TEXT NOT NULL,
+			event_id    INTEGER NOT NULL,
+			event_type  TEXT NOT NULL,
+			attempt     INTEGER NOT NULL,
+			at          INTEGER NOT NULL,
+			http_status INTEGER NOT NULL,
+			latency_us  INTEGER NOT NULL,
+			error       TEXT NOT NULL,
+			outcome     TEXT NOT NULL,
+			redelivery  INTEGER NOT NULL
+		)`,
+		`CREATE INDEX IF NOT EXISTS webhook_attempts_webhook ON webhook_attempts (webhook_id, id)`,
+		`CREATE TABLE IF NOT EXISTS webhook_redeliveries (
+			webhook_id   TEXT NOT NULL,
+			event_id     INTEGER NOT NULL,
+			requested_at INTEGER NOT NULL,
+			PRIMARY KEY (webhook_id, event_id)
 		) WITHOUT ROWID`,
 	},
 }

@@ -43,12 +43,17 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	cpuProfile := fs.String("cpu-profile", "", "without --target: have the server write a pprof CPU profile to this file")
 	serveBaseline := fs.Bool("serve-baseline", false, "internal: serve the bare baseline handler")
-	addr := fs.String("addr", "127.0.0.1:0", "internal: with --serve-baseline, the listen address")
+	addr := fs.String("addr", "127.0.0.1:0", "internal: with --serve-baseline or --serve-receiver, the listen address")
+	serveReceiver := fs.String("serve-receiver", "", "internal: serve a webhook receiver of this mode")
+	hookMode := fs.String("webhook-receiver", "", "register a webhook of the bench merchant to a receiver this process runs, and report the delivery lag: "+bench.ReceiverFast+" (answers at once) or "+bench.ReceiverSleep+" (answers after 10 s)")
 	if _, err := parse(e, fs, args); err != nil {
 		return err
 	}
 	if *serveBaseline {
 		return serveBaselineHandler(ctx, e, *addr)
+	}
+	if *serveReceiver != "" {
+		return serveReceiverHandler(ctx, e, *addr, *serveReceiver)
 	}
 	if *conc < 1 || *conc > bench.MaxConcurrency {
 		return &exitError{2, fmt.Sprintf("--concurrency must be between 1 and %d", bench.MaxConcurrency)}
@@ -58,6 +63,9 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	}
 	if *dur <= 0 || *dur > time.Hour {
 		return &exitError{2, "--duration must be between 1ns and 1h"}
+	}
+	if *hookMode != "" && (*target != "" || (*hookMode != bench.ReceiverFast && *hookMode != bench.ReceiverSleep)) {
+		return &exitError{2, "--webhook-receiver is " + bench.ReceiverFast + " or " + bench.ReceiverSleep + ", without --target"}
 	}
 	progress := func(format string, a ...any) {
 		if !*asJSON {
@@ -90,8 +98,9 @@ func runBench(ctx context.Context, e *env, args []string) error {
 
 	progress("issuing %d tickets into %s …", *tickets, describeDB(*db))
 	t0 := time.Now()
+	var hook *benchHook
+	merchant := benchMerchant
 	if err := withLedger(ctx, *ref, func(l *daodian.Ledger) error {
-		merchant := benchMerchant
 		if *target != "" {
 			app, err := lookupApp(ctx, l, *appKey)
 			if err != nil {
@@ -108,10 +117,16 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		if err := l.AddShop(ctx, daodian.Shop{MerchantID: merchant, ID: benchShop}); err != nil && !errors.Is(err, daodian.ErrDuplicate) {
 			return err
 		}
-		cfg.Tickets, err = issueBenchTickets(ctx, l, merchant, *tickets)
+		if cfg.Tickets, err = issueBenchTickets(ctx, l, merchant, *tickets); err != nil || *hookMode == "" {
+			return err
+		}
+		hook, err = startBenchHook(ctx, self, l, merchant, *hookMode)
 		return err
 	}); err != nil {
 		return err
+	}
+	if hook != nil {
+		defer hook.stopChild()
 	}
 	issueS := time.Since(t0).Seconds()
 	progress("issued in %.1fs", issueS)
@@ -148,24 +163,34 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	// (a child, counted once it has exited): on a machine they share, what one
 	// spends the other cannot, so both are reported.
 	self0, children0, cpuOK := cpuTimes()
+	server := strings.TrimSuffix(cfg.URL, "/router/rest")
+	if hook != nil {
+		hook.watch(ctx, server)
+	}
 	res, err := bench.Run(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	self1, _, _ := cpuTimes()
+	if hook != nil {
+		hook.end(ctx, server)
+	}
 	// The embedded store has one owner at a time: stop our server before auditing.
 	stopServer()
 	_, children1, _ := cpuTimes()
 
 	var rep *daodian.AuditReport
+	out := map[string]any{}
 	if err := withLedger(ctx, *ref, func(l *daodian.Ledger) error {
 		var err error
-		rep, err = l.Audit(ctx)
-		return err
+		if rep, err = l.Audit(ctx); err != nil || hook == nil {
+			return err
+		}
+		return hook.report(ctx, l, merchant, out)
 	}); err != nil {
 		return fmt.Errorf("audit after the run: %w", err)
 	}
-	out := map[string]any{
+	for k, v := range map[string]any{
 		"ops_per_s": round(res.OpsPerS), "uses_per_s": round(res.UsesPerS), "reversals_per_s": round(res.ReversePerS),
 		"replays_per_s": round(res.ReplayPerS), "baseline_per_s": round(base.OpsPerS),
 		"ratio": round3(res.OpsPerS / base.OpsPerS), "reversal_ratio": round3(res.ReversePerS / base.OpsPerS),
@@ -173,6 +198,8 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		"baseline_p99_ms": base.P99ms, "errors": res.Errors + base.Errors, "first_error": res.FirstError,
 		"requests": res.Requests, "tickets": *tickets, "concurrency": *conc, "duration_s": round3(res.DurationS),
 		"issue_s": round3(issueS), "store": storeKind(*db), "audit_violations": len(rep.Violations),
+	} {
+		out[k] = v
 	}
 	if cpuOK && res.Requests > 0 {
 		perOp := func(d time.Duration) float64 { return round3(float64(d.Microseconds()) / float64(res.Requests)) }
@@ -191,6 +218,9 @@ func runBench(ctx context.Context, e *env, args []string) error {
 			res.OpsPerS, res.UsesPerS, res.ReversePerS, res.ReplayPerS, res.P50ms, res.P99ms, res.P999ms, res.Errors)
 		fmt.Fprintf(e.stdout, "baseline %9.0f req/s  p99 %.2f ms\nratio    %.3f (all requests) / %.3f (reversals only)\naudit    %d violations over %d tickets, %d uses\n",
 			base.OpsPerS, base.P99ms, res.OpsPerS/base.OpsPerS, res.ReversePerS/base.OpsPerS, len(rep.Violations), rep.Tickets, rep.Uses)
+		if hook != nil {
+			hook.print(e.stdout, out)
+		}
 	}
 	if len(rep.Violations) > 0 {
 		return &exitError{1, fmt.Sprintf("audit found %d violations after the run: %s", len(rep.Violations), rep.Violations[0])}
@@ -300,12 +330,18 @@ func startChild(ctx context.Context, self, pattern string, args ...string) (stri
 }
 
 func serveBaselineHandler(ctx context.Context, e *env, addr string) error {
+	return serveChild(ctx, e, addr, bench.BaselineHandler(), "baseline on http://%s/router/rest\n")
+}
+
+// serveChild serves h on addr until ctx ends, for a parent bench that waits
+// for the banner (its format takes the address).
+func serveChild(ctx context.Context, e *env, addr string, h http.Handler, banner string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: bench.BaselineHandler(), ReadHeaderTimeout: readHeaderTimeout}
-	fmt.Fprintf(e.stderr, "baseline on http://%s/router/rest\n", ln.Addr())
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout}
+	fmt.Fprintf(e.stderr, banner, ln.Addr())
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

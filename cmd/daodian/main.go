@@ -56,6 +56,7 @@ func commands() []command {
 		{"reconcile", "a POS's list of a day against the ledger; exit 1 on a difference: reconcile --merchant M --date D POS.csv", runReconcile},
 		{"backup", "copy the embedded database while it serves: backup --to FILE [--db …]", runBackup},
 		{"fault", "inject faults for integration tests: fault add|list|clear …", runFault},
+		{"webhook", "webhooks of SPEC §9: webhook add|list|remove|deliveries|redeliver", runWebhook},
 		{"admin", "tokens of the admin API (/admin/v1/): admin token create|list|revoke", runAdmin},
 		{"bench", "the load generator of SPEC §6: ledger vs bare net/http baseline", runBench},
 	}

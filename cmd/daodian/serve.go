@@ -147,6 +147,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	adminAddr := fs.String("admin-addr", "", "serve the admin API and the console on this address only (e.g. 127.0.0.1:8081), not on --addr")
 	noRequestLog := fs.Bool("no-request-log", false, "keep no copy of recent requests in memory: the console's requests page and the overview's charts stay empty")
 	trustProxy := fs.Bool("trust-proxy", false, "behind a proxy: believe its X-Forwarded-Proto (the console's Secure cookie) and X-Forwarded-For (sign-in throttling)")
+	hooks := addWebhookFlags(fs)
 	if _, err := parse(e, fs, args); err != nil {
 		return err
 	}
@@ -178,6 +179,8 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		BodyReadTimeout: *bodyTimeout, Faults: gateway.FaultOptions{Disabled: *noFaults}, RequestLog: gateway.RequestLogOptions{Disabled: *noRequestLog}})
 	announceFaults(ctx, e.stderr, ledger, *noFaults)
 	watchReplication(ctx, e.stderr, metrics.Registry(), logger, store)
+	stopWebhooks := startWebhooks(ledger, hooks, metrics.Registry(), logger)
+	defer stopWebhooks()
 
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -264,7 +267,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	// Every request has been answered: no Update is pending, so closing the
-	// store loses nothing (each answered change was durable before its answer).
+	// store loses nothing (each answered change was durable before its answer);
+	// the deliverer writes its last results first.
+	stopWebhooks()
 	if err := closeStore(); err != nil {
 		return fmt.Errorf("close store: %w", err)
 	}

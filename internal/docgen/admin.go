@@ -46,6 +46,7 @@ func (g *gen) runAdmin(bin, db, cardID string) {
 	a.do("admin statement csv", a.scoped, http.MethodGet, "/admin/v1/statements?date="+today+"&format=csv", "", "")
 	a.do("admin reconciliation", a.scoped, http.MethodPost, "/admin/v1/reconciliations?date="+today, "text/csv",
 		"ticket_request_id,status,units\nu-1,used,2\nu-2,used,1\nu-5,refunded,1\nu-9,used,1\n")
+	a.do("admin events", a.scoped, http.MethodGet, "/admin/v1/events?limit=3", "", "")
 	a.do("admin forbidden", a.scoped, http.MethodGet, "/admin/v1/records?merchant=another", "", "")
 	a.do("admin bad file", a.scoped, http.MethodPost, "/admin/v1/reconciliations?date="+today, "text/csv",
 		"ticket_request_id,status\nu-1,done\n")
