@@ -1,11 +1,14 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,10 +16,12 @@ import (
 	"time"
 
 	"github.com/daodian/daodian"
+	"github.com/daodian/daodian/admin"
 	"github.com/daodian/daodian/alsc"
 	"github.com/daodian/daodian/client"
 	"github.com/daodian/daodian/internal/pgtest"
 	"github.com/daodian/daodian/internal/testenv"
+	"github.com/daodian/daodian/webhook"
 )
 
 // Bounds of TestFailover, measured from the promotion of the standby (the
@@ -50,7 +55,18 @@ const failoverWorkers = 16
 //     with exactly one effect;
 //   - `daodian audit` (a fresh process) finds nothing;
 //   - serve said at start that commits wait for a synchronous standby, and its
-//     gauge turns to 0 once it runs on the promoted standby, which has none.
+//     gauge turns to 0 once it runs on the promoted standby, which has none;
+//   - events (SPEC §9; verifyEvents): a webhook added with `daodian webhook add`
+//     before anything was written receives exactly the new primary's records,
+//     each first in event_id order, every delivery the event of that record byte
+//     for byte; every acknowledged operation has its event; the pull pages
+//     through the same events once;
+//   - the webhook lease and the numbering of records survive the switch: no
+//     gateway holds a lease on the standby while it is one (advisory locks are
+//     not replicated: a lease there would not exclude one on the primary), the
+//     gateway takes its lease again on the new primary within failoverBound of
+//     the promotion, and its numbering pass, which failed while no primary
+//     existed, numbers the new primary's records without the test's help.
 func TestFailover(t *testing.T) {
 	began := time.Now()
 	primary := pgtest.NewCluster(t, "synchronous_standby_names=*")
@@ -66,9 +82,19 @@ func TestFailover(t *testing.T) {
 	t.Logf("clusters ready in %v", time.Since(began).Round(time.Millisecond))
 
 	app := createApp(t, db)
+	// The webhook comes before any record: every record of the test is an
+	// event the receiver must get.
+	hook := newHookReceiver(t)
+	addHook(t, db, hook)
+	_, token := adminToken(t, db, "--name", "failover")
 	tickets, sdkTicket := issueTickets(t, db, failoverWorkers)
 
 	gw := testenv.StartServe(t, db.Args()...)
+	// The gateway holds the lease before the other starts: after the failover
+	// it must take it again itself.
+	waitFor(t, 10*time.Second, "the gateway to take the webhook lease", func() bool {
+		return slices.Equal(leaseHolders(t, db.URL), []int{gw.Cmd.Process.Pid})
+	})
 	// A gateway whose URL does not insist on a primary: it reaches the standby
 	// when the primary is gone, and must not call itself ready there.
 	loose := testenv.StartServe(t, testenv.DB{URL: "postgres://postgres@" + hosts + "/daodian?sslmode=disable&connect_timeout=5", KeyFile: db.KeyFile}.Args()...)
@@ -102,6 +128,9 @@ func TestFailover(t *testing.T) {
 	if l.acked.Load() == 0 {
 		t.Fatal("no operation acknowledged in 2s before the failover")
 	}
+	if hook.unique() == 0 {
+		t.Fatal("no event delivered in 2s before the failover")
+	}
 
 	stopAt := time.Now()
 	primary.StopImmediately(t)
@@ -129,6 +158,21 @@ func TestFailover(t *testing.T) {
 			}
 		}
 	}
+	// The other gateway reaches the standby, where advisory locks work but are
+	// not replicated: a lease taken there would not exclude the same lease on
+	// a primary. Once it has found its lease session gone, and polled again, it
+	// must hold none there.
+	waitFor(t, failoverBound, "the gateway that may reach the standby to lose its lease session", func() bool {
+		return strings.Contains(loose.Stdout(), "the leases were lost")
+	})
+	time.Sleep(3 * webhook.DefaultPoll)
+	if pids := leaseHolders(t, standby.URL("daodian")); len(pids) != 0 {
+		t.Errorf("gateways %v hold a webhook lease on the standby", pids)
+	}
+	// Its part is done; after the promotion its lease session would compete
+	// with the gateway's for the lease.
+	loose.Kill(t)
+	deliveredInOutage := hook.unique()
 	time.Sleep(time.Until(stopped.Add(time.Second)))
 
 	promoteAt := time.Now()
@@ -137,6 +181,10 @@ func TestFailover(t *testing.T) {
 	promoted := time.Now()
 	readyAt := waitReady(t, gw, promoteAt.Add(failoverBound))
 	first := l.firstSuccessAfter(loadCtx, promoteAt, promoteAt.Add(failoverBound))
+	waitFor(t, failoverBound, "the gateway to take the webhook lease on the new primary", func() bool {
+		return slices.Equal(leaseHolders(t, db.URL), []int{gw.Cmd.Process.Pid})
+	})
+	leasedAt := time.Now()
 
 	// Keep the load going on the new primary, until serve has seen that it has no
 	// synchronous standby (it reads the settings every 10s).
@@ -163,6 +211,8 @@ func TestFailover(t *testing.T) {
 		readyAt.Sub(promoteAt).Round(time.Millisecond), first.Sub(stopped).Round(time.Millisecond), first.Sub(promoteAt).Round(time.Millisecond))
 	t.Logf("%d operations acknowledged (%d before the stop); %d transient answers, %d of them while no primary existed; client.ReverseWithRetry retried %d times",
 		l.acked.Load(), ackedBefore, l.transient.Load(), l.outageTransient.Load(), sdkRetries.Load())
+	t.Logf("webhook lease taken on the new primary %v after the promotion; %d events first delivered by the promotion",
+		leasedAt.Sub(promoteAt).Round(time.Millisecond), deliveredInOutage)
 	if l.outageTransient.Load() == 0 {
 		t.Error("no request was answered while no primary existed: the outage was not exercised")
 	}
@@ -171,7 +221,9 @@ func TestFailover(t *testing.T) {
 	}
 
 	// Judged from the database, by a fresh connection to the new primary.
-	checked := l.verify(testenv.DB{URL: standby.URL("daodian"), KeyFile: db.KeyFile}, app.Key, sdkTicket)
+	newPrimary := testenv.DB{URL: standby.URL("daodian"), KeyFile: db.KeyFile}
+	checked := l.verify(newPrimary, app.Key, sdkTicket)
+	l.verifyEvents(gw, newPrimary, hook, token, sdkTicket)
 	out, err := db.Command(t, "audit").CombinedOutput()
 	if err != nil {
 		t.Fatalf("daodian audit after the failover: %v\n%s", err, out)
@@ -463,6 +515,173 @@ func (l *failoverLoad) verify(db testenv.DB, appKey string, sdkTicket daodian.Ti
 			len(uses[sdkTicket.ID]), reversed, avail[sdkTicket.ID])
 	}
 	return checked + 3 // client.ReverseWithRetry's two uses and its reversal
+}
+
+// verifyEvents checks the events of the failover (SPEC §9) against the records
+// of db, the new primary, read by a fresh connection. What may legitimately
+// differ between the old primary and the new one is the transactions that
+// committed on the old one and never reached the standby: with synchronous
+// replication their commits were visible to no other session (a commit waits
+// for the standby before it shows) and answered no client, so no event of
+// theirs can have been delivered, and their terminals, retrying the same
+// request ids, made them again on the new primary, where they got new ids.
+// Hence, exactly:
+//   - serve numbers every record committed on the new primary: its queue
+//     empties without the test's help, once the load stops; its numbering
+//     pass failed while no primary existed and said when it worked again;
+//   - every record of the new primary (after a numbering pass of the test's
+//     own) reaches the receiver, within a bounded wait;
+//   - every delivery, resends included, is byte for byte the event of the new
+//     primary's record of its event_id: nothing delivered before the switch
+//     is missing from the new primary or has changed id there;
+//   - events first arrive in event_id order, and no two deliveries overlap
+//     (one deliverer at a time, also across the switch);
+//   - each acknowledged use and reversal has its one event, and no use or
+//     reversal event lacks an acknowledged operation;
+//   - GET /admin/v1/events pages through the same events, once each, in order;
+//   - the webhook's stored cursor reaches the last event and its lag gauge 0.
+func (l *failoverLoad) verifyEvents(gw *testenv.Process, db testenv.DB, hook *hookReceiver, token string, sdkTicket daodian.Ticket) {
+	t := l.t
+	ctx := context.Background()
+	s := db.Open(t)
+	defer s.Close()
+	records := func() []daodian.Record {
+		var recs []daodian.Record
+		err := s.View(ctx, func(tx daodian.ReadTx) error {
+			return tx.EachRecord(ctx, func(r *daodian.Record) error { recs = append(recs, *r); return nil })
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return recs
+	}
+	waitFor(t, 10*time.Second, "serve to number the records committed on the new primary", func() bool {
+		return !slices.ContainsFunc(records(), func(r daodian.Record) bool { return r.ID == "" })
+	})
+	for _, line := range []string{"numbering records failed", "numbering records again", "webhooks: the leases were lost"} {
+		if !strings.Contains(gw.Stdout(), line) {
+			t.Errorf("serve did not log %q", line)
+		}
+	}
+	if _, err := s.(daodian.RecordSequencer).SequenceRecords(ctx); err != nil {
+		t.Fatal(err)
+	}
+	recs := records()
+	byID := make(map[string]*daodian.Record, len(recs))
+	for i := range recs {
+		if recs[i].ID == "" {
+			t.Fatalf("a record is still unnumbered after a numbering pass: %+v", recs[i])
+		}
+		byID[recs[i].ID] = &recs[i]
+	}
+
+	var missing []string
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		missing = missing[:0]
+		hook.mu.Lock()
+		for _, r := range recs {
+			if hook.seen[r.ID] == 0 {
+				missing = append(missing, r.ID)
+			}
+		}
+		hook.mu.Unlock()
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(missing) > 0 {
+		t.Errorf("%d of the new primary's %d events never reached the receiver (within 60s of the end of the load), the first %v",
+			len(missing), len(recs), missing[:min(len(missing), 5)])
+	}
+	hook.mu.Lock()
+	all, first, overlaps := slices.Clone(hook.all), slices.Clone(hook.first), hook.overlaps
+	hook.mu.Unlock()
+	var wrong []string
+	for _, d := range all {
+		id := d.header.Get("X-Daodian-Event-Id")
+		r := byID[id]
+		if r == nil {
+			wrong = append(wrong, fmt.Sprintf("event %s delivered, not in the new primary", id))
+			continue
+		}
+		want, err := admin.EventJSON(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(d.body, want) {
+			wrong = append(wrong, fmt.Sprintf("event %s delivered as %s, the new primary's is %s", id, d.body, want))
+		}
+	}
+	if len(wrong) > 0 {
+		t.Errorf("%d deliveries are not the new primary's events, the first: %q", len(wrong), wrong[:min(len(wrong), 3)])
+	}
+	for i := 1; i < len(first); i++ {
+		if !daodian.IDAfter(first[i], first[i-1]) {
+			t.Errorf("event %s first arrived after event %s", first[i], first[i-1])
+		}
+	}
+	if overlaps != 0 {
+		t.Errorf("%d deliveries overlapped: two deliverers of one webhook at once", overlaps)
+	}
+
+	// Acknowledged operations and use and reversal events, one to one.
+	type opKey struct {
+		kind daodian.RecordKind
+		rid  string
+	}
+	events := map[opKey][]*daodian.Record{}
+	for i := range recs {
+		if r := &recs[i]; r.Kind == daodian.RecordUse || r.Kind == daodian.RecordReversal {
+			events[opKey{r.Kind, r.RequestID}] = append(events[opKey{r.Kind, r.RequestID}], r)
+		}
+	}
+	acked := 0
+	expect := func(ticketID string, use bool, rid, transID string) {
+		acked++
+		k := opKey{daodian.RecordReversal, rid}
+		if use {
+			k.kind = daodian.RecordUse
+		}
+		rs := events[k]
+		if len(rs) != 1 || rs[0].TicketID != ticketID || (transID != "" && rs[0].TransID != transID) {
+			t.Errorf("acknowledged %s %s of ticket %s (use %s): events %+v, want one", k.kind, rid, ticketID, transID, rs)
+		}
+	}
+	for i, tk := range l.tickets {
+		for _, op := range l.acks[i] {
+			expect(tk.ID, op.use, op.rid, op.transID)
+		}
+	}
+	expect(sdkTicket.ID, true, "sdk-u1", "")
+	expect(sdkTicket.ID, true, "sdk-u2", "")
+	expect(sdkTicket.ID, false, "sdk-r", "")
+	if n := len(events); n != acked {
+		t.Errorf("%d use and reversal events in the new primary, %d operations acknowledged", n, acked)
+	}
+
+	pulled := pullEvents(t, gw.Base, token, "")
+	if len(pulled) != len(recs) {
+		t.Errorf("GET /admin/v1/events paged through %d events, the new primary has %d", len(pulled), len(recs))
+	}
+	for i := range min(len(pulled), len(recs)) {
+		if want := admin.EventOf(&recs[i]); !reflect.DeepEqual(pulled[i], want) {
+			t.Errorf("GET /admin/v1/events: event %d of the pull is %+v, want %+v", i, pulled[i], want)
+			break
+		}
+	}
+
+	last := recs[len(recs)-1].ID
+	waitFor(t, 5*time.Second, "the webhook's stored cursor to reach the last event", func() bool {
+		var hooks []daodian.Webhook
+		err := s.View(ctx, func(tx daodian.ReadTx) error { var err error; hooks, err = tx.Webhooks(ctx); return err })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(hooks) == 1 && hooks[0].Cursor == last
+	})
+	waitFor(t, 5*time.Second, "daodian_webhook_lag_seconds 0", func() bool { return gauge(t, gw.Base, "daodian_webhook_lag_seconds") == 0 })
+	t.Logf("%d events in the new primary; %d deliveries, %d of them sent again; %d pulled; %d acknowledged operations",
+		len(recs), len(all), len(all)-len(first), len(pulled), acked)
 }
 
 // readyz returns the status of GET /readyz of a serve process.

@@ -168,8 +168,19 @@ func TestWebhookLeaseTakeover(t *testing.T) {
 // webhook lease: its lease session names it.
 func leaseHolder(t *testing.T, db testenv.DB) int {
 	t.Helper()
+	pids := leaseHolders(t, db.URL)
+	if len(pids) != 1 {
+		t.Fatalf("gateways holding a webhook lease: %v, want one", pids)
+	}
+	return pids[0]
+}
+
+// leaseHolders returns the process ids of the gateways holding a webhook lease
+// on the server of url (a standby too: advisory locks work there).
+func leaseHolders(t *testing.T, url string) []int {
+	t.Helper()
 	ctx := context.Background()
-	c, err := pgx.Connect(ctx, db.URL)
+	c, err := pgx.Connect(ctx, url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,12 +199,16 @@ func leaseHolder(t *testing.T, db testenv.DB) int {
 		names = append(names, s)
 	}
 	rows.Close()
-	if len(names) != 1 {
-		t.Fatalf("sessions holding a webhook lease: %q, want one", names)
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
 	}
-	pid, err := strconv.Atoi(names[0][strings.LastIndexByte(names[0], ' ')+1:])
-	if err != nil || pid == os.Getpid() {
-		t.Fatalf("lease session %q names no gateway", names[0])
+	pids := make([]int, len(names))
+	for i, name := range names {
+		pid, err := strconv.Atoi(name[strings.LastIndexByte(name, ' ')+1:])
+		if err != nil || pid == os.Getpid() {
+			t.Fatalf("lease session %q names no gateway", name)
+		}
+		pids[i] = pid
 	}
-	return pid
+	return pids
 }

@@ -262,6 +262,29 @@ func TestSynchronousReplication(t *testing.T) {
 		}
 	})
 
+	t.Run("no webhook lease on a standby", func(t *testing.T) {
+		if l, err := s.WebhookLeases(ctx); err != nil {
+			t.Fatalf("primary: %v", err)
+		} else if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		// A standby grants advisory locks but does not replicate them: a
+		// lease there would not exclude the same lease on the primary.
+		pool, err := pgxpool.New(ctx, p.standby.URL("daodian"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pool.Close()
+		onStandby := &Store{pool: pool, opts: Options{}.withDefaults()}
+		l, err := onStandby.WebhookLeases(ctx)
+		if err == nil {
+			_ = l.Close()
+		}
+		if !errors.Is(err, daodian.ErrTransient) || !strings.Contains(err.Error(), "standby") {
+			t.Fatalf("standby: got %v, want a transient error naming the standby", err)
+		}
+	})
+
 	t.Run("Replication reports the settings", func(t *testing.T) {
 		r, err := s.Replication(ctx)
 		if err != nil || !r.Synchronous() || r.SynchronousStandbyNames != "*" || r.SynchronousCommit != "on" {

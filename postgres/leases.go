@@ -52,6 +52,16 @@ func (s *Store) WebhookLeases(ctx context.Context) (daodian.WebhookLeases, error
 	if err != nil {
 		return nil, daodian.Transient(fmt.Errorf("postgres: connect for webhook leases: %w", err))
 	}
+	// A standby grants advisory locks too, but does not replicate them: a
+	// lease taken there would not keep a gateway on the primary from holding
+	// the same lease, and two would deliver one webhook at once. A URL that
+	// lets a gateway reach the standby (no target_session_attrs=read-write)
+	// does so while the primary is down; after a promotion the session would
+	// even go on holding the lease on the new primary.
+	if err := refuseStandby(ctx, c); err != nil {
+		_ = c.Close(ctx)
+		return nil, err
+	}
 	l := &leases{c: c, held: map[string]int64{}, lost: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
 	go l.watch()
 	return l, nil
@@ -82,6 +92,20 @@ func (l *leases) fail() {
 	cctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_ = l.c.Close(cctx)
+}
+
+// refuseStandby fails, transiently, unless c is on a primary.
+func refuseStandby(ctx context.Context, c *pgx.Conn) error {
+	ctx, cancel := context.WithTimeout(ctx, leaseTimeout)
+	defer cancel()
+	var standby bool
+	if err := c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&standby); err != nil {
+		return daodian.Transient(fmt.Errorf("postgres: webhook leases: %w", err))
+	}
+	if standby {
+		return daodian.Transient(errors.New("postgres: the server is a standby, where webhook leases would not exclude the primary's; list every host of the cluster in the URL with target_session_attrs=read-write"))
+	}
+	return nil
 }
 
 // Acquire takes a webhook's lease if it is free; holding it already is true.

@@ -136,8 +136,9 @@ type Process struct {
 
 	mu     sync.Mutex
 	stderr bytes.Buffer
-	found  bool        // serve has said it serves, on ready
-	ready  chan string // the URL serve said it serves on
+	stdout bytes.Buffer // serve's log
+	found  bool         // serve has said it serves, on ready
+	ready  chan string  // the URL serve said it serves on
 }
 
 // StartServe starts `daodian serve --addr 127.0.0.1:0 args…` from Binary and
@@ -177,6 +178,7 @@ func StartServeWith(t testing.TB, o ServeOptions, args ...string) *Process {
 	// Stderr goes through p.Write, not a pipe: the server never blocks on a
 	// full pipe, and Wait returns only once all of it is in p.stderr.
 	cmd.Stderr = p
+	cmd.Stdout = stdoutOf{p}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %v: %v", argv, err)
 	}
@@ -224,6 +226,23 @@ func (p *Process) Write(b []byte) (int, error) {
 		}
 	}
 	return len(b), nil
+}
+
+// stdoutOf collects a process's standard output.
+type stdoutOf struct{ p *Process }
+
+func (w stdoutOf) Write(b []byte) (int, error) {
+	w.p.mu.Lock()
+	defer w.p.mu.Unlock()
+	return w.p.stdout.Write(b)
+}
+
+// Stdout returns what the process has written to its standard output so far:
+// serve's log.
+func (p *Process) Stdout() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stdout.String()
 }
 
 // Stderr returns what the process has written to its standard error so far.
