@@ -34,6 +34,8 @@ func RunWebhooks(t *testing.T, f Factory, storedSecret func(t *testing.T, s daod
 		{"SaveDelivery", testSaveDelivery},
 		{"PruneAttempts", testPruneAttempts},
 		{"Redeliver", testRedeliver},
+		{"RedeliverForOneMerchant", testRedeliverFor},
+		{"WebhookStatuses", testWebhookStatuses},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.fn(t, f) })
 	}
@@ -607,5 +609,127 @@ func testRedeliver(t *testing.T, f Factory) {
 	}
 	if _, err := w.Ledger.DeliveryAttempts(w.Ctx, daodian.AttemptQuery{WebhookID: all.ID, Limit: daodian.MaxAttemptsPage + 1}); !isInvalid(err) {
 		t.Errorf("attempts with too large a limit: %v", err)
+	}
+}
+
+// testRedeliverFor: on behalf of one merchant, an event or a webhook of
+// another merchant is refused exactly as one that does not exist, and nothing
+// is queued; the merchant's own are redelivered as by Redeliver.
+func testRedeliverFor(t *testing.T, f Factory) {
+	w := historyWorld(t, f)
+	mine, err := w.Ledger.AddWebhook(w.Ctx, daodian.WebhookSpec{MerchantID: M1, URL: "https://a.example/"})
+	must(t, err)
+	theirs, err := w.Ledger.AddWebhook(w.Ctx, daodian.WebhookSpec{MerchantID: M2, URL: "https://c.example/"})
+	must(t, err)
+	w.MustUse(w.A, w.Issue(1, 1).Tickets[0].Code, 1, "u1")
+	_, err = w.Ledger.Issue(w.Ctx, daodian.IssueRequest{MerchantID: M2, Quantity: 1, ItemName: "x",
+		ValidFrom: w.Clock.Now().Add(-time.Hour), ValidTo: w.Clock.Now().Add(time.Hour)})
+	must(t, err)
+	last := w.lastRecordID()
+	update(t, w.Store, func(ctx context.Context, tx daodian.Tx) error {
+		for _, id := range []string{mine.ID, theirs.ID} {
+			if _, err := tx.SaveDelivery(ctx, &daodian.DeliveryUpdate{WebhookID: id, Cursor: last}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	use := w.events(mine.Cursor, 10)
+	var m2Event string
+	must(t, w.Store.View(w.Ctx, func(tx daodian.ReadTx) error {
+		return tx.EachRecord(w.Ctx, func(r *daodian.Record) error {
+			if r.MerchantID == M2 {
+				m2Event = r.ID
+			}
+			return nil
+		})
+	}))
+	missing := "9" + last
+	for _, c := range []struct {
+		name, event, webhook string
+		want                 string
+	}{
+		{"another merchant's event", m2Event, "", "event " + m2Event + ": not found"},
+		{"another merchant's event, to my webhook", m2Event, mine.ID, "event " + m2Event + ": not found"},
+		{"an unknown event", missing, "", "event " + missing + ": not found"},
+		{"another merchant's webhook", use[len(use)-1].ID, theirs.ID, "webhook " + theirs.ID + ": not found"},
+		{"an unknown webhook", use[len(use)-1].ID, tid(77), "webhook " + tid(77) + ": not found"},
+	} {
+		q, err := w.Ledger.RedeliverFor(w.Ctx, M1, c.event, c.webhook)
+		var nf *daodian.NotFoundError
+		if q != nil || !errors.Is(err, daodian.ErrNotFound) || !errors.As(err, &nf) || err.Error() != c.want {
+			t.Errorf("%s: %v %v, want %q", c.name, q, err, c.want)
+		}
+	}
+	if rs := readRedeliveries(t, w.Store); len(rs) != 0 {
+		t.Fatalf("refused redeliveries queued %+v", rs)
+	}
+	queued, err := w.Ledger.RedeliverFor(w.Ctx, M1, use[len(use)-1].ID, "")
+	must(t, err)
+	same(t, "queued for", []string{mine.ID}, queued)
+	// For every merchant, another merchant's event is theirs to redeliver.
+	queued, err = w.Ledger.RedeliverFor(w.Ctx, "", m2Event, "")
+	must(t, err)
+	same(t, "queued for", []string{theirs.ID}, queued)
+}
+
+// testWebhookStatuses: each webhook's oldest pending event is the first event
+// after its cursor of a type it receives, of its merchant; nil once it is past
+// every one; a merchant's or one webhook's alone.
+func testWebhookStatuses(t *testing.T, f Factory) {
+	w := historyWorld(t, f)
+	all, err := w.Ledger.AddWebhook(w.Ctx, daodian.WebhookSpec{MerchantID: M1, URL: "https://a.example/"})
+	must(t, err)
+	refunds, err := w.Ledger.AddWebhook(w.Ctx, daodian.WebhookSpec{MerchantID: M1, URL: "https://b.example/", Types: []daodian.EventType{daodian.EventRefunded}})
+	must(t, err)
+	other, err := w.Ledger.AddWebhook(w.Ctx, daodian.WebhookSpec{MerchantID: M2, URL: "https://c.example/"})
+	must(t, err)
+	statuses := func(merchant, webhook string) map[string]string {
+		t.Helper()
+		sts, err := w.Ledger.WebhookStatuses(w.Ctx, merchant, webhook)
+		must(t, err)
+		out := map[string]string{}
+		for _, st := range sts {
+			if st.Secret != "" {
+				t.Fatalf("webhook %s listed with its secret", st.ID)
+			}
+			out[st.ID] = "-"
+			if st.Pending != nil {
+				out[st.ID] = st.Pending.ID
+			}
+		}
+		return out
+	}
+	same(t, "statuses of a quiet ledger", map[string]string{all.ID: "-", refunds.ID: "-", other.ID: "-"}, statuses("", ""))
+	tk := w.Issue(1, 2).Tickets[0] // an issue of M1, then a use
+	w.Clock.Advance(time.Minute)
+	w.MustUse(w.A, tk.Code, 1, "u1")
+	evs := w.events(all.Cursor, 10)
+	if len(evs) != 2 {
+		t.Fatalf("events after the webhook: %+v", evs)
+	}
+	same(t, "M1's statuses", map[string]string{all.ID: evs[0].ID, refunds.ID: "-"}, statuses(M1, ""))
+	sts, err := w.Ledger.WebhookStatuses(w.Ctx, M1, all.ID)
+	must(t, err)
+	if len(sts) != 1 || sts[0].Pending == nil || !sts[0].Pending.At.Equal(evs[0].At) || sts[0].URL != all.URL {
+		t.Fatalf("one webhook's status: %+v", sts)
+	}
+	// Past the issue: the use is pending; past the use: nothing.
+	for i, want := range []string{evs[1].ID, "-"} {
+		update(t, w.Store, func(ctx context.Context, tx daodian.Tx) error {
+			_, err := tx.SaveDelivery(ctx, &daodian.DeliveryUpdate{WebhookID: all.ID, Cursor: evs[i].ID})
+			return err
+		})
+		same(t, "after a delivery", map[string]string{all.ID: want}, statuses("", all.ID))
+	}
+	for _, c := range []struct{ merchant, webhook string }{{M2, all.ID}, {"", tid(77)}} {
+		_, err := w.Ledger.WebhookStatuses(w.Ctx, c.merchant, c.webhook)
+		var nf *daodian.NotFoundError
+		if !errors.As(err, &nf) || nf.What != "webhook" {
+			t.Errorf("status of webhook %s of merchant %q: %v, want not found", c.webhook, c.merchant, err)
+		}
+	}
+	if _, err := w.Ledger.WebhookStatuses(w.Ctx, "", "x"); !isInvalid(err) {
+		t.Errorf("status of webhook x: %v", err)
 	}
 }
