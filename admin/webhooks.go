@@ -232,18 +232,7 @@ func (a *API) AddWebhook(ctx context.Context, who Caller, n NewWebhook) (Webhook
 	return WebhookWithSecret{Webhook: WebhookOf(wh), Secret: wh.Secret}, nil
 }
 
-func (a *API) addWebhook(c *call, _ string) {
-	var n NewWebhook
-	if _, err := params(c); err != nil {
-		c.fail(err)
-		return
-	}
-	if !readJSON(c, &n) {
-		return
-	}
-	out, err := a.AddWebhook(c.r.Context(), c.caller(), n)
-	answer(c, http.StatusCreated, out, err)
-}
+func (a *API) addWebhook(c *call, _ string) { posted(c, http.StatusCreated, a.AddWebhook) }
 
 // RemovedWebhook is `{"webhook_id", "removed": true}`.
 type RemovedWebhook struct {
@@ -383,15 +372,4 @@ func (a *API) Redeliver(ctx context.Context, who Caller, n NewRedelivery) (Redel
 	return Redelivery{EventID: n.EventID, WebhookIDs: queued}, nil
 }
 
-func (a *API) redeliver(c *call, _ string) {
-	var n NewRedelivery
-	if _, err := params(c); err != nil {
-		c.fail(err)
-		return
-	}
-	if !readJSON(c, &n) {
-		return
-	}
-	out, err := a.Redeliver(c.r.Context(), c.caller(), n)
-	answer(c, http.StatusAccepted, out, err)
-}
+func (a *API) redeliver(c *call, _ string) { posted(c, http.StatusAccepted, a.Redeliver) }

@@ -3,7 +3,6 @@ package admin_test
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/url"
 	"strings"
 	"testing"
@@ -13,34 +12,6 @@ import (
 	"github.com/daodian/daodian/admin"
 	"github.com/daodian/daodian/storetest"
 )
-
-// storedWebhooks reads every webhook as the store keeps it, secrets in plain.
-func (e *env) storedWebhooks() []daodian.Webhook {
-	e.t.Helper()
-	var hooks []daodian.Webhook
-	if err := e.w.Store.View(e.w.Ctx, func(tx daodian.ReadTx) error {
-		var err error
-		hooks, err = tx.Webhooks(e.w.Ctx)
-		return err
-	}); err != nil {
-		e.t.Fatal(err)
-	}
-	return hooks
-}
-
-// saveDelivery writes a deliverer's batch about a webhook.
-func (e *env) saveDelivery(u daodian.DeliveryUpdate) {
-	e.t.Helper()
-	if err := e.w.Store.Update(e.w.Ctx, func(tx daodian.Tx) error {
-		ok, err := tx.SaveDelivery(e.w.Ctx, &u)
-		if err == nil && !ok {
-			err = fmt.Errorf("webhook %s is gone", u.WebhookID)
-		}
-		return err
-	}); err != nil {
-		e.t.Fatal(err)
-	}
-}
 
 // addWebhook adds a webhook through the API and returns the answer.
 func (e *env) addWebhook(token, body string) admin.WebhookWithSecret {
@@ -65,7 +36,7 @@ func TestWebhooks(t *testing.T) {
 	if theirs.MerchantID != storetest.M2 || len(theirs.Types) != 0 || theirs.Secret == mine.Secret {
 		t.Fatalf("added for m2 %+v", theirs)
 	}
-	stored := e.storedWebhooks()
+	stored := e.w.StoredWebhooks()
 	if len(stored) != 2 || stored[0].ID != mine.WebhookID || stored[0].Secret != mine.Secret || stored[1].Secret != theirs.Secret {
 		t.Fatalf("stored %+v", stored)
 	}
@@ -136,7 +107,7 @@ func TestWebhooks(t *testing.T) {
 	// Attempts: two retries (500, then refused), then delivered; one event
 	// marked failed before.
 	at := e.w.Clock.Now()
-	e.saveDelivery(daodian.DeliveryUpdate{WebhookID: mine.WebhookID, Attempts: []daodian.DeliveryAttempt{
+	e.w.SaveDelivery(daodian.DeliveryUpdate{WebhookID: mine.WebhookID, Attempts: []daodian.DeliveryAttempt{
 		{EventID: mine.Cursor, EventType: daodian.EventUsed, Attempt: 16, At: at.Add(-time.Hour), HTTPStatus: 503, Latency: 12 * time.Millisecond, Error: "HTTP 503", Outcome: daodian.Failed},
 		{EventID: useEvent, EventType: daodian.EventUsed, Attempt: 1, At: at, HTTPStatus: 500, Latency: 40 * time.Millisecond, Error: "HTTP 500", Outcome: daodian.Retrying},
 	}, Head: &daodian.HeadState{EventID: useEvent, Attempts: 1, FirstAt: at, NextAt: at.Add(time.Second)}})
@@ -144,7 +115,7 @@ func TestWebhooks(t *testing.T) {
 		t.Errorf("m1's overview with a retry: webhooks %+v", o.Webhooks)
 	}
 	e.w.Clock.Advance(2 * time.Second)
-	e.saveDelivery(daodian.DeliveryUpdate{WebhookID: mine.WebhookID, Attempts: []daodian.DeliveryAttempt{
+	e.w.SaveDelivery(daodian.DeliveryUpdate{WebhookID: mine.WebhookID, Attempts: []daodian.DeliveryAttempt{
 		{EventID: useEvent, EventType: daodian.EventUsed, Attempt: 2, At: at.Add(time.Second), Error: "connection refused", Outcome: daodian.Retrying},
 		{EventID: useEvent, EventType: daodian.EventUsed, Attempt: 3, At: at.Add(2 * time.Second), HTTPStatus: 204, Latency: 3 * time.Millisecond, Outcome: daodian.Delivered},
 	}, Cursor: useEvent, Head: &daodian.HeadState{}})
@@ -195,13 +166,8 @@ func TestWebhooks(t *testing.T) {
 	if strings.Join(r.WebhookIDs, ",") != mine.WebhookID {
 		t.Errorf("redelivered to every webhook of m1: %+v", r)
 	}
-	var reds []daodian.Redelivery
-	if err := e.w.Store.View(e.w.Ctx, func(tx daodian.ReadTx) error {
-		var err error
-		reds, err = tx.Redeliveries(e.w.Ctx)
-		return err
-	}); err != nil || len(reds) != 1 || reds[0].EventID != useEvent || reds[0].WebhookID != mine.WebhookID {
-		t.Errorf("redeliveries queued: %+v (%v)", reds, err)
+	if reds := e.w.StoredRedeliveries(); len(reds) != 1 || reds[0].EventID != useEvent || reds[0].WebhookID != mine.WebhookID {
+		t.Errorf("redeliveries queued: %+v", reds)
 	}
 
 	// Never a secret but in the answer that added the webhook.
@@ -226,7 +192,7 @@ func TestWebhooks(t *testing.T) {
 	if a := e.get("/admin/v1/webhooks/"+mine.WebhookID+"/deliveries", e.m1); a.status != 404 {
 		t.Errorf("deliveries of a removed webhook: %d %s", a.status, a.body)
 	}
-	if stored := e.storedWebhooks(); len(stored) != 1 || stored[0].ID != theirs.WebhookID {
+	if stored := e.w.StoredWebhooks(); len(stored) != 1 || stored[0].ID != theirs.WebhookID {
 		t.Errorf("stored after the removal: %+v", stored)
 	}
 }
@@ -246,14 +212,7 @@ func TestWebhooksErrors(t *testing.T) {
 	m2Event := m2evs.Events[0].EventID
 	const missing = "2100000000000999999"
 	hook, hook2 := "/admin/v1/webhooks/"+mine.WebhookID, "/admin/v1/webhooks/"+theirs.WebhookID
-	for _, c := range []struct {
-		name         string
-		method, path string
-		token, body  string
-		ctype        string
-		status       int
-		code         string
-	}{
+	e.refuse(t, []refusal{
 		{"no token, list", "GET", "/admin/v1/webhooks", "", "", "", 401, "unauthorized"},
 		{"no token, add", "POST", "/admin/v1/webhooks", "", `{"url":"http://127.0.0.1:9/"}`, "", 401, "unauthorized"},
 		{"no token, redeliver", "POST", "/admin/v1/redeliveries", "", `{"event_id":"1"}`, "", 401, "unauthorized"},
@@ -307,42 +266,16 @@ func TestWebhooksErrors(t *testing.T) {
 		{"redeliver to a webhook not receiving it", "POST", "/admin/v1/redeliveries", "M1", `{"event_id":"` + notReached + `","webhook_id":"` + mine.WebhookID + `"}`, "", 409, "conflict"},
 		{"redeliver, an unknown member", "POST", "/admin/v1/redeliveries", "M1", `{"event":"1"}`, "", 400, "invalid_parameter"},
 		{"GET redeliveries", "GET", "/admin/v1/redeliveries", "M1", "", "", 405, "method_not_allowed"},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			token := strings.NewReplacer("ALL", e.all, "M1", e.m1, "REVOKED", e.revoked).Replace(c.token)
-			var body io.Reader
-			if c.body != "" {
-				body = strings.NewReader(c.body)
-			}
-			ctype := c.ctype
-			if ctype == "" {
-				ctype = "application/json"
-			}
-			a := e.req(c.method, c.path, token, body, "Content-Type", ctype)
-			if a.status != c.status {
-				t.Fatalf("%s %s: %d %s, want %d", c.method, c.path, a.status, a.body, c.status)
-			}
-			if code := a.errorCode(t); code != c.code {
-				t.Errorf("code %q (%s), want %q", code, a.body, c.code)
-			}
-			if c.status == 405 && a.header.Get("Allow") == "" {
-				t.Error("405 without Allow")
-			}
-			if strings.Contains(a.body, "hunter2") {
-				t.Errorf("the answer echoes a URL's password: %s", a.body)
-			}
-		})
-	}
-	if stored := e.storedWebhooks(); len(stored) != 2 {
+	}, func(t *testing.T, a answer) {
+		if strings.Contains(a.body, "hunter2") {
+			t.Errorf("the answer echoes a URL's password: %s", a.body)
+		}
+	})
+	if stored := e.w.StoredWebhooks(); len(stored) != 2 {
 		t.Errorf("refused requests changed the webhooks: %+v", stored)
 	}
-	var reds []daodian.Redelivery
-	if err := e.w.Store.View(e.w.Ctx, func(tx daodian.ReadTx) error {
-		var err error
-		reds, err = tx.Redeliveries(e.w.Ctx)
-		return err
-	}); err != nil || len(reds) != 0 {
-		t.Errorf("refused redeliveries queued %+v (%v)", reds, err)
+	if reds := e.w.StoredRedeliveries(); len(reds) != 0 {
+		t.Errorf("refused redeliveries queued %+v", reds)
 	}
 	if strings.Contains(e.logs.String(), "hunter2") {
 		t.Error("the log holds a URL's password")
@@ -381,7 +314,7 @@ func TestWebhookOfAnotherMerchantLooksMissing(t *testing.T) {
 			t.Errorf("%s %s: another merchant's: %d %s; a missing one: %d %s", c.method, c.path, foreign.status, foreign.body, absent.status, absent.body)
 		}
 	}
-	if stored := e.storedWebhooks(); len(stored) != 2 {
+	if stored := e.w.StoredWebhooks(); len(stored) != 2 {
 		t.Errorf("a scoped DELETE of another merchant's webhook removed it: %+v", stored)
 	}
 }

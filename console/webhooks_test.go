@@ -13,20 +13,6 @@ import (
 	"github.com/daodian/daodian/storetest"
 )
 
-// storedWebhooks reads the store's webhooks, secrets in plain.
-func (e *env) storedWebhooks() []daodian.Webhook {
-	e.t.Helper()
-	var hooks []daodian.Webhook
-	if err := e.w.Store.View(e.w.Ctx, func(tx daodian.ReadTx) error {
-		var err error
-		hooks, err = tx.Webhooks(e.w.Ctx)
-		return err
-	}); err != nil {
-		e.t.Fatal(err)
-	}
-	return hooks
-}
-
 var webhookSecretRE = regexp.MustCompile(`id="webhook-id">(\d+)<.*\n.*id="webhook-secret">(whsec_[0-9a-f]+)<`)
 
 // TestWebhooksPage: a webhook added from the form shows its secret on the
@@ -50,7 +36,7 @@ func TestWebhooksPage(t *testing.T) {
 		t.Fatalf("add: %d %v %s", p.status, p.header, p.body)
 	}
 	id, secret := m[1], m[2]
-	stored := e.storedWebhooks()
+	stored := e.w.StoredWebhooks()
 	if len(stored) != 2 || stored[1].ID != id || stored[1].Secret != secret || stored[1].MerchantID != storetest.M1 ||
 		stored[1].URL != "http://127.0.0.1:9/pos/events" || stored[1].TypesText() != "ticket.used,ticket.use_reversed" {
 		t.Fatalf("stored %+v, shown %s %s", stored, id, secret)
@@ -91,15 +77,10 @@ func TestWebhooksPage(t *testing.T) {
 	}
 	useEvent = evs.Events[0].ID
 	now := e.w.Clock.Now()
-	if err := e.w.Store.Update(e.w.Ctx, func(tx daodian.Tx) error {
-		_, err := tx.SaveDelivery(e.w.Ctx, &daodian.DeliveryUpdate{WebhookID: id, Cursor: useEvent, Attempts: []daodian.DeliveryAttempt{
-			{EventID: useEvent, EventType: daodian.EventUsed, Attempt: 1, At: now, HTTPStatus: 502, Latency: 30 * time.Millisecond, Error: "HTTP 502: <bad gateway>", Outcome: daodian.Retrying},
-			{EventID: useEvent, EventType: daodian.EventUsed, Attempt: 2, At: now.Add(time.Second), HTTPStatus: 200, Latency: 4 * time.Millisecond, Outcome: daodian.Delivered},
-		}})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	e.w.SaveDelivery(daodian.DeliveryUpdate{WebhookID: id, Cursor: useEvent, Attempts: []daodian.DeliveryAttempt{
+		{EventID: useEvent, EventType: daodian.EventUsed, Attempt: 1, At: now, HTTPStatus: 502, Latency: 30 * time.Millisecond, Error: "HTTP 502: <bad gateway>", Outcome: daodian.Retrying},
+		{EventID: useEvent, EventType: daodian.EventUsed, Attempt: 2, At: now.Add(time.Second), HTTPStatus: 200, Latency: 4 * time.Millisecond, Outcome: daodian.Delivered},
+	}})
 	page = a.get("/console/webhooks?webhook=" + id)
 	table := regexp.MustCompile(`(?s)<table id="deliveries">.*?</table>`).FindString(page.body)
 	if strings.Count(table, "<tr>") != 3 || !strings.Contains(table, "delivered 已送达") || !strings.Contains(table, "retry 重试") ||
@@ -116,13 +97,8 @@ func TestWebhooksPage(t *testing.T) {
 	if p := a.get(p.header.Get("Location")); !strings.Contains(p.body, "Event "+useEvent+" queued for redelivery to webhook "+id) {
 		t.Errorf("after redelivering: %s", p.body)
 	}
-	var reds []daodian.Redelivery
-	if err := e.w.Store.View(e.w.Ctx, func(tx daodian.ReadTx) error {
-		var err error
-		reds, err = tx.Redeliveries(e.w.Ctx)
-		return err
-	}); err != nil || len(reds) != 1 || reds[0].EventID != useEvent || reds[0].WebhookID != id {
-		t.Errorf("redeliveries: %+v (%v)", reds, err)
+	if reds := e.w.StoredRedeliveries(); len(reds) != 1 || reds[0].EventID != useEvent || reds[0].WebhookID != id {
+		t.Errorf("redeliveries: %+v", reds)
 	}
 	// Refusals come back to the page, saying why; another merchant's webhook
 	// is as missing.
@@ -158,7 +134,7 @@ func TestWebhooksPage(t *testing.T) {
 	if p.status != http.StatusSeeOther {
 		t.Fatalf("remove: %d %s", p.status, p.body)
 	}
-	if stored := e.storedWebhooks(); len(stored) != 1 || stored[0].ID != theirs.ID {
+	if stored := e.w.StoredWebhooks(); len(stored) != 1 || stored[0].ID != theirs.ID {
 		t.Errorf("stored after the removal: %+v", stored)
 	}
 	if p := a.get(p.header.Get("Location")); !strings.Contains(p.body, "Webhook "+id+" removed") || strings.Contains(p.body, `href="/console/webhooks?webhook=`+id) {
@@ -188,7 +164,7 @@ func TestWebhookFormsCSRF(t *testing.T) {
 			}
 		}
 	}
-	if stored := e.storedWebhooks(); len(stored) != 1 || stored[0].ID != hook.ID {
+	if stored := e.w.StoredWebhooks(); len(stored) != 1 || stored[0].ID != hook.ID {
 		t.Errorf("refused forms changed the webhooks: %+v", stored)
 	}
 }

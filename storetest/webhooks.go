@@ -258,7 +258,43 @@ func readWebhook(t *testing.T, s daodian.Store, id string) *daodian.Webhook {
 	return viewOf(t, s, func(ctx context.Context, tx daodian.ReadTx) (*daodian.Webhook, error) { return tx.Webhook(ctx, id) })
 }
 
-func readRedeliveries(t *testing.T, s daodian.Store) []daodian.Redelivery {
+// StoredWebhooks returns the store's webhooks as it keeps them (secrets in
+// plain), for tests that check what an API or a page stored.
+func (w *World) StoredWebhooks() []daodian.Webhook {
+	w.T.Helper()
+	return viewOf(w.T, w.Store, func(ctx context.Context, tx daodian.ReadTx) ([]daodian.Webhook, error) { return tx.Webhooks(ctx) })
+}
+
+// StoredRedeliveries returns the redeliveries waiting in the store.
+func (w *World) StoredRedeliveries() []daodian.Redelivery {
+	w.T.Helper()
+	return readRedeliveries(w.T, w.Store)
+}
+
+// SaveDelivery writes a deliverer's batch about a webhook, which must exist.
+func (w *World) SaveDelivery(u daodian.DeliveryUpdate) {
+	w.T.Helper()
+	if err := w.Store.Update(w.Ctx, func(tx daodian.Tx) error {
+		ok, err := tx.SaveDelivery(w.Ctx, &u)
+		if err == nil && !ok {
+			err = fmt.Errorf("webhook %s is gone", u.WebhookID)
+		}
+		return err
+	}); err != nil {
+		w.T.Fatal(err)
+	}
+}
+
+// moveCursors moves the cursors of the webhooks to cursor, as their
+// deliverer does once it is done with the events up to it.
+func (w *World) moveCursors(cursor string, ids ...string) {
+	w.T.Helper()
+	for _, id := range ids {
+		w.SaveDelivery(daodian.DeliveryUpdate{WebhookID: id, Cursor: cursor})
+	}
+}
+
+func readRedeliveries(t testing.TB, s daodian.Store) []daodian.Redelivery {
 	t.Helper()
 	return viewOf(t, s, func(ctx context.Context, tx daodian.ReadTx) ([]daodian.Redelivery, error) {
 		return tx.Redeliveries(ctx)
@@ -553,31 +589,33 @@ func testPruneAttempts(t *testing.T, f Factory) {
 	}
 }
 
+// threeWebhooks adds webhooks of every type of M1, of refunds of M1, and of
+// every type of M2.
+func (w *World) threeWebhooks() (all, refunds, other *daodian.Webhook) {
+	w.T.Helper()
+	add := func(spec daodian.WebhookSpec) *daodian.Webhook {
+		wh, err := w.Ledger.AddWebhook(w.Ctx, spec)
+		must(w.T, err)
+		return wh
+	}
+	return add(daodian.WebhookSpec{MerchantID: M1, URL: "https://a.example/"}),
+		add(daodian.WebhookSpec{MerchantID: M1, URL: "https://b.example/", Types: []daodian.EventType{daodian.EventRefunded}}),
+		add(daodian.WebhookSpec{MerchantID: M2, URL: "https://c.example/"})
+}
+
 // testRedeliver: Ledger.Redeliver queues an event for the webhooks that have
 // gone past it, of its merchant and receiving its type, and refuses the rest.
 func testRedeliver(t *testing.T, f Factory) {
 	w := historyWorld(t, f)
 	tk := w.Issue(1, 2).Tickets[0]
-	all, err := w.Ledger.AddWebhook(w.Ctx, daodian.WebhookSpec{MerchantID: M1, URL: "https://a.example/"})
-	must(t, err)
-	refunds, err := w.Ledger.AddWebhook(w.Ctx, daodian.WebhookSpec{MerchantID: M1, URL: "https://b.example/", Types: []daodian.EventType{daodian.EventRefunded}})
-	must(t, err)
-	other, err := w.Ledger.AddWebhook(w.Ctx, daodian.WebhookSpec{MerchantID: M2, URL: "https://c.example/"})
-	must(t, err)
+	all, refunds, other := w.threeWebhooks()
 	w.MustUse(w.A, tk.Code, 1, "u1")
 	use := w.events(all.Cursor, 10)[0]
 	// Not reached yet: nothing to redeliver.
 	if _, err := w.Ledger.Redeliver(w.Ctx, use.ID, ""); !errors.Is(err, daodian.ErrNotRedeliverable) {
 		t.Fatalf("redeliver before any webhook went past it: %v", err)
 	}
-	update(t, w.Store, func(ctx context.Context, tx daodian.Tx) error {
-		for _, id := range []string{all.ID, refunds.ID, other.ID} {
-			if _, err := tx.SaveDelivery(ctx, &daodian.DeliveryUpdate{WebhookID: id, Cursor: use.ID}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	w.moveCursors(use.ID, all.ID, refunds.ID, other.ID)
 	queued, err := w.Ledger.Redeliver(w.Ctx, use.ID, "")
 	must(t, err)
 	same(t, "queued for", []string{all.ID}, queued)
@@ -626,14 +664,7 @@ func testRedeliverFor(t *testing.T, f Factory) {
 		ValidFrom: w.Clock.Now().Add(-time.Hour), ValidTo: w.Clock.Now().Add(time.Hour)})
 	must(t, err)
 	last := w.lastRecordID()
-	update(t, w.Store, func(ctx context.Context, tx daodian.Tx) error {
-		for _, id := range []string{mine.ID, theirs.ID} {
-			if _, err := tx.SaveDelivery(ctx, &daodian.DeliveryUpdate{WebhookID: id, Cursor: last}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	w.moveCursors(last, mine.ID, theirs.ID)
 	use := w.events(mine.Cursor, 10)
 	var m2Event string
 	must(t, w.Store.View(w.Ctx, func(tx daodian.ReadTx) error {
@@ -661,7 +692,7 @@ func testRedeliverFor(t *testing.T, f Factory) {
 			t.Errorf("%s: %v %v, want %q", c.name, q, err, c.want)
 		}
 	}
-	if rs := readRedeliveries(t, w.Store); len(rs) != 0 {
+	if rs := w.StoredRedeliveries(); len(rs) != 0 {
 		t.Fatalf("refused redeliveries queued %+v", rs)
 	}
 	queued, err := w.Ledger.RedeliverFor(w.Ctx, M1, use[len(use)-1].ID, "")
@@ -678,12 +709,7 @@ func testRedeliverFor(t *testing.T, f Factory) {
 // every one; a merchant's or one webhook's alone.
 func testWebhookStatuses(t *testing.T, f Factory) {
 	w := historyWorld(t, f)
-	all, err := w.Ledger.AddWebhook(w.Ctx, daodian.WebhookSpec{MerchantID: M1, URL: "https://a.example/"})
-	must(t, err)
-	refunds, err := w.Ledger.AddWebhook(w.Ctx, daodian.WebhookSpec{MerchantID: M1, URL: "https://b.example/", Types: []daodian.EventType{daodian.EventRefunded}})
-	must(t, err)
-	other, err := w.Ledger.AddWebhook(w.Ctx, daodian.WebhookSpec{MerchantID: M2, URL: "https://c.example/"})
-	must(t, err)
+	all, refunds, other := w.threeWebhooks()
 	statuses := func(merchant, webhook string) map[string]string {
 		t.Helper()
 		sts, err := w.Ledger.WebhookStatuses(w.Ctx, merchant, webhook)
@@ -716,10 +742,7 @@ func testWebhookStatuses(t *testing.T, f Factory) {
 	}
 	// Past the issue: the use is pending; past the use: nothing.
 	for i, want := range []string{evs[1].ID, "-"} {
-		update(t, w.Store, func(ctx context.Context, tx daodian.Tx) error {
-			_, err := tx.SaveDelivery(ctx, &daodian.DeliveryUpdate{WebhookID: all.ID, Cursor: evs[i].ID})
-			return err
-		})
+		w.moveCursors(evs[i].ID, all.ID)
 		same(t, "after a delivery", map[string]string{all.ID: want}, statuses("", all.ID))
 	}
 	for _, c := range []struct{ merchant, webhook string }{{M2, all.ID}, {"", tid(77)}} {
