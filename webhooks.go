@@ -511,6 +511,79 @@ func (l *Ledger) DeliveryAttempts(ctx context.Context, q AttemptQuery) ([]Delive
 	return out, err
 }
 
+// NotFoundError is the ErrNotFound of something named by its id (a webhook,
+// an event), so that a caller can say which of the things it named is
+// missing.
+type NotFoundError struct {
+	// What is named: "webhook", "event".
+	What string
+	ID   string
+}
+
+func (e *NotFoundError) Error() string { return e.What + " " + e.ID + ": not found" }
+
+// Unwrap makes errors.Is(err, ErrNotFound) hold.
+func (e *NotFoundError) Unwrap() error { return ErrNotFound }
+
+// WebhookStatus is a webhook and the oldest event it has yet to deliver.
+type WebhookStatus struct {
+	Webhook
+	// Pending is the oldest event after the webhook's cursor of a type it
+	// receives — the one being delivered or retried — or nil when the webhook
+	// is up to date.
+	Pending *Record
+}
+
+// WebhookStatuses returns the webhooks of a merchant (of every merchant for
+// ""), or only webhookID when it is set (ErrNotFound when there is no such
+// webhook of the merchant), in id order, without their secrets, each with its
+// oldest pending event. It is read from the store, so it tells what every
+// server of the store has delivered, not one deliverer's view; one snapshot,
+// one read of at most one record per webhook (at most MaxWebhooks), through
+// the index a webhook's own deliveries read by (merchant, record_id).
+func (l *Ledger) WebhookStatuses(ctx context.Context, merchantID, webhookID string) ([]WebhookStatus, error) {
+	if err := checkText("merchant", merchantID, false, MaxNameLen); err != nil {
+		return nil, err
+	}
+	if err := checkDigits("webhook", webhookID, false); err != nil {
+		return nil, err
+	}
+	if err := l.sequenceRecords(ctx); err != nil {
+		return nil, err
+	}
+	var out []WebhookStatus
+	err := l.store.View(ctx, func(tx ReadTx) error {
+		out = out[:0]
+		all, err := tx.Webhooks(ctx)
+		if err != nil {
+			return err
+		}
+		for _, w := range all {
+			if (merchantID != "" && w.MerchantID != merchantID) || (webhookID != "" && w.ID != webhookID) {
+				continue
+			}
+			w.Secret = ""
+			st := WebhookStatus{Webhook: w}
+			recs, err := tx.Records(ctx, RecordQuery{MerchantID: w.MerchantID, Kinds: w.Kinds(), AfterID: w.Cursor, Limit: 1})
+			if err != nil {
+				return err
+			}
+			if len(recs) > 0 {
+				st.Pending = &recs[0]
+			}
+			out = append(out, st)
+		}
+		if webhookID != "" && len(out) == 0 {
+			return &NotFoundError{What: "webhook", ID: webhookID}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ErrNotRedeliverable is returned by Redeliver for an event that no webhook
 // named (or, without one named, no webhook of the event's merchant) can be
 // sent again; the error says why.
@@ -522,6 +595,14 @@ var ErrNotRedeliverable = errors.New("cannot redeliver")
 // is delivered in turn, so it is not queued again. It returns the webhooks it
 // queued the event for. The event must exist (ErrNotFound).
 func (l *Ledger) Redeliver(ctx context.Context, eventID, webhookID string) ([]string, error) {
+	return l.RedeliverFor(ctx, "", eventID, webhookID)
+}
+
+// RedeliverFor is Redeliver on behalf of someone who sees one merchant only
+// ("" for every merchant): an event or a webhook of another merchant is
+// refused exactly like one that does not exist (NotFoundError), so that
+// naming one never reveals that it exists.
+func (l *Ledger) RedeliverFor(ctx context.Context, merchantID, eventID, webhookID string) ([]string, error) {
 	if err := checkDigits("event", eventID, true); err != nil {
 		return nil, err
 	}
@@ -536,8 +617,8 @@ func (l *Ledger) Redeliver(ctx context.Context, eventID, webhookID string) ([]st
 	err := l.store.Update(ctx, func(tx Tx) error {
 		queued = queued[:0]
 		r, err := tx.RecordByID(ctx, eventID)
-		if errors.Is(err, ErrNotFound) {
-			return fmt.Errorf("event %s: %w", eventID, ErrNotFound)
+		if errors.Is(err, ErrNotFound) || (err == nil && merchantID != "" && r.MerchantID != merchantID) {
+			return &NotFoundError{What: "event", ID: eventID}
 		}
 		if err != nil {
 			return err
@@ -546,8 +627,8 @@ func (l *Ledger) Redeliver(ctx context.Context, eventID, webhookID string) ([]st
 		var targets []Webhook
 		if webhookID != "" {
 			w, err := tx.Webhook(ctx, webhookID)
-			if errors.Is(err, ErrNotFound) {
-				return fmt.Errorf("webhook %s: %w", webhookID, ErrNotFound)
+			if errors.Is(err, ErrNotFound) || (err == nil && merchantID != "" && w.MerchantID != merchantID) {
+				return &NotFoundError{What: "webhook", ID: webhookID}
 			}
 			if err != nil {
 				return err

@@ -203,6 +203,12 @@ func (a *API) table() []route {
 		{"requests", http.MethodGet, a.listRequests},
 		{"overview", http.MethodGet, a.overview},
 		{"events", http.MethodGet, a.events},
+		{"webhooks", http.MethodGet, a.listWebhooks},
+		{"webhooks", http.MethodPost, a.addWebhook},
+		{"webhooks/{}", http.MethodGet, a.getWebhook},
+		{"webhooks/{}", http.MethodDelete, a.removeWebhook},
+		{"webhooks/{}/deliveries", http.MethodGet, a.deliveries},
+		{"redeliveries", http.MethodPost, a.redeliver},
 	}
 }
 

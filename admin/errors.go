@@ -18,7 +18,7 @@ const (
 	codeInvalidParameter     = "invalid_parameter"      // 400: a parameter missing, malformed or out of range
 	codeBadCursor            = "bad_cursor"             // 400: a records cursor not made for this query
 	codeBadFile              = "bad_file"               // 400: a POS file that does not parse (FILE:LINE: reason)
-	codeConflict             = "conflict"               // 409: exists already, or a bound of the store is reached
+	codeConflict             = "conflict"               // 409: exists already, a bound of the store is reached, an event not redeliverable
 	codeRequestTimeout       = "request_timeout"        // 408: the body did not arrive in time
 	codePayloadTooLarge      = "payload_too_large"      // 413
 	codeUnsupportedMediaType = "unsupported_media_type" // 415
@@ -107,6 +107,7 @@ func (a *API) failWith(c *call, err error, notFound string) {
 func (a *API) errorOf(err error, requestID, notFound string) *apiError {
 	var ip *daodian.InvalidParameter
 	var pe *daodian.POSFileError
+	var nf *daodian.NotFoundError
 	switch {
 	case errors.As(err, &ip):
 		return errInvalid(ip.Error())
@@ -114,6 +115,8 @@ func (a *API) errorOf(err error, requestID, notFound string) *apiError {
 		return &apiError{http.StatusBadRequest, codeBadCursor, err.Error()}
 	case errors.As(err, &pe):
 		return &apiError{http.StatusBadRequest, codeBadFile, pe.Error()}
+	case errors.As(err, &nf): // before ErrNotFound, which it wraps: says which of the things named is missing
+		return errNotFound("no such " + nf.What)
 	case errors.Is(err, daodian.ErrNoSuchShop): // before ErrNotFound, which it wraps
 		return errNotFound("no such shop")
 	case errors.Is(err, daodian.ErrNotFound):

@@ -42,6 +42,21 @@ func answer[T any](c *call, status int, v T, err *Error) {
 	c.jsonStatus(status, v)
 }
 
+// posted answers a POST whose input is its JSON body: no query parameter,
+// the body decoded strictly into an In, then fn's result with status.
+func posted[In, Out any](c *call, status int, fn func(context.Context, Caller, In) (Out, *Error)) {
+	var in In
+	if _, err := params(c); err != nil {
+		c.fail(err)
+		return
+	}
+	if !readJSON(c, &in) {
+		return
+	}
+	out, err := fn(c.r.Context(), c.caller(), in)
+	answer(c, status, out, err)
+}
+
 // Merchant is a merchant as listed.
 type Merchant struct {
 	MerchantID string `json:"merchant_id"`
@@ -186,18 +201,7 @@ func (a *API) CreateApp(ctx context.Context, who Caller, n NewApp) (AppWithSecre
 	return AppWithSecret{App: a.appOf(app), AppSecret: app.Secret}, nil
 }
 
-func (a *API) createApp(c *call, _ string) {
-	var n NewApp
-	if _, err := params(c); err != nil {
-		c.fail(err)
-		return
-	}
-	if !readJSON(c, &n) {
-		return
-	}
-	out, err := a.CreateApp(c.r.Context(), c.caller(), n)
-	answer(c, http.StatusCreated, out, err)
-}
+func (a *API) createApp(c *call, _ string) { posted(c, http.StatusCreated, a.CreateApp) }
 
 const msgAppNotFound = "no such app"
 
@@ -354,18 +358,7 @@ func (a *API) AddShop(ctx context.Context, who Caller, n NewShop) (Shop, *Error)
 	return Shop{MerchantID: s.MerchantID, ShopID: s.ID, Name: s.Name}, nil
 }
 
-func (a *API) addShop(c *call, _ string) {
-	var n NewShop
-	if _, err := params(c); err != nil {
-		c.fail(err)
-		return
-	}
-	if !readJSON(c, &n) {
-		return
-	}
-	out, err := a.AddShop(c.r.Context(), c.caller(), n)
-	answer(c, http.StatusCreated, out, err)
-}
+func (a *API) addShop(c *call, _ string) { posted(c, http.StatusCreated, a.AddShop) }
 
 // FaultRule is a fault rule (daodian/faults.go) as listed. A rule given by
 // ticket code shows the ticket's id only: codes are bearer secrets.
@@ -505,18 +498,7 @@ func (a *API) AddFault(ctx context.Context, who Caller, n NewFault) (FaultRule, 
 	return FaultRuleOf(added), nil
 }
 
-func (a *API) addFault(c *call, _ string) {
-	var n NewFault
-	if _, err := params(c); err != nil {
-		c.fail(err)
-		return
-	}
-	if !readJSON(c, &n) {
-		return
-	}
-	out, err := a.AddFault(c.r.Context(), c.caller(), n)
-	answer(c, http.StatusCreated, out, err)
-}
+func (a *API) addFault(c *call, _ string) { posted(c, http.StatusCreated, a.AddFault) }
 
 // Cleared is `{"cleared": N}`.
 type Cleared struct {

@@ -53,6 +53,50 @@ func decode(t *testing.T, a answer, status int, v any) {
 	}
 }
 
+// refusal is a request the admin API must refuse, with the status and code
+// of its answer. Its token ALL, M1, M2 or REVOKED stands for the env's token
+// of that name; its body is JSON unless ctype says otherwise.
+type refusal struct {
+	name         string
+	method, path string
+	token, body  string
+	ctype        string
+	status       int
+	code         string
+}
+
+// refuse sends each refusal and checks its answer: the status, the code of
+// a JSON error, Allow on a 405; then check, if not nil.
+func (e *env) refuse(t *testing.T, cases []refusal, check func(t *testing.T, a answer)) {
+	t.Helper()
+	tokens := strings.NewReplacer("ALL", e.all, "M1", e.m1, "M2", e.m2, "REVOKED", e.revoked)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var body io.Reader
+			if c.body != "" {
+				body = strings.NewReader(c.body)
+			}
+			ctype := c.ctype
+			if ctype == "" {
+				ctype = "application/json"
+			}
+			a := e.req(c.method, c.path, tokens.Replace(c.token), body, "Content-Type", ctype)
+			if a.status != c.status {
+				t.Fatalf("%s %s: %d %s, want %d", c.method, c.path, a.status, a.body, c.status)
+			}
+			if code := a.errorCode(t); code != c.code {
+				t.Errorf("code %q (%s), want %q", code, a.body, c.code)
+			}
+			if c.status == 405 && a.header.Get("Allow") == "" {
+				t.Error("405 without Allow")
+			}
+			if check != nil {
+				check(t, a)
+			}
+		})
+	}
+}
+
 // TestManageErrors: the endpoints that change something answer every fault
 // with its status and code, as JSON, and change nothing.
 func TestManageErrors(t *testing.T) {
@@ -64,14 +108,7 @@ func TestManageErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	big := `{"name":"` + strings.Repeat("x", 70<<10) + `"}`
-	for _, c := range []struct {
-		name         string
-		method, path string
-		token, body  string
-		ctype        string
-		status       int
-		code         string
-	}{
+	e.refuse(t, []refusal{
 		{"no token", "POST", "/admin/v1/apps", "", `{"name":"x","merchant":"m1"}`, "", 401, "unauthorized"},
 		{"app for another merchant", "POST", "/admin/v1/apps", "M1", `{"name":"x","merchant":"m2"}`, "", 403, "forbidden"},
 		{"app without a merchant, all merchants", "POST", "/admin/v1/apps", "ALL", `{"name":"x"}`, "", 400, "invalid_parameter"},
@@ -113,29 +150,7 @@ func TestManageErrors(t *testing.T) {
 		{"overview of another merchant", "GET", "/admin/v1/overview?merchant=m2", "M1", "", "", 403, "forbidden"},
 		{"overview of an unknown merchant", "GET", "/admin/v1/overview?merchant=nope", "ALL", "", "", 404, "not_found"},
 		{"merchants with a parameter", "GET", "/admin/v1/merchants?merchant=m1", "ALL", "", "", 400, "invalid_parameter"},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			token := strings.NewReplacer("ALL", e.all, "M1", e.m1).Replace(c.token)
-			var body io.Reader
-			if c.body != "" {
-				body = strings.NewReader(c.body)
-			}
-			ctype := c.ctype
-			if ctype == "" {
-				ctype = "application/json"
-			}
-			a := e.req(c.method, c.path, token, body, "Content-Type", ctype)
-			if a.status != c.status {
-				t.Fatalf("%s %s: %d %s, want %d", c.method, c.path, a.status, a.body, c.status)
-			}
-			if code := a.errorCode(t); code != c.code {
-				t.Errorf("code %q (%s), want %q", code, a.body, c.code)
-			}
-			if c.status == 405 && a.header.Get("Allow") == "" {
-				t.Error("405 without Allow")
-			}
-		})
-	}
+	}, nil)
 	after, err := e.w.Ledger.Counts(e.w.Ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -184,7 +184,8 @@ type TrafficMinute struct {
 
 // Overview is a merchant's day at a glance: today's statement per shop, the
 // last hour of its apps' requests minute by minute (absent when this server
-// keeps no request log), and the fault rules armed for its apps.
+// keeps no request log), the fault rules armed for its apps, and how far
+// behind its webhooks are.
 type Overview struct {
 	MerchantID string          `json:"merchant_id"`
 	Date       string          `json:"date"`
@@ -193,6 +194,45 @@ type Overview struct {
 	Faults     []FaultRule     `json:"faults"`
 	// FaultInjection is false when this server ignores fault rules.
 	FaultInjection bool `json:"fault_injection"`
+	// Webhooks is how far behind the merchant's webhooks are.
+	Webhooks WebhookLag `json:"webhooks"`
+}
+
+// WebhookLag is how far behind a merchant's webhooks are. It is read from
+// the store — what every server of the store has delivered — for this
+// merchant's webhooks alone: the deliverer's own lag (the metric
+// daodian_webhook_lag_seconds) spans every merchant's webhooks that this
+// server delivers, which a merchant's token must not see.
+type WebhookLag struct {
+	// Webhooks counts the merchant's webhooks.
+	Webhooks int `json:"webhooks"`
+	// Retrying counts those whose next event has failed attempts.
+	Retrying int `json:"retrying"`
+	// LagS is the age in seconds of the oldest event a webhook of the
+	// merchant has yet to deliver; 0 when every one is up to date.
+	LagS float64 `json:"lag_s"`
+	// OldestEventID is that event; absent when every webhook is up to date.
+	OldestEventID string `json:"oldest_event_id,omitempty"`
+}
+
+// webhookLag sums up the merchant's webhooks.
+func (a *API) webhookLag(ctx context.Context, who Caller, m string) (WebhookLag, *Error) {
+	sts, err := a.ledger.WebhookStatuses(ctx, m, "")
+	if err != nil {
+		return WebhookLag{}, a.errorOf(err, who.RequestID, msgMerchantNotFound)
+	}
+	now := a.ledger.Now()
+	out := WebhookLag{Webhooks: len(sts)}
+	for i := range sts {
+		st := a.webhookStateOf(&sts[i], now)
+		if st.Retrying != nil {
+			out.Retrying++
+		}
+		if st.PendingEventID != "" && (out.OldestEventID == "" || st.LagS > out.LagS) {
+			out.LagS, out.OldestEventID = st.LagS, st.PendingEventID
+		}
+	}
+	return out, nil
 }
 
 // Overview answers a merchant's overview (a token of every merchant names
@@ -212,7 +252,11 @@ func (a *API) Overview(ctx context.Context, who Caller, merchant string) (Overvi
 	if aerr != nil {
 		return Overview{}, aerr
 	}
-	out := Overview{MerchantID: m, Date: date, Today: StatementOf(st), Faults: faults.Rules, FaultInjection: faults.Injection}
+	hooks, aerr := a.webhookLag(ctx, who, m)
+	if aerr != nil {
+		return Overview{}, aerr
+	}
+	out := Overview{MerchantID: m, Date: date, Today: StatementOf(st), Faults: faults.Rules, FaultInjection: faults.Injection, Webhooks: hooks}
 	if log := a.cfg.RequestLog; log != nil {
 		minutes := log.Traffic(func(_ string, merchants []string) bool { return slices.Contains(merchants, m) })
 		out.Traffic = make([]TrafficMinute, len(minutes))

@@ -3,11 +3,16 @@ package console_test
 import (
 	"context"
 	"encoding/csv"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,8 +22,10 @@ import (
 	"github.com/daodian/daodian"
 	"github.com/daodian/daodian/admin"
 	"github.com/daodian/daodian/alsc"
+	"github.com/daodian/daodian/client"
 	"github.com/daodian/daodian/console"
 	"github.com/daodian/daodian/storetest"
+	"github.com/daodian/daodian/webhook"
 )
 
 // The console's main paths in a real browser: headless Chromium (Debian's
@@ -187,6 +194,10 @@ func TestBrowserSignIn(t *testing.T) {
 	ctx := tab(t)
 	e := newEnv(t, console.Config{})
 	e.busyHour()
+	// A webhook of m1 added after the busy hour: up to date.
+	if _, err := e.w.Ledger.AddWebhook(e.w.Ctx, daodian.WebhookSpec{MerchantID: storetest.M1, URL: "https://backoffice.example/daodian"}); err != nil {
+		t.Fatal(err)
+	}
 	do(t, ctx,
 		chromedp.Navigate(e.srv.URL+console.Prefix),
 		chromedp.WaitVisible(chromedp.ID("token")),
@@ -200,7 +211,7 @@ func TestBrowserSignIn(t *testing.T) {
 	signIn(t, ctx, e, e.m1)
 	do(t, ctx, chromedp.WaitVisible(chromedp.CSS(".tiles")))
 	tiles := text(t, ctx, ".tiles")
-	for _, want := range []string{"Uses 核销", "Reversals 冲正", "Refunds 售后退"} {
+	for _, want := range []string{"Uses 核销", "Reversals 冲正", "Refunds 售后退", "Webhook lag 推送延迟\n0 s\n1 webhook · up to date"} {
 		if !strings.Contains(tiles, want) {
 			t.Errorf("the overview's tiles lack %q: %q", want, tiles)
 		}
@@ -459,5 +470,177 @@ func TestBrowserApps(t *testing.T) {
 	}
 	if strings.Contains(e.logs.String(), secret) {
 		t.Error("the secret is in the log")
+	}
+}
+
+// worldClock is the deliverer's clock: the env's ledger's time when it
+// started, moving on in real time (retries wait for it), so that the
+// attempts happen on the day of the records.
+type worldClock struct {
+	base  time.Time
+	start time.Time
+}
+
+func newWorldClock(e *env) worldClock { return worldClock{base: e.w.Clock.Now(), start: time.Now()} }
+
+func (c worldClock) Now() time.Time                         { return c.base.Add(time.Since(c.start)) }
+func (c worldClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// delivery is a webhook delivery as a receiver got it.
+type delivery struct {
+	eventID, signature string
+	body               []byte
+}
+
+// receiver is a webhook receiver on loopback answering its first POST 503
+// (a back office restarting) and every other 204, handing each delivery to
+// its channel.
+func receiver(t *testing.T) (*httptest.Server, chan delivery) {
+	t.Helper()
+	got := make(chan delivery, 16)
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		select {
+		case got <- delivery{eventID: r.Header.Get("X-Daodian-Event-Id"), signature: r.Header.Get("X-Daodian-Signature"), body: b}:
+		default:
+		}
+		if calls.Add(1) == 1 {
+			http.Error(w, "restarting", http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, got
+}
+
+func receive(t *testing.T, got chan delivery) delivery {
+	t.Helper()
+	select {
+	case d := <-got:
+		return d
+	case <-time.After(30 * time.Second):
+		t.Fatal("no delivery within 30 s")
+	}
+	return delivery{}
+}
+
+// waitAttempts waits until the webhook's attempts, as written to the store
+// (every 100 ms), satisfy ok.
+func waitAttempts(t *testing.T, e *env, id string, ok func([]daodian.DeliveryAttempt) bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		as, err := e.w.Ledger.DeliveryAttempts(e.w.Ctx, daodian.AttemptQuery{WebhookID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok(as) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the attempts written are %+v", as)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestBrowserWebhooks: a webhook added from the form to a receiver on
+// loopback shows its secret once, which signs the delivery of the next use;
+// the delivery appears on the page, is sent again from its Redeliver
+// button, and the webhook is removed.
+func TestBrowserWebhooks(t *testing.T) {
+	ctx := tab(t)
+	e := newEnv(t, console.Config{})
+	rcv, got := receiver(t)
+	d := webhook.Start(e.w.Ledger, webhook.Config{Logger: slog.New(slog.DiscardHandler), Clock: newWorldClock(e)})
+	t.Cleanup(d.Stop)
+	signIn(t, ctx, e, e.m1)
+	do(t, ctx,
+		chromedp.Navigate(e.srv.URL+console.Prefix+"webhooks"),
+		chromedp.WaitVisible(chromedp.ID("hook-url")),
+		chromedp.SendKeys(chromedp.ID("hook-url"), rcv.URL+"/daodian/events"),
+		chromedp.Click(chromedp.CSS(`input[name="types"][value="ticket.used"]`)),
+		chromedp.Click(chromedp.CSS(`input[name="types"][value="ticket.use_reversed"]`)),
+		chromedp.Submit(chromedp.ID("hook-url")),
+		chromedp.WaitVisible(chromedp.ID("webhook-secret")),
+	)
+	id, secret := text(t, ctx, "#webhook-id"), text(t, ctx, "#webhook-secret")
+	shot(t, ctx, "webhook-secret")
+	if loc := run(t, ctx, chromedp.Location()); strings.Contains(loc, secret) {
+		t.Errorf("the secret is in the URL %s", loc)
+	}
+
+	// The next use is delivered, signed with the secret shown: refused once,
+	// retried, delivered.
+	e.call(e.w.A, alsc.MethodUse, "use_request", `{"ticket_code":"`+e.used.Code+`","shop_id":"`+storetest.S1+`","ticket_request_id":"pos-u9"}`)
+	refused, first := receive(t, got), receive(t, got)
+	if err := client.VerifyWebhook(secret, first.signature, first.body, time.Minute, e.w.Clock.Now()); err != nil || !strings.Contains(string(first.body), `"pos-u9"`) ||
+		refused.eventID != first.eventID {
+		t.Fatalf("the delivery %s (%s), after %s: %v", first.body, first.signature, refused.eventID, err)
+	}
+	waitAttempts(t, e, id, func(as []daodian.DeliveryAttempt) bool { return len(as) == 2 })
+	do(t, ctx,
+		chromedp.Navigate(e.srv.URL+console.Prefix+"webhooks"),
+		chromedp.WaitVisible(chromedp.ID("deliveries")),
+	)
+	if row := text(t, ctx, "#deliveries tbody tr:first-child"); !strings.Contains(row, first.eventID) || !strings.Contains(row, "delivered 已送达") ||
+		!strings.Contains(row, "204") || !strings.Contains(row, "ticket.used 核销") {
+		t.Errorf("the delivery on the page: %q", row)
+	}
+	if row := text(t, ctx, "#deliveries tbody tr:nth-child(2)"); !strings.Contains(row, "retry 重试") || !strings.Contains(row, "503") {
+		t.Errorf("the refused attempt on the page: %q", row)
+	}
+	if hooks := text(t, ctx, "#webhooks tbody"); !strings.Contains(hooks, id) || !strings.Contains(hooks, "up to date") {
+		t.Errorf("the webhook on the page: %q", hooks)
+	}
+	shot(t, ctx, "webhooks")
+
+	// Sent again from its row.
+	do(t, ctx,
+		chromedp.Click(chromedp.CSS("#deliveries tbody tr:first-child button")),
+		chromedp.WaitVisible(chromedp.CSS(".flash")),
+	)
+	if f := text(t, ctx, ".flash"); !strings.Contains(f, "Event "+first.eventID+" queued for redelivery to webhook "+id) {
+		t.Errorf("after Redeliver: %q", f)
+	}
+	if again := receive(t, got); again.eventID != first.eventID || string(again.body) != string(first.body) {
+		t.Errorf("the redelivery: event %s %s, want %s", again.eventID, again.body, first.eventID)
+	}
+	waitAttempts(t, e, id, func(as []daodian.DeliveryAttempt) bool { return len(as) == 3 && as[0].Redelivery })
+	do(t, ctx,
+		chromedp.Reload(),
+		chromedp.WaitVisible(chromedp.ID("deliveries")),
+	)
+	if row := text(t, ctx, "#deliveries tbody tr:first-child"); !strings.Contains(row, first.eventID) || !strings.Contains(row, "redelivery") {
+		t.Errorf("the redelivery on the page: %q", row)
+	}
+	do(t, ctx,
+		chromedp.Navigate(e.srv.URL+console.Prefix),
+		chromedp.WaitVisible(chromedp.ID("webhook-lag")),
+	)
+	if tile := text(t, ctx, "#webhook-lag"); !strings.Contains(tile, "Webhook lag 推送延迟") || !strings.Contains(tile, "1 webhook · up to date") {
+		t.Errorf("the overview's lag tile: %q", tile)
+	}
+
+	do(t, ctx,
+		chromedp.Navigate(e.srv.URL+console.Prefix+"webhooks"),
+		chromedp.WaitVisible(chromedp.ID("webhooks")),
+		chromedp.Click(chromedp.CSS("#webhooks tbody button.danger")),
+		chromedp.WaitVisible(chromedp.CSS(".flash")),
+	)
+	if f := text(t, ctx, ".flash"); !strings.Contains(f, "Webhook "+id+" removed") {
+		t.Errorf("after Remove: %q", f)
+	}
+	if hooks, err := e.w.Ledger.Webhooks(e.w.Ctx, ""); err != nil || len(hooks) != 0 {
+		t.Errorf("webhooks left: %+v (%v)", hooks, err)
+	}
+	if html := run(t, ctx, chromedp.OuterHTML(chromedp.CSS("html"))); strings.Contains(html, secret) || strings.Contains(e.logs.String(), secret) {
+		t.Error("the secret is shown again, or logged")
 	}
 }

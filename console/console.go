@@ -17,9 +17,9 @@
 //     DENY, Referrer-Policy no-referrer, nosniff, and Cache-Control no-store
 //     (the stylesheet excepted);
 //   - failed sign-ins are bounded per client address;
-//   - an app secret (created or rotated) appears only in the answer to that
-//     POST, never in a URL or a log line; no query string is logged (a ticket
-//     lookup's holds a code);
+//   - an app secret (created or rotated) or a webhook's secret appears only
+//     in the answer to that POST, never in a URL or a log line; no query
+//     string is logged (a ticket lookup's holds a code);
 //   - html/template escapes every value; nothing is marked safe HTML.
 package console
 
@@ -143,6 +143,10 @@ func (c *Console) routes() *http.ServeMux {
 	mux.HandleFunc("GET "+Prefix+"faults", c.authed(c.faults))
 	mux.HandleFunc("POST "+Prefix+"faults", c.authed(c.addFault))
 	mux.HandleFunc("POST "+Prefix+"faults/clear", c.authed(c.clearFaults))
+	mux.HandleFunc("GET "+Prefix+"webhooks", c.authed(c.webhooks))
+	mux.HandleFunc("POST "+Prefix+"webhooks", c.authed(c.addWebhook))
+	mux.HandleFunc("POST "+Prefix+"webhooks/remove", c.authed(c.removeWebhook))
+	mux.HandleFunc("POST "+Prefix+"webhooks/redeliver", c.authed(c.redeliver))
 	mux.HandleFunc("GET "+Prefix+"apps", c.authed(c.apps))
 	mux.HandleFunc("POST "+Prefix+"apps", c.authed(c.createApp))
 	mux.HandleFunc("POST "+Prefix+"apps/rotate", c.authed(c.rotateSecret))

@@ -132,7 +132,7 @@ func TestSecurityHeaders(t *testing.T) {
 		t.Fatalf("no stylesheet in %s", login.body)
 	}
 	for _, path := range []string{"/console/login", "/console/", "/console/ticket", "/console/records", "/console/requests",
-		"/console/faults", "/console/apps", "/console/nowhere", "/console/records.csv", css[1]} {
+		"/console/faults", "/console/webhooks", "/console/apps", "/console/nowhere", "/console/records.csv", css[1]} {
 		p := a.get(path)
 		h := p.header
 		if h.Get("Content-Security-Policy") != csp || h.Get("X-Frame-Options") != "DENY" || h.Get("Referrer-Policy") != "no-referrer" ||
@@ -163,7 +163,7 @@ func TestPages(t *testing.T) {
 		a.signIn(tok)
 		for _, path := range []string{"/console/", "/console/?merchant=m1", "/console/ticket", "/console/ticket?q=" + e.used.Code,
 			"/console/ticket?q=" + e.used.ID, "/console/records", "/console/records?kind=use&kind=reversal&shop=shop-1&from=2026-11-01",
-			"/console/requests", "/console/requests?app=" + e.w.A.Key, "/console/faults", "/console/apps"} {
+			"/console/requests", "/console/requests?app=" + e.w.A.Key, "/console/faults", "/console/webhooks", "/console/apps"} {
 			if p := a.get(path); !signedIn(p) {
 				t.Errorf("GET %s: %d %s", path, p.status, p.body)
 			}
@@ -202,6 +202,7 @@ func TestScope(t *testing.T) {
 		{"/console/?merchant=m2", 403, ""},
 		{"/console/records?merchant=m2", 403, ""},
 		{"/console/faults?merchant=m2", 403, ""},
+		{"/console/webhooks?merchant=m2", 403, ""},
 		{"/console/ticket?q=" + theirs.Code, 404, theirs.ID},
 		{"/console/ticket?q=" + theirs.ID, 404, theirs.Code},
 		{"/console/requests?app=" + e.w.B.Key, 200, "taobao.time.get"},

@@ -279,7 +279,7 @@ func formInt(r *http.Request, name string) (int, *admin.Error) {
 func parsePages() map[string]*template.Template {
 	base := template.Must(template.New("").Funcs(funcs).ParseFS(templateFS, "templates/layout.html"))
 	pages := map[string]*template.Template{}
-	for _, name := range []string{"login", "error", "overview", "ticket", "records", "requests", "faults", "apps", "secret"} {
+	for _, name := range []string{"login", "error", "overview", "ticket", "records", "requests", "faults", "apps", "secret", "webhooks", "webhooksecret"} {
 		pages[name] = template.Must(template.Must(base.Clone()).ParseFS(templateFS, "templates/"+name+".html"))
 	}
 	return pages

@@ -394,14 +394,15 @@ func (c *Console) addFault(p *page) {
 	p.formFailed(aerr, "faults")
 }
 
-// formFailed sends a refused form back to its page with the reason; a
-// failure of the server is an error page.
-func (p *page) formFailed(aerr *admin.Error, back string) {
+// formFailed sends a refused form back to its page (with the query's
+// name/value pairs kv) with the reason; a failure of the server is an error
+// page.
+func (p *page) formFailed(aerr *admin.Error, back string, kv ...string) {
 	if aerr.Status() >= 500 || aerr.Status() == http.StatusUnauthorized {
 		p.fail(aerr)
 		return
 	}
-	p.redirect(p.link(back), &flash{Error: true, Text: aerr.Message()})
+	p.redirect(p.link(back, kv...), &flash{Error: true, Text: aerr.Message()})
 }
 
 func (c *Console) clearFaults(p *page) {
@@ -492,13 +493,16 @@ func (c *Console) addShop(p *page) {
 // funcs are the templates' functions. None returns template.HTML: every
 // value is escaped.
 var funcs = template.FuncMap{
-	"yuan":   yuan,
-	"kind":   kindLabel,
-	"short":  shortMethod,
-	"ms":     func(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) + " ms" },
-	"join":   func(s []string) string { return strings.Join(s, ", ") },
-	"abbr":   abbr,
-	"pretty": pretty,
+	"yuan":    yuan,
+	"kind":    kindLabel,
+	"short":   shortMethod,
+	"ms":      func(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) + " ms" },
+	"join":    func(s []string) string { return strings.Join(s, ", ") },
+	"abbr":    abbr,
+	"pretty":  pretty,
+	"event":   eventLabel,
+	"outcome": outcomeLabel,
+	"lag":     lagText,
 }
 
 // abbr shortens a long key for a narrow column (its title has it whole).

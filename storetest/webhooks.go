@@ -34,6 +34,8 @@ func RunWebhooks(t *testing.T, f Factory, storedSecret func(t *testing.T, s daod
 		{"SaveDelivery", testSaveDelivery},
 		{"PruneAttempts", testPruneAttempts},
 		{"Redeliver", testRedeliver},
+		{"RedeliverForOneMerchant", testRedeliverFor},
+		{"WebhookStatuses", testWebhookStatuses},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.fn(t, f) })
 	}
@@ -256,7 +258,43 @@ func readWebhook(t *testing.T, s daodian.Store, id string) *daodian.Webhook {
 	return viewOf(t, s, func(ctx context.Context, tx daodian.ReadTx) (*daodian.Webhook, error) { return tx.Webhook(ctx, id) })
 }
 
-func readRedeliveries(t *testing.T, s daodian.Store) []daodian.Redelivery {
+// StoredWebhooks returns the store's webhooks as it keeps them (secrets in
+// plain), for tests that check what an API or a page stored.
+func (w *World) StoredWebhooks() []daodian.Webhook {
+	w.T.Helper()
+	return viewOf(w.T, w.Store, func(ctx context.Context, tx daodian.ReadTx) ([]daodian.Webhook, error) { return tx.Webhooks(ctx) })
+}
+
+// StoredRedeliveries returns the redeliveries waiting in the store.
+func (w *World) StoredRedeliveries() []daodian.Redelivery {
+	w.T.Helper()
+	return readRedeliveries(w.T, w.Store)
+}
+
+// SaveDelivery writes a deliverer's batch about a webhook, which must exist.
+func (w *World) SaveDelivery(u daodian.DeliveryUpdate) {
+	w.T.Helper()
+	if err := w.Store.Update(w.Ctx, func(tx daodian.Tx) error {
+		ok, err := tx.SaveDelivery(w.Ctx, &u)
+		if err == nil && !ok {
+			err = fmt.Errorf("webhook %s is gone", u.WebhookID)
+		}
+		return err
+	}); err != nil {
+		w.T.Fatal(err)
+	}
+}
+
+// moveCursors moves the cursors of the webhooks to cursor, as their
+// deliverer does once it is done with the events up to it.
+func (w *World) moveCursors(cursor string, ids ...string) {
+	w.T.Helper()
+	for _, id := range ids {
+		w.SaveDelivery(daodian.DeliveryUpdate{WebhookID: id, Cursor: cursor})
+	}
+}
+
+func readRedeliveries(t testing.TB, s daodian.Store) []daodian.Redelivery {
 	t.Helper()
 	return viewOf(t, s, func(ctx context.Context, tx daodian.ReadTx) ([]daodian.Redelivery, error) {
 		return tx.Redeliveries(ctx)
@@ -551,31 +589,33 @@ func testPruneAttempts(t *testing.T, f Factory) {
 	}
 }
 
+// threeWebhooks adds webhooks of every type of M1, of refunds of M1, and of
+// every type of M2.
+func (w *World) threeWebhooks() (all, refunds, other *daodian.Webhook) {
+	w.T.Helper()
+	add := func(spec daodian.WebhookSpec) *daodian.Webhook {
+		wh, err := w.Ledger.AddWebhook(w.Ctx, spec)
+		must(w.T, err)
+		return wh
+	}
+	return add(daodian.WebhookSpec{MerchantID: M1, URL: "https://a.example/"}),
+		add(daodian.WebhookSpec{MerchantID: M1, URL: "https://b.example/", Types: []daodian.EventType{daodian.EventRefunded}}),
+		add(daodian.WebhookSpec{MerchantID: M2, URL: "https://c.example/"})
+}
+
 // testRedeliver: Ledger.Redeliver queues an event for the webhooks that have
 // gone past it, of its merchant and receiving its type, and refuses the rest.
 func testRedeliver(t *testing.T, f Factory) {
 	w := historyWorld(t, f)
 	tk := w.Issue(1, 2).Tickets[0]
-	all, err := w.Ledger.AddWebhook(w.Ctx, daodian.WebhookSpec{MerchantID: M1, URL: "https://a.example/"})
-	must(t, err)
-	refunds, err := w.Ledger.AddWebhook(w.Ctx, daodian.WebhookSpec{MerchantID: M1, URL: "https://b.example/", Types: []daodian.EventType{daodian.EventRefunded}})
-	must(t, err)
-	other, err := w.Ledger.AddWebhook(w.Ctx, daodian.WebhookSpec{MerchantID: M2, URL: "https://c.example/"})
-	must(t, err)
+	all, refunds, other := w.threeWebhooks()
 	w.MustUse(w.A, tk.Code, 1, "u1")
 	use := w.events(all.Cursor, 10)[0]
 	// Not reached yet: nothing to redeliver.
 	if _, err := w.Ledger.Redeliver(w.Ctx, use.ID, ""); !errors.Is(err, daodian.ErrNotRedeliverable) {
 		t.Fatalf("redeliver before any webhook went past it: %v", err)
 	}
-	update(t, w.Store, func(ctx context.Context, tx daodian.Tx) error {
-		for _, id := range []string{all.ID, refunds.ID, other.ID} {
-			if _, err := tx.SaveDelivery(ctx, &daodian.DeliveryUpdate{WebhookID: id, Cursor: use.ID}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	w.moveCursors(use.ID, all.ID, refunds.ID, other.ID)
 	queued, err := w.Ledger.Redeliver(w.Ctx, use.ID, "")
 	must(t, err)
 	same(t, "queued for", []string{all.ID}, queued)
@@ -607,5 +647,112 @@ func testRedeliver(t *testing.T, f Factory) {
 	}
 	if _, err := w.Ledger.DeliveryAttempts(w.Ctx, daodian.AttemptQuery{WebhookID: all.ID, Limit: daodian.MaxAttemptsPage + 1}); !isInvalid(err) {
 		t.Errorf("attempts with too large a limit: %v", err)
+	}
+}
+
+// testRedeliverFor: on behalf of one merchant, an event or a webhook of
+// another merchant is refused exactly as one that does not exist, and nothing
+// is queued; the merchant's own are redelivered as by Redeliver.
+func testRedeliverFor(t *testing.T, f Factory) {
+	w := historyWorld(t, f)
+	mine, err := w.Ledger.AddWebhook(w.Ctx, daodian.WebhookSpec{MerchantID: M1, URL: "https://a.example/"})
+	must(t, err)
+	theirs, err := w.Ledger.AddWebhook(w.Ctx, daodian.WebhookSpec{MerchantID: M2, URL: "https://c.example/"})
+	must(t, err)
+	w.MustUse(w.A, w.Issue(1, 1).Tickets[0].Code, 1, "u1")
+	_, err = w.Ledger.Issue(w.Ctx, daodian.IssueRequest{MerchantID: M2, Quantity: 1, ItemName: "x",
+		ValidFrom: w.Clock.Now().Add(-time.Hour), ValidTo: w.Clock.Now().Add(time.Hour)})
+	must(t, err)
+	last := w.lastRecordID()
+	w.moveCursors(last, mine.ID, theirs.ID)
+	use := w.events(mine.Cursor, 10)
+	var m2Event string
+	must(t, w.Store.View(w.Ctx, func(tx daodian.ReadTx) error {
+		return tx.EachRecord(w.Ctx, func(r *daodian.Record) error {
+			if r.MerchantID == M2 {
+				m2Event = r.ID
+			}
+			return nil
+		})
+	}))
+	missing := "9" + last
+	for _, c := range []struct {
+		name, event, webhook string
+		want                 string
+	}{
+		{"another merchant's event", m2Event, "", "event " + m2Event + ": not found"},
+		{"another merchant's event, to my webhook", m2Event, mine.ID, "event " + m2Event + ": not found"},
+		{"an unknown event", missing, "", "event " + missing + ": not found"},
+		{"another merchant's webhook", use[len(use)-1].ID, theirs.ID, "webhook " + theirs.ID + ": not found"},
+		{"an unknown webhook", use[len(use)-1].ID, tid(77), "webhook " + tid(77) + ": not found"},
+	} {
+		q, err := w.Ledger.RedeliverFor(w.Ctx, M1, c.event, c.webhook)
+		var nf *daodian.NotFoundError
+		if q != nil || !errors.Is(err, daodian.ErrNotFound) || !errors.As(err, &nf) || err.Error() != c.want {
+			t.Errorf("%s: %v %v, want %q", c.name, q, err, c.want)
+		}
+	}
+	if rs := w.StoredRedeliveries(); len(rs) != 0 {
+		t.Fatalf("refused redeliveries queued %+v", rs)
+	}
+	queued, err := w.Ledger.RedeliverFor(w.Ctx, M1, use[len(use)-1].ID, "")
+	must(t, err)
+	same(t, "queued for", []string{mine.ID}, queued)
+	// For every merchant, another merchant's event is theirs to redeliver.
+	queued, err = w.Ledger.RedeliverFor(w.Ctx, "", m2Event, "")
+	must(t, err)
+	same(t, "queued for", []string{theirs.ID}, queued)
+}
+
+// testWebhookStatuses: each webhook's oldest pending event is the first event
+// after its cursor of a type it receives, of its merchant; nil once it is past
+// every one; a merchant's or one webhook's alone.
+func testWebhookStatuses(t *testing.T, f Factory) {
+	w := historyWorld(t, f)
+	all, refunds, other := w.threeWebhooks()
+	statuses := func(merchant, webhook string) map[string]string {
+		t.Helper()
+		sts, err := w.Ledger.WebhookStatuses(w.Ctx, merchant, webhook)
+		must(t, err)
+		out := map[string]string{}
+		for _, st := range sts {
+			if st.Secret != "" {
+				t.Fatalf("webhook %s listed with its secret", st.ID)
+			}
+			out[st.ID] = "-"
+			if st.Pending != nil {
+				out[st.ID] = st.Pending.ID
+			}
+		}
+		return out
+	}
+	same(t, "statuses of a quiet ledger", map[string]string{all.ID: "-", refunds.ID: "-", other.ID: "-"}, statuses("", ""))
+	tk := w.Issue(1, 2).Tickets[0] // an issue of M1, then a use
+	w.Clock.Advance(time.Minute)
+	w.MustUse(w.A, tk.Code, 1, "u1")
+	evs := w.events(all.Cursor, 10)
+	if len(evs) != 2 {
+		t.Fatalf("events after the webhook: %+v", evs)
+	}
+	same(t, "M1's statuses", map[string]string{all.ID: evs[0].ID, refunds.ID: "-"}, statuses(M1, ""))
+	sts, err := w.Ledger.WebhookStatuses(w.Ctx, M1, all.ID)
+	must(t, err)
+	if len(sts) != 1 || sts[0].Pending == nil || !sts[0].Pending.At.Equal(evs[0].At) || sts[0].URL != all.URL {
+		t.Fatalf("one webhook's status: %+v", sts)
+	}
+	// Past the issue: the use is pending; past the use: nothing.
+	for i, want := range []string{evs[1].ID, "-"} {
+		w.moveCursors(evs[i].ID, all.ID)
+		same(t, "after a delivery", map[string]string{all.ID: want}, statuses("", all.ID))
+	}
+	for _, c := range []struct{ merchant, webhook string }{{M2, all.ID}, {"", tid(77)}} {
+		_, err := w.Ledger.WebhookStatuses(w.Ctx, c.merchant, c.webhook)
+		var nf *daodian.NotFoundError
+		if !errors.As(err, &nf) || nf.What != "webhook" {
+			t.Errorf("status of webhook %s of merchant %q: %v, want not found", c.webhook, c.merchant, err)
+		}
+	}
+	if _, err := w.Ledger.WebhookStatuses(w.Ctx, "", "x"); !isInvalid(err) {
+		t.Errorf("status of webhook x: %v", err)
 	}
 }

@@ -32,13 +32,6 @@ func runWebhook(ctx context.Context, e *env, args []string) error {
 	})
 }
 
-// addedWebhookJSON is the --json shape of an added webhook: the one place its
-// secret is shown.
-type addedWebhookJSON struct {
-	admin.Webhook
-	Secret string `json:"secret"`
-}
-
 func runWebhookAdd(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "webhook add")
 	merchant := fs.String("merchant", "", "the merchant whose events to deliver, which must exist (required)")
@@ -68,7 +61,7 @@ func runWebhookAdd(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("%s", flagError(err))
 		}
 		if *asJSON {
-			return printJSON(e.stdout, addedWebhookJSON{Webhook: admin.WebhookOf(wh), Secret: wh.Secret})
+			return printJSON(e.stdout, admin.WebhookWithSecret{Webhook: admin.WebhookOf(wh), Secret: wh.Secret})
 		}
 		fmt.Fprintf(e.stdout, "webhook_id %s\nsecret     %s\nmerchant   %s\nurl        %s\ntypes      %s\n",
 			wh.ID, wh.Secret, wh.MerchantID, wh.URL, typesText(admin.WebhookOf(wh).Types))

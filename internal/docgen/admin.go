@@ -2,14 +2,20 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"os/exec"
+	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"github.com/daodian/daodian/client"
 )
 
 // The admin API's examples (SPEC §10), sent to the same demo server after the
@@ -26,7 +32,7 @@ type adminGen struct {
 }
 
 // runAdmin sends every admin example request.
-func (g *gen) runAdmin(bin, db, cardID string) {
+func (g *gen) runAdmin(bin, db, cardID, cardCode string) {
 	base := strings.TrimSuffix(g.url, "/router/rest")
 	a := &adminGen{gen: g, bin: bin, db: db, base: base}
 	created := a.cli("admin token create", "admin", "token", "create", "--name", "back-office", "--merchant", "demo-merchant", "--json")
@@ -74,9 +80,100 @@ func (g *gen) runAdmin(bin, db, cardID string) {
 		log.Fatalf("fault add: %v: %s", err, rule)
 	}
 	a.do("admin faults", a.scoped, http.MethodGet, "/admin/v1/faults", "", "")
+	hook := a.webhooks(cardID, cardCode)
 	a.do("admin overview", a.scoped, http.MethodGet, "/admin/v1/overview", "", "")
 	a.do("admin fault clear", a.scoped, http.MethodDelete, "/admin/v1/faults/"+r.RuleID, "", "")
 	a.do("admin requests", a.scoped, http.MethodGet, "/admin/v1/requests?limit=2", "", "")
+	a.do("admin webhook remove", a.scoped, http.MethodDelete, "/admin/v1/webhooks/"+hook, "", "")
+}
+
+// receiverAddr is where the webhook examples' receiver listens when it can
+// (the address docs/operations.md's example uses), so that the examples'
+// URLs stay the same from one run to the next.
+const receiverAddr = "127.0.0.1:18097"
+
+// webhooks adds a webhook of the demo merchant to a receiver this program
+// runs, which refuses its first delivery (a back office restarting) and
+// takes the rest; makes a use of the card and its reversal, waits until the
+// demo server has delivered both, and records the webhook endpoints'
+// examples. It returns the webhook's id.
+func (a *adminGen) webhooks(cardID, cardCode string) string {
+	ln, err := net.Listen("tcp", receiverAddr)
+	if err != nil {
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+	var calls atomic.Int32
+	go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if calls.Add(1) == 1 {
+			http.Error(w, "back office restarting", http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	added := a.do("admin webhook add", a.scoped, http.MethodPost, "/admin/v1/webhooks", "application/json",
+		`{"url":"http://`+ln.Addr().String()+`/daodian/events","types":["ticket.used","ticket.use_reversed"]}`)
+	var wh struct {
+		WebhookID string `json:"webhook_id"`
+	}
+	if err := json.Unmarshal([]byte(added), &wh); err != nil || wh.WebhookID == "" {
+		log.Fatalf("webhook add: %v: %s", err, added)
+	}
+	a.do("admin webhook bad url", a.scoped, http.MethodPost, "/admin/v1/webhooks", "application/json", `{"url":"https://pos:pa55@backoffice.example/daodian"}`)
+
+	c := client.New(a.url, a.key, a.secret)
+	use, err := c.Call(context.Background(), "alibaba.alsc.merchant.ext.ticketcode.use",
+		map[string]string{"use_request": `{"ticket_code":"` + cardCode + `","shop_id":"demo-shop","ticket_request_id":"u-6"}`})
+	if err != nil {
+		log.Fatal(err)
+	}
+	trans := regexp.MustCompile(`"ticket_trans_id":"(\d+)"`).FindStringSubmatch(string(use))
+	if trans == nil {
+		log.Fatalf("use: %s", use)
+	}
+	if _, err := c.Call(context.Background(), "alibaba.alsc.daodian.ticket.reserve",
+		map[string]string{"ticket_reverse_top_request": `{"request_id":"r-6","ticket_id":"` + cardID + `","ticket_use_trans_id":"` + trans[1] + `"}`}); err != nil {
+		log.Fatal(err)
+	}
+	// Both delivered: the use refused once, retried, then the reversal.
+	var page struct {
+		Deliveries []struct {
+			EventID string `json:"event_id"`
+			Outcome string `json:"outcome"`
+		} `json:"deliveries"`
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		b := a.get(a.scoped, "/admin/v1/webhooks/"+wh.WebhookID+"/deliveries")
+		if err := json.Unmarshal(b, &page); err != nil {
+			log.Fatalf("deliveries: %v: %s", err, b)
+		}
+		if len(page.Deliveries) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			log.Fatalf("the demo server did not deliver the webhook's events: %s", b)
+		}
+	}
+	a.do("admin webhooks", a.scoped, http.MethodGet, "/admin/v1/webhooks", "", "")
+	a.do("admin deliveries", a.scoped, http.MethodGet, "/admin/v1/webhooks/"+wh.WebhookID+"/deliveries", "", "")
+	used := page.Deliveries[len(page.Deliveries)-1].EventID
+	a.do("admin redeliver", a.scoped, http.MethodPost, "/admin/v1/redeliveries", "application/json",
+		`{"event_id":"`+used+`","webhook_id":"`+wh.WebhookID+`"}`)
+	a.do("admin redeliver unknown", a.scoped, http.MethodPost, "/admin/v1/redeliveries", "application/json", `{"event_id":"2100000000000999999"}`)
+	return wh.WebhookID
+}
+
+// get sends a GET with the token and returns the answer, recording nothing.
+func (a *adminGen) get(token, path string) []byte {
+	req, err := http.NewRequest(http.MethodGet, a.base+path, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	return readAll(http.DefaultClient.Do(req))
 }
 
 func (a *adminGen) tokenOf(out string) string {

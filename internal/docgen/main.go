@@ -83,7 +83,7 @@ func main() {
 	group := find(`ticket_id (\d+) code (\d+); ticket_id (\d+) code (\d+)`)
 	card := find(`5-times card: ticket_id (\d+) code (\d+)`)
 	g.run(group[1], group[2], card[1], card[2])
-	g.runAdmin(os.Args[1], db, card[1])
+	g.runAdmin(os.Args[1], db, card[1], card[2])
 
 	out := regexp.MustCompile(`\{\{(.+?)\|(curl|body)\}\}`).ReplaceAllStringFunc(string(tmpl), func(m string) string {
 		p := regexp.MustCompile(`\{\{(.+?)\|(curl|body)\}\}`).FindStringSubmatch(m)
