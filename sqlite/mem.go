@@ -174,13 +174,24 @@ type pending struct {
 	records   []daodian.Record
 }
 
+// reset empties p, keeping its maps and slices for the next writes: the
+// writer resets one per Update and per batch.
 func (p *pending) reset() {
-	p.available = make(map[string]int)
-	p.uses = make(map[string]*daodian.Use)
-	p.newUses = make(map[string]bool)
+	if p.available == nil {
+		p.available = make(map[string]int)
+		p.uses = make(map[string]*daodian.Use)
+		p.newUses = make(map[string]bool)
+		p.fences = make(map[[2]string]daodian.Fence)
+	}
+	clear(p.available)
+	clear(p.uses)
+	clear(p.newUses)
+	clear(p.fences)
+	clear(p.useOrder) // drop the references to the rows
 	p.useOrder = p.useOrder[:0]
-	p.fences = make(map[[2]string]daodian.Fence)
+	clear(p.idem)
 	p.idem = p.idem[:0]
+	clear(p.records)
 	p.records = p.records[:0]
 }
 
@@ -238,6 +249,16 @@ func newStage() *stage {
 	}
 	st.pend.reset()
 	return st
+}
+
+// reset empties the stage for the next Update: the writer keeps one, as it
+// runs one Update at a time.
+func (st *stage) reset() {
+	clear(st.tickets)
+	clear(st.idem)
+	clear(st.noIdem)
+	clear(st.shops)
+	st.pend.reset()
 }
 
 // commitStage makes a succeeded Update's stage part of memory and of the

@@ -359,7 +359,7 @@ func (s *Store) openWriter(ctx context.Context) error {
 		next:     idBase,
 	}
 	if !s.opts.Shared && s.opts.MemoryTickets > 0 {
-		w.mem, w.issued = newMem(s.opts.MemoryTickets), make(map[string]bool)
+		w.mem, w.stage, w.issued = newMem(s.opts.MemoryTickets), newStage(), make(map[string]bool)
 	}
 	var limit string
 	switch err := c.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, metaIDLimit).Scan(&limit); {

@@ -93,6 +93,7 @@ type writer struct {
 	// mem is the writer's memory of the hot rows (mem.go); nil on a Shared
 	// Store, which writes every statement through.
 	mem     *mem
+	stage   *stage // the Update's, reset for each
 	flusher flusher
 	// issued are the ids NewID handed out during the current batch: a use
 	// inserted under one of them needs no lookup to know it is new.
@@ -448,7 +449,8 @@ func (w *writer) runOp(o *op) error {
 	s := w.s
 	tx := &writeTx{readTx: readTx{s: s}, w: w}
 	if w.mem != nil {
-		tx.st = newStage()
+		w.stage.reset()
+		tx.st = w.stage
 	}
 	err := call(o.fn, tx)
 	tx.done = true
