@@ -16,9 +16,13 @@ import (
 // callers on distinct tickets, as the gateway drives it.
 //
 // "memory" is the store as a server opens it (the writer decides from memory,
-// sqlite/mem.go); "statements" keeps no memory, a statement per read and write.
+// sqlite/mem.go); "memory misses" the same with room for 2×16 of the 1 024
+// tickets, so that nearly every operation first reads its ticket from the file
+// (the cost of a miss); "statements" keeps no memory, a statement per read and
+// write.
 func BenchmarkUseThenReverse(b *testing.B) {
 	b.Run("memory", func(b *testing.B) { benchUseThenReverse(b, sqlite.Options{}) })
+	b.Run("memory_misses", func(b *testing.B) { benchUseThenReverse(b, sqlite.Options{MemoryTickets: 16}) })
 	b.Run("statements", func(b *testing.B) { benchUseThenReverse(b, sqlite.Options{MemoryTickets: -1}) })
 }
 
