@@ -339,7 +339,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, c *call) (top.Bo
 	if !app.Enabled {
 		return nil, top.ErrInvalidAppKey(), nil
 	}
-	c.appKey, c.app = app.Key, app
+	c.appKey, c.app = app.Key, app.App
 	switch v := p.Get("v"); {
 	case !p.Has("v") || v == "":
 		return nil, top.ErrMissingVersion(), nil
@@ -378,7 +378,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, c *call) (top.Bo
 	if c.method != alsc.MethodTimeGet && !app.Allows(c.method) {
 		return nil, top.ErrInsufficientPermissions(), nil
 	}
-	c.in = Input{App: app, Params: p, RequestID: c.requestID, Now: now}
+	c.in = Input{App: app.App, Params: p, RequestID: c.requestID, Now: now}
 	in := &c.in
 	if terr := decodeParams(m, p, in); terr != nil {
 		return nil, terr, nil
@@ -403,12 +403,12 @@ const (
 
 // signedWith tells which of the app's secrets signed p: the current one, tried
 // first, or, only while a rotation's grace period lasts, the one it replaced.
-func signedWith(p *top.Params, app *daodian.App, sign string, now time.Time) int {
+func signedWith(p *top.Params, app *cachedApp, sign string, now time.Time) int {
 	method := p.Get("sign_method")
 	switch {
-	case top.VerifySign(p, app.Secret, method, sign):
+	case app.key.Verify(p, method, sign):
 		return secretCurrent
-	case app.PreviousSecretValid(now) && top.VerifySign(p, app.PreviousSecret, method, sign):
+	case app.PreviousSecretValid(now) && app.previous.Verify(p, method, sign):
 		return secretPrevious
 	}
 	return secretNone
