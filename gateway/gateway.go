@@ -81,6 +81,11 @@ type Gateway struct {
 	run runFunc
 
 	bufs sync.Pool
+	// jsonType and xmlType are the Content-Type values of answers, made once
+	// and given to every answer's header: Header.Set would allocate a slice for
+	// each. Nothing changes a header's values in place (net/http copies them
+	// out, Header.Add appends beyond their capacity of one).
+	jsonType, xmlType []string
 }
 
 // New returns a gateway serving the methods of alsc.Specs on ledger.
@@ -130,6 +135,8 @@ func New(ledger *daodian.Ledger, cfg Config) *Gateway {
 		g.run = g.faults.wrap(runMethod)
 	}
 	g.bufs.New = func() any { b := make([]byte, 0, 2048); return &b }
+	g.jsonType = []string{"application/json;charset=UTF-8"}
+	g.xmlType = []string{"text/xml;charset=UTF-8"}
 	for _, m := range g.builtinMethods() {
 		g.Register(m)
 	}
@@ -277,9 +284,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) write(w http.ResponseWriter, f top.Format, buf []byte) {
 	h := w.Header()
 	if f == top.JSON {
-		h.Set("Content-Type", "application/json;charset=UTF-8")
+		h["Content-Type"] = g.jsonType
 	} else {
-		h.Set("Content-Type", "text/xml;charset=UTF-8")
+		h["Content-Type"] = g.xmlType
 	}
 	h.Set("Content-Length", strconv.Itoa(len(buf)))
 	_, _ = w.Write(buf)
