@@ -7,6 +7,7 @@ import (
 
 	"github.com/daodian/daodian"
 	"github.com/daodian/daodian/internal/keycache"
+	"github.com/daodian/daodian/top"
 	"golang.org/x/time/rate"
 )
 
@@ -15,7 +16,16 @@ import (
 // store on the hot path of requests that never touch the ledger.
 type appCache struct {
 	read func(ctx context.Context, key string) (*daodian.App, error) // Ledger.App
-	c    *keycache.Cache[*daodian.App]
+	c    *keycache.Cache[*cachedApp]
+}
+
+// cachedApp is an app as the cache holds it, with its secrets prepared for
+// verifying signatures: the keyed HMAC states live as long as the entry, and
+// a rotated secret gets new ones when the entry is read again.
+type cachedApp struct {
+	*daodian.App
+	key      *top.Key
+	previous *top.Key // nil without a previous secret
 }
 
 // maxCachedApps bounds the cache; beyond it the cache is dropped and refilled.
@@ -43,7 +53,7 @@ const (
 var errLookupBusy = keycache.ErrBusy
 
 func newAppCache(read func(ctx context.Context, key string) (*daodian.App, error), ttl time.Duration, clock func() time.Time) *appCache {
-	return &appCache{read: read, c: keycache.New[*daodian.App](keycache.Config{
+	return &appCache{read: read, c: keycache.New[*cachedApp](keycache.Config{
 		TTL: ttl, Clock: clock, MaxEntries: maxCachedApps, MaxLookups: maxAppLookups, LookupWait: appLookupWait,
 	})}
 }
@@ -51,8 +61,18 @@ func newAppCache(read func(ctx context.Context, key string) (*daodian.App, error
 // get returns the app, daodian.ErrNotFound, or errLookupBusy. Unknown keys are
 // not cached, so a client cannot fill memory with random keys, and their store
 // reads are bounded (maxAppLookups).
-func (c *appCache) get(ctx context.Context, key string) (*daodian.App, error) {
-	return c.c.Get(ctx, key, func(ctx context.Context) (*daodian.App, error) { return c.read(ctx, key) })
+func (c *appCache) get(ctx context.Context, key string) (*cachedApp, error) {
+	return c.c.Get(ctx, key, func(ctx context.Context) (*cachedApp, error) {
+		app, err := c.read(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		a := &cachedApp{App: app, key: top.NewKey(app.Secret)}
+		if app.PreviousSecret != "" {
+			a.previous = top.NewKey(app.PreviousSecret)
+		}
+		return a, nil
+	})
 }
 
 // limiter holds one token bucket per app. The limit is per process: several

@@ -81,6 +81,11 @@ type Gateway struct {
 	run runFunc
 
 	bufs sync.Pool
+	// jsonType and xmlType are the Content-Type values of answers, made once
+	// and given to every answer's header: Header.Set would allocate a slice for
+	// each. Nothing changes a header's values in place (net/http copies them
+	// out, Header.Add appends beyond their capacity of one).
+	jsonType, xmlType []string
 }
 
 // New returns a gateway serving the methods of alsc.Specs on ledger.
@@ -130,6 +135,8 @@ func New(ledger *daodian.Ledger, cfg Config) *Gateway {
 		g.run = g.faults.wrap(runMethod)
 	}
 	g.bufs.New = func() any { b := make([]byte, 0, 2048); return &b }
+	g.jsonType = []string{"application/json;charset=UTF-8"}
+	g.xmlType = []string{"text/xml;charset=UTF-8"}
 	for _, m := range g.builtinMethods() {
 		g.Register(m)
 	}
@@ -187,6 +194,12 @@ type call struct {
 	params *top.Params
 	// previousSecret: the request was signed with the secret a rotation replaced.
 	previousSecret bool
+	// answer is the encoded answer (in a buffer of Gateway.bufs), in the
+	// method's input. Both live here because a call escapes to the heap anyway
+	// (the method is called through a function value): held in it, they cost no
+	// allocation of their own.
+	answer []byte
+	in     Input
 }
 
 // runFunc runs the method of a request whose checks passed. It returns the
@@ -212,22 +225,22 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	g.cfg.Metrics.inFlight.Inc()
 	defer g.cfg.Metrics.inFlight.Dec()
-	c := call{requestID: newRequestID()}
+	c := &call{requestID: newRequestID()}
 	bp := g.bufs.Get().(*[]byte)
-	buf := (*bp)[:0]
+	c.answer = (*bp)[:0]
 	defer func() {
 		if p := recover(); p != nil {
 			g.cfg.Logger.Error("panic in request", "request_id", c.requestID, "method", c.method, "panic", p)
 			c.outcome = "code_15"
-			buf = top.AppendError(buf[:0], c.format, top.ErrRemoteService(), c.requestID)
-			g.write(w, c.format, buf)
+			c.answer = top.AppendError(c.answer[:0], c.format, top.ErrRemoteService(), c.requestID)
+			g.write(w, c.format, c.answer)
 		}
 		d := time.Since(start)
 		if g.reqlog != nil {
-			g.reqlog.record(&c, buf, g.cfg.Clock(), d)
+			g.reqlog.record(c, c.answer, g.cfg.Clock(), d)
 		}
-		if cap(buf) <= 64<<10 {
-			*bp = buf[:0]
+		if cap(c.answer) <= 64<<10 {
+			*bp = c.answer[:0]
 			g.bufs.Put(bp)
 		}
 		level := slog.LevelInfo
@@ -247,7 +260,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			g.cfg.Observer.Observe(c.method, c.outcome, d)
 		}
 	}()
-	body, terr, d := g.serve(w, r, &c)
+	body, terr, d := g.serve(w, r, c)
 	if terr != nil {
 		switch {
 		case terr.SubCode == SubCodeServerBusy:
@@ -257,23 +270,23 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		default:
 			c.outcome = "code_" + strconv.Itoa(terr.Code)
 		}
-		buf = top.AppendError(buf, c.format, terr, c.requestID)
+		c.answer = top.AppendError(c.answer, c.format, terr, c.requestID)
 	} else {
-		buf = top.AppendSuccess(buf, c.format, c.simplify, c.method, body, c.requestID)
+		c.answer = top.AppendSuccess(c.answer, c.format, c.simplify, c.method, body, c.requestID)
 	}
 	if d == nil {
-		g.write(w, c.format, buf)
+		g.write(w, c.format, c.answer)
 		return
 	}
-	d.deliver(w, &c, func() { g.write(w, c.format, buf) })
+	d.deliver(w, c, func() { g.write(w, c.format, c.answer) })
 }
 
 func (g *Gateway) write(w http.ResponseWriter, f top.Format, buf []byte) {
 	h := w.Header()
 	if f == top.JSON {
-		h.Set("Content-Type", "application/json;charset=UTF-8")
+		h["Content-Type"] = g.jsonType
 	} else {
-		h.Set("Content-Type", "text/xml;charset=UTF-8")
+		h["Content-Type"] = g.xmlType
 	}
 	h.Set("Content-Length", strconv.Itoa(len(buf)))
 	_, _ = w.Write(buf)
@@ -333,7 +346,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, c *call) (top.Bo
 	if !app.Enabled {
 		return nil, top.ErrInvalidAppKey(), nil
 	}
-	c.appKey, c.app = app.Key, app
+	c.appKey, c.app = app.Key, app.App
 	switch v := p.Get("v"); {
 	case !p.Has("v") || v == "":
 		return nil, top.ErrMissingVersion(), nil
@@ -372,15 +385,15 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, c *call) (top.Bo
 	if c.method != alsc.MethodTimeGet && !app.Allows(c.method) {
 		return nil, top.ErrInsufficientPermissions(), nil
 	}
-	in := &Input{App: app, Params: p, RequestID: c.requestID, Now: now}
+	c.in = Input{App: app.App, Params: p, RequestID: c.requestID, Now: now}
+	in := &c.in
 	if terr := decodeParams(m, p, in); terr != nil {
 		return nil, terr, nil
 	}
-	release, ok := g.admit()
-	if !ok {
+	if !g.admit() {
 		return nil, errServerBusy(), nil
 	}
-	defer release()
+	defer g.leave()
 	body, terr, d := g.run(r, w, c, m, in)
 	if terr == nil {
 		c.outcome = m.outcome(body)
@@ -397,12 +410,12 @@ const (
 
 // signedWith tells which of the app's secrets signed p: the current one, tried
 // first, or, only while a rotation's grace period lasts, the one it replaced.
-func signedWith(p *top.Params, app *daodian.App, sign string, now time.Time) int {
+func signedWith(p *top.Params, app *cachedApp, sign string, now time.Time) int {
 	method := p.Get("sign_method")
 	switch {
-	case top.VerifySign(p, app.Secret, method, sign):
+	case app.key.Verify(p, method, sign):
 		return secretCurrent
-	case app.PreviousSecretValid(now) && top.VerifySign(p, app.PreviousSecret, method, sign):
+	case app.PreviousSecretValid(now) && app.previous.Verify(p, method, sign):
 		return secretPrevious
 	}
 	return secretNone

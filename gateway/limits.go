@@ -74,17 +74,17 @@ func newSlots(n int) slots {
 }
 
 // admit takes a slot if one is free, counting the request as admitted until
-// release is called. It never waits.
-func (g *Gateway) admit() (release func(), ok bool) {
+// leave is called; false when none is. It never waits.
+func (g *Gateway) admit() bool {
 	if g.slots != nil {
 		select {
 		case g.slots <- struct{}{}:
 		default:
-			return nil, false
+			return false
 		}
 	}
 	g.cfg.Metrics.admitted.Inc()
-	return g.leave, true
+	return true
 }
 
 // leave gives back the slot taken by admit.

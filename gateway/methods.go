@@ -1,9 +1,10 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"errors"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-json-experiment/json"
@@ -137,11 +138,30 @@ func object[R any](param string) func(p *top.Params, r *R) *top.Error {
 // bytes) becomes U+FFFD, which the ledger's checks refuse naming the field.
 var objectOptions = jsontext.AllowInvalidUTF8(true)
 
+// objectBufs recycles the buffer a business object is copied into for
+// json.Unmarshal, which takes bytes where the parameter is a string: the copy
+// was an allocation of the object's size on every business request. Decoding
+// copies every string it keeps out of the buffer, so nothing decoded refers to
+// it once Unmarshal has returned.
+var objectBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// maxPooledObjectBuf keeps one huge object from pinning a huge buffer in the
+// pool.
+const maxPooledObjectBuf = 64 << 10
+
 func decodeObject(name, v string, dst any) *top.Error {
-	b := bytes.TrimSpace([]byte(v))
-	if len(b) == 0 || b[0] != '{' {
+	v = strings.TrimSpace(v)
+	if len(v) == 0 || v[0] != '{' {
 		return top.ErrInvalidParameter(name + " 必须是JSON对象")
 	}
+	bp := objectBufs.Get().(*[]byte)
+	b := append((*bp)[:0], v...)
+	defer func() {
+		if cap(b) <= maxPooledObjectBuf {
+			*bp = b[:0]
+			objectBufs.Put(bp)
+		}
+	}()
 	if err := json.Unmarshal(b, dst, objectOptions); err != nil {
 		var syn *jsontext.SyntacticError
 		var sem *json.SemanticError

@@ -45,6 +45,15 @@ func BenchmarkVerifySign(b *testing.B) {
 				}
 			}
 		})
+		b.Run(m+"/key", func(b *testing.B) {
+			k := NewKey("helloworld")
+			b.ReportAllocs()
+			for b.Loop() {
+				if !k.Verify(p, m, sign) {
+					b.Fatal("rejected")
+				}
+			}
+		})
 	}
 }
 
@@ -148,6 +157,9 @@ func TestAllocations(t *testing.T) {
 	}
 	p := reserveParams(t)
 	sign, _ := Sign(p, "helloworld", SignMD5)
+	hmacSign, _ := Sign(p, "helloworld", SignHMAC)
+	sha256Sign, _ := Sign(p, "helloworld", SignHMACSHA256)
+	key := NewKey("helloworld")
 	buf := make([]byte, 0, 8192)
 	body := testConsult()
 	checks := []struct {
@@ -156,6 +168,9 @@ func TestAllocations(t *testing.T) {
 		fn   func()
 	}{
 		{"VerifySign md5", 0, func() { VerifySign(p, "helloworld", SignMD5, sign) }},
+		// After the first, which keys the state it then keeps.
+		{"Key.Verify hmac", 0, func() { key.Verify(p, SignHMAC, hmacSign) }},
+		{"Key.Verify hmac-sha256", 0, func() { key.Verify(p, SignHMACSHA256, sha256Sign) }},
 		{"AppendSuccess JSON", 0, func() { buf = AppendSuccess(buf[:0], JSON, false, "a.b", body, "r") }},
 		{"AppendSuccess XML", 0, func() { buf = AppendSuccess(buf[:0], XML, false, "a.b", body, "r") }},
 		{"AppendError", 0, func() { buf = AppendError(buf[:0], JSON, ErrMissingMethod(), "r") }},

@@ -38,7 +38,7 @@ const maxPooledSignBuf = 64 << 10
 // without empty values, in byte order of name, concatenated as name+value.
 func Sign(p *Params, secret, signMethod string) (string, error) {
 	var dst [maxDigestHex]byte
-	n, _, ok := signInto(&dst, p, secret, signMethod, false)
+	n, _, ok := signInto(&dst, p, secret, nil, signMethod, false)
 	if !ok {
 		return "", ErrUnknownSignMethod
 	}
@@ -60,8 +60,55 @@ func SignMap(m map[string]string, secret, signMethod string) (string, error) {
 // much of a forged sign matched; whether a second digest was computed depends only
 // on the request itself. It is false for an unknown sign method.
 func VerifySign(p *Params, secret, signMethod, sign string) bool {
+	return verify(p, secret, nil, signMethod, sign)
+}
+
+// Key is a secret prepared for verifying many signatures (Key.Verify): it keeps
+// the secret's keyed HMAC states and reuses them, so that checking an HMAC
+// signature neither allocates nor hashes the key again, as hmac.New would on
+// every request. What it keeps is bounded by the requests verifying at once,
+// and dropped by the garbage collector (sync.Pool). Safe for concurrent use.
+type Key struct {
+	secret string
+	// macs holds *keyedMAC in their keyed state: [0] HMAC-MD5, [1] HMAC-SHA256.
+	macs [2]sync.Pool
+}
+
+// keyedMAC is one HMAC state with room for its digest (which, passed through
+// the hash.Hash interface, would otherwise escape to the heap).
+type keyedMAC struct {
+	h   hash.Hash
+	out [sha256.Size]byte
+}
+
+// NewKey returns secret prepared for Key.Verify.
+func NewKey(secret string) *Key { return &Key{secret: secret} }
+
+// Verify is VerifySign under k's secret.
+func (k *Key) Verify(p *Params, signMethod, sign string) bool {
+	return verify(p, k.secret, k, signMethod, sign)
+}
+
+// mac writes the HMAC of msg under k into dst as upper-case hex, with a kept
+// state: i and h name the hash (Key.macs).
+func (k *Key) mac(dst []byte, i int, h func() hash.Hash, msg []byte) int {
+	m, _ := k.macs[i].Get().(*keyedMAC)
+	if m == nil {
+		m = &keyedMAC{h: hmac.New(h, []byte(k.secret))}
+	}
+	m.h.Write(msg)
+	n := hexUpper(dst, m.h.Sum(m.out[:0]))
+	// Back to the keyed state: hmac restores it from a copy it keeps, without
+	// hashing the key again.
+	m.h.Reset()
+	k.macs[i].Put(m)
+	return n
+}
+
+// verify is VerifySign with the secret's keyed states, when k is not nil.
+func verify(p *Params, secret string, k *Key, signMethod, sign string) bool {
 	var want [maxDigestHex]byte
-	n, hasEmpty, ok := signInto(&want, p, secret, signMethod, false)
+	n, hasEmpty, ok := signInto(&want, p, secret, k, signMethod, false)
 	if !ok || len(sign) != n {
 		// The length of a valid signature is public, so leaving early reveals nothing.
 		return false
@@ -80,14 +127,15 @@ func VerifySign(p *Params, secret, signMethod, sign string) bool {
 	if !hasEmpty {
 		return false
 	}
-	signInto(&want, p, secret, signMethod, true)
+	signInto(&want, p, secret, k, signMethod, true)
 	return subtle.ConstantTimeCompare(got[:n], want[:n]) == 1
 }
 
 // signInto writes the upper-case hex signature into dst and returns its length and
 // whether p has a parameter (other than sign) with an empty value. keepEmpty signs
-// those as name+"" instead of dropping them.
-func signInto(dst *[maxDigestHex]byte, p *Params, secret, method string, keepEmpty bool) (n int, hasEmpty, ok bool) {
+// those as name+"" instead of dropping them. k, if not nil, is secret prepared:
+// its keyed HMAC states are used.
+func signInto(dst *[maxDigestHex]byte, p *Params, secret string, k *Key, method string, keepEmpty bool) (n int, hasEmpty, ok bool) {
 	switch method {
 	case SignMD5, SignHMAC, SignHMACSHA256:
 	default:
@@ -118,12 +166,17 @@ func signInto(dst *[maxDigestHex]byte, p *Params, secret, method string, keepEmp
 		buf = append(buf, secret...)
 		sum := md5.Sum(buf)
 		n = hexUpper(dst[:], sum[:])
-	case SignHMAC:
-		var out [sha256.Size]byte
-		n = hexUpper(dst[:], macSum(md5.New, secret, buf, &out))
 	default:
-		var out [sha256.Size]byte
-		n = hexUpper(dst[:], macSum(sha256.New, secret, buf, &out))
+		i, h := 1, sha256.New
+		if method == SignHMAC {
+			i, h = 0, md5.New
+		}
+		if k != nil {
+			n = k.mac(dst[:], i, h, buf)
+		} else {
+			var out [sha256.Size]byte
+			n = hexUpper(dst[:], macSum(h, secret, buf, &out))
+		}
 	}
 	if cap(buf) <= maxPooledSignBuf {
 		*bp = buf

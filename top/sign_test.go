@@ -2,7 +2,9 @@ package top
 
 import (
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/daodian/daodian/internal/spectest"
@@ -214,5 +216,74 @@ func TestVerifySignEmptiesKept(t *testing.T) {
 				t.Error("VerifySign accepts the kept form after an empty parameter was renamed")
 			}
 		})
+	}
+}
+
+// TestKeyVerify: a Key answers as VerifySign does, call after call, whatever
+// the previous call verified (its HMAC states are reused, so a state not put
+// back to the keyed one would sign the next request wrong), and under
+// concurrent use.
+func TestKeyVerify(t *testing.T) {
+	type check struct {
+		p                   *Params
+		secret, method, raw string
+	}
+	var checks []check
+	for _, c := range spectest.SignVectors(t) {
+		checks = append(checks, check{NewParams(c.Params), c.Secret, c.SignMethod, c.Sign})
+	}
+	for _, c := range emptiesKeptVectors {
+		p := NewParams(vectorParams(c.signMethod, c.rid, c.empty...))
+		checks = append(checks, check{p, "helloworld", c.signMethod, c.kept}, check{p, "helloworld", c.signMethod, c.dropped})
+	}
+	long := map[string]string{"a": "1", "big": strings.Repeat("v", 3000)}
+	for _, m := range []string{SignMD5, SignHMAC, SignHMACSHA256} {
+		// A secret longer than the hash block: HMAC hashes the key first.
+		secret := strings.Repeat("s", 200)
+		checks = append(checks, check{NewParams(long), secret, m, referenceSign(long, secret, m)})
+	}
+	keys := map[string]*Key{}
+	for round := range 3 {
+		for i, c := range checks {
+			k := keys[c.secret]
+			if k == nil {
+				k = NewKey(c.secret)
+				keys[c.secret] = k
+			}
+			bad := c.raw[:len(c.raw)-1] + string("01"[(c.raw[len(c.raw)-1]+1)%2])
+			for _, s := range []string{c.raw, strings.ToLower(c.raw), bad, "", c.raw + "0"} {
+				if got, want := k.Verify(c.p, c.method, s), VerifySign(c.p, c.secret, c.method, s); got != want {
+					t.Fatalf("round %d, check %d (%s), sign %q: Key.Verify = %v, VerifySign = %v", round, i, c.method, s, got, want)
+				}
+			}
+			if !k.Verify(c.p, c.method, c.raw) {
+				t.Fatalf("round %d, check %d (%s): Key.Verify rejects the sign", round, i, c.method)
+			}
+			if NewKey(c.secret+"x").Verify(c.p, c.method, c.raw) {
+				t.Fatalf("check %d (%s): another secret's Key accepts the sign", i, c.method)
+			}
+		}
+	}
+
+	// Concurrently: every goroutine verifies its own requests with one Key.
+	k := NewKey("helloworld")
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				params := vectorParams([]string{SignHMAC, SignHMACSHA256}[i%2], fmt.Sprintf("r-%d-%d", g, i))
+				sign := referenceSign(params, "helloworld", params["sign_method"])
+				if !k.Verify(NewParams(params), params["sign_method"], sign) {
+					errs <- fmt.Sprintf("goroutine %d, request %d: rejected", g, i)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }
