@@ -301,30 +301,35 @@ func (l *Ledger) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 	if err := l.normalizeIssue(&req, now); err != nil {
 		return nil, err
 	}
-	var out *Issued
-	err := l.store.Update(ctx, func(tx Tx) error {
-		var err error
-		out, err = issueInTx(ctx, tx, &req, now)
-		return err
-	})
+	out, err := l.issue(ctx, []IssueRequest{req}, now)
 	if err != nil {
 		return nil, err
 	}
-	return out, nil
+	return out[0], nil
 }
+
+// MaxIssueMany bounds the orders of one IssueMany, which is one transaction.
+const MaxIssueMany = 100_000
 
 // IssueMany creates several orders in one transaction: all or none. Bulk import
 // uses it to write many rows per durable commit.
 func (l *Ledger) IssueMany(ctx context.Context, reqs []IssueRequest) ([]*Issued, error) {
+	if len(reqs) > MaxIssueMany {
+		return nil, invalid("orders", fmt.Sprintf("at most %d in one transaction", MaxIssueMany))
+	}
 	now := l.cfg.Clock()
 	for i := range reqs {
 		if err := l.normalizeIssue(&reqs[i], now); err != nil {
 			return nil, fmt.Errorf("row %d: %w", i+1, err)
 		}
 	}
+	return l.issue(ctx, reqs, now)
+}
+
+// issue writes normalized requests in one transaction.
+func (l *Ledger) issue(ctx context.Context, reqs []IssueRequest, now time.Time) ([]*Issued, error) {
 	var out []*Issued
 	err := l.store.Update(ctx, func(tx Tx) error {
-		out = out[:0]
 		// A batch is mostly a few merchants' orders: each is looked up (and
 		// created if new) once per transaction, not once per order.
 		merchants := make(map[string]bool)
@@ -335,13 +340,10 @@ func (l *Ledger) IssueMany(ctx context.Context, reqs []IssueRequest) ([]*Issued,
 				}
 				merchants[reqs[i].MerchantID] = true
 			}
-			o, err := issueOrder(ctx, tx, &reqs[i], now)
-			if err != nil {
-				return err
-			}
-			out = append(out, o)
 		}
-		return nil
+		var err error
+		out, err = issueOrders(ctx, tx, reqs, now)
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -354,81 +356,141 @@ func (l *Ledger) ValidateIssue(req IssueRequest) error {
 	return l.normalizeIssue(&req, l.cfg.Clock())
 }
 
-func issueInTx(ctx context.Context, tx Tx, req *IssueRequest, now time.Time) (*Issued, error) {
-	if err := ensureMerchant(ctx, tx, req.MerchantID); err != nil {
-		return nil, err
-	}
-	return issueOrder(ctx, tx, req, now)
-}
-
-// issueOrder writes an order and its tickets; the merchant exists.
-func issueOrder(ctx context.Context, tx Tx, req *IssueRequest, now time.Time) (*Issued, error) {
-	orderNo, err := tx.NewID(ctx)
-	if err != nil {
-		return nil, err
-	}
-	subNo, err := tx.NewID(ctx)
-	if err != nil {
-		return nil, err
-	}
-	itemID := req.ItemID
-	if itemID == "" {
-		if itemID, err = tx.NewID(ctx); err != nil {
-			return nil, err
+// issueOrders writes orders and their tickets, with a record of each ticket's
+// issue; the merchants exist. The rows are written in bulk (Tx.InsertOrders,
+// InsertTickets, AppendRecords), in chunks of at most MaxBulkRows, and
+// identifiers are taken likewise: per order its order number, sub-order number
+// and item id if generated, then its tickets' ids, all increasing, as if each
+// were taken on its own. A ticket whose random code turns out taken is
+// inserted again under fresh codes (insertWithFreshCode), before any record is
+// appended, so the records follow the tickets' order whatever collided.
+func issueOrders(ctx context.Context, tx Tx, reqs []IssueRequest, now time.Time) ([]*Issued, error) {
+	nIDs, nTickets := 0, 0
+	for i := range reqs {
+		nIDs += 2 + reqs[i].Count
+		if reqs[i].ItemID == "" {
+			nIDs++
 		}
+		nTickets += reqs[i].Count
 	}
-	o := Order{
-		OrderNo: orderNo, SubOrderNo: subNo, MerchantID: req.MerchantID, BuyerID: req.BuyerID,
-		UserPhone: req.UserPhone, ItemID: itemID, OutItemID: req.OutItemID, ItemName: req.ItemName,
-		OriginalPriceCents: req.OriginalPriceCents, TotalAmountCents: req.TotalAmountCents,
-		RealAmountCents: req.RealAmountCents, CreatedAt: now,
-	}
-	if o.BuyerID == "" {
-		o.BuyerID = "2088" + subNo[len(subNo)-12:]
-	}
-	if err := tx.InsertOrder(ctx, &o); err != nil {
-		return nil, err
-	}
-	out := &Issued{Order: o}
-	for range req.Count {
-		id, err := tx.NewID(ctx)
+	ids := make([]string, 0, nIDs)
+	for len(ids) < nIDs {
+		more, err := tx.NewIDs(ctx, min(nIDs-len(ids), MaxBulkRows))
 		if err != nil {
 			return nil, err
 		}
-		t := Ticket{
-			ID: id, MerchantID: req.MerchantID, OrderNo: orderNo, SubOrderNo: subNo,
-			ItemID: itemID, OutItemID: req.OutItemID, ItemName: req.ItemName,
-			Quantity: req.Quantity, Available: req.Quantity,
+		ids = append(ids, more...)
+	}
+	next := func() string {
+		id := ids[0]
+		ids = ids[1:]
+		return id
+	}
+	orders := make([]Order, len(reqs))
+	tickets := make([]Ticket, 0, nTickets)
+	for i := range reqs {
+		req := &reqs[i]
+		orderNo, subNo := next(), next()
+		itemID := req.ItemID
+		if itemID == "" {
+			itemID = next()
+		}
+		o := Order{
+			OrderNo: orderNo, SubOrderNo: subNo, MerchantID: req.MerchantID, BuyerID: req.BuyerID,
+			UserPhone: req.UserPhone, ItemID: itemID, OutItemID: req.OutItemID, ItemName: req.ItemName,
 			OriginalPriceCents: req.OriginalPriceCents, TotalAmountCents: req.TotalAmountCents,
-			RealAmountCents: req.RealAmountCents, ValidFrom: req.ValidFrom, ValidTo: req.ValidTo,
-			Status: req.Status, CreatedAt: now,
+			RealAmountCents: req.RealAmountCents, CreatedAt: now,
 		}
-		if err := insertWithFreshCode(ctx, tx, &t); err != nil {
+		if o.BuyerID == "" {
+			o.BuyerID = "2088" + subNo[len(subNo)-12:]
+		}
+		orders[i] = o
+		for range req.Count {
+			code, err := NewTicketCode()
+			if err != nil {
+				return nil, err
+			}
+			tickets = append(tickets, Ticket{
+				ID: next(), Code: code, MerchantID: req.MerchantID, OrderNo: orderNo, SubOrderNo: subNo,
+				ItemID: itemID, OutItemID: req.OutItemID, ItemName: req.ItemName,
+				Quantity: req.Quantity, Available: req.Quantity,
+				OriginalPriceCents: req.OriginalPriceCents, TotalAmountCents: req.TotalAmountCents,
+				RealAmountCents: req.RealAmountCents, ValidFrom: req.ValidFrom, ValidTo: req.ValidTo,
+				Status: req.Status, CreatedAt: now,
+			})
+		}
+	}
+	for c := range chunks(len(orders)) {
+		if err := tx.InsertOrders(ctx, orders[c.from:c.to]); err != nil {
 			return nil, err
 		}
-		// An issue is an administrator's act: no app, no request id.
-		if err := tx.AppendRecord(ctx, &Record{
-			At: now, Kind: RecordIssue, MerchantID: t.MerchantID, TicketID: t.ID, Units: t.Quantity,
-			BuyerPayCents: t.TotalAmountCents, ReceiptCents: t.RealAmountCents,
-		}); err != nil {
+	}
+	for c := range chunks(len(tickets)) {
+		taken, err := tx.InsertTickets(ctx, tickets[c.from:c.to])
+		if err != nil {
 			return nil, err
 		}
-		out.Tickets = append(out.Tickets, t)
+		for _, i := range taken {
+			// Its first code was tried in the bulk insert.
+			if err := insertWithFreshCode(ctx, tx, &tickets[c.from+i], codeTries-1); err != nil {
+				return nil, err
+			}
+		}
+	}
+	records := make([]Record, 0, min(len(tickets), MaxBulkRows))
+	for c := range chunks(len(tickets)) {
+		records = records[:0]
+		for i := c.from; i < c.to; i++ {
+			t := &tickets[i]
+			// An issue is an administrator's act: no app, no request id.
+			records = append(records, Record{
+				At: now, Kind: RecordIssue, MerchantID: t.MerchantID, TicketID: t.ID, Units: t.Quantity,
+				BuyerPayCents: t.TotalAmountCents, ReceiptCents: t.RealAmountCents,
+			})
+		}
+		if err := tx.AppendRecords(ctx, records); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]*Issued, len(reqs))
+	for i := range reqs {
+		n := reqs[i].Count
+		out[i] = &Issued{Order: orders[i], Tickets: tickets[:n:n]}
+		tickets = tickets[n:]
 	}
 	return out, nil
 }
 
-// codeTries bounds the retries of a colliding random code; with 9·10¹¹ codes a
+// MaxBulkRows bounds the rows of one bulk write of a Tx (InsertOrders,
+// InsertTickets, AppendRecords, NewIDs), so that each statement a store sends
+// for it stays far inside the store's statement timeout.
+const MaxBulkRows = 10_000
+
+// span is the half-open range [from, to) of a slice.
+type span struct{ from, to int }
+
+// chunks yields the spans of at most MaxBulkRows that cover [0, n).
+func chunks(n int) func(yield func(span) bool) {
+	return func(yield func(span) bool) {
+		for from := 0; from < n; from += MaxBulkRows {
+			if !yield(span{from, min(from+MaxBulkRows, n)}) {
+				return
+			}
+		}
+	}
+}
+
+// codeTries bounds the codes tried for one ticket; with 9·10¹¹ codes a
 // collision is rare until the space is nearly full.
 const codeTries = 16
 
 // insertWithFreshCode inserts the ticket under a random code, drawing again
-// when the code is taken. The store's unique index on codes tells (InsertTicket
-// reports ErrDuplicate and writes nothing): looking each code up first would
-// cost a second index descent per ticket. The ticket's id is fresh, so a
-// duplicate can only be its code.
-func insertWithFreshCode(ctx context.Context, tx Tx, t *Ticket) error {
-	for range codeTries {
+// when the code is taken, at most tries times. The store's unique index on
+// codes tells (InsertTicket reports ErrDuplicate and writes nothing): looking
+// each code up first would cost a second index descent per ticket. The
+// ticket's id is fresh, so a duplicate can only be its code.
+func insertWithFreshCode(ctx context.Context, tx Tx, t *Ticket, tries int) error {
+	for range tries {
 		code, err := NewTicketCode()
 		if err != nil {
 			return err

@@ -169,6 +169,27 @@ type Tx interface {
 	// InsertTicket records a ticket; ErrDuplicate on a repeated id or code.
 	InsertTicket(ctx context.Context, t *Ticket) error
 
+	// The bulk writes of issuing, for a store that writes many rows faster
+	// together than one by one (PostgreSQL's COPY). Each takes at most
+	// MaxBulkRows rows.
+
+	// NewIDs returns n fresh identifiers (1 ≤ n ≤ MaxBulkRows), increasing, as
+	// n calls of NewID would.
+	NewIDs(ctx context.Context, n int) ([]string, error)
+	// InsertOrders records orders; ErrDuplicate on a sub-order number that is
+	// stored already or repeated in os (a failed write: fn must then return
+	// an error).
+	InsertOrders(ctx context.Context, os []Order) error
+	// InsertTickets records tickets whose ids are fresh. A ticket whose code is
+	// taken — by a stored ticket, or by one earlier in ts — is not written: its
+	// index in ts is in taken (ascending), and the transaction goes on, as
+	// after InsertTicket's ErrDuplicate for a taken code. A repeated id is
+	// ErrDuplicate (a failed write, like InsertOrders').
+	InsertTickets(ctx context.Context, ts []Ticket) (taken []int, err error)
+	// AppendRecords appends records as AppendRecord would each, in order,
+	// setting their IDs.
+	AppendRecords(ctx context.Context, rs []Record) error
+
 	// PutFaultRule stores a new fault rule; ErrDuplicate on a repeated id.
 	PutFaultRule(ctx context.Context, r *FaultRule) error
 	// DeleteFaultRules deletes the fault rules of appKey with id ("" matches any

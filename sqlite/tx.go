@@ -622,17 +622,29 @@ func (t *writeTx) InsertTicket(ctx context.Context, tk *daodian.Ticket) error {
 	if err := t.write(); err != nil {
 		return err
 	}
+	if err := t.insertTicket(tk); err != nil {
+		return t.ticketErr(tk, err)
+	}
+	return nil
+}
+
+// insertTicket inserts a ticket, once write() has succeeded, and returns the
+// statement's own error, for the caller to tell a taken code from a repeated
+// id.
+func (t *writeTx) insertTicket(tk *daodian.Ticket) error {
 	t.s.buf = ticketDoc(t.s.buf[:0], tk)
 	_, err := t.s.exec(t.s.w.insertTicket, tk.ID, tk.Code, tk.MerchantID, tk.SubOrderNo,
 		int64(tk.Quantity), int64(tk.Available), t.s.buf)
-	if err != nil {
-		var se *sqlite.Error
-		if errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_CHECK {
-			return &daodian.InvariantError{TicketID: tk.ID, What: fmt.Sprintf("available %d outside [0, quantity %d]", tk.Available, tk.Quantity)}
-		}
-		return t.s.failWrite(err, "ticket", tk.ID+" (code "+tk.Code+")")
+	return err
+}
+
+// ticketErr maps the failure of insertTicket.
+func (t *writeTx) ticketErr(tk *daodian.Ticket, err error) error {
+	var se *sqlite.Error
+	if errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_CHECK {
+		return &daodian.InvariantError{TicketID: tk.ID, What: fmt.Sprintf("available %d outside [0, quantity %d]", tk.Available, tk.Quantity)}
 	}
-	return nil
+	return t.s.failWrite(err, "ticket", tk.ID+" (code "+tk.Code+")")
 }
 
 // syncFile writes the batch's pending writes to the file (mem.go), so that a

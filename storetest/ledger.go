@@ -251,6 +251,7 @@ func RunLedger(t *testing.T, f Factory) {
 		{"RefundRacesReversal", testRefundRacesReversal},
 		{"ConcurrentLatestReversals", testConcurrentLatestReversals},
 		{"TransientFailureRecordsNothing", testTransientFailureRecordsNothing},
+		{"IssueManyInBulk", testIssueManyInBulk},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, f) })
