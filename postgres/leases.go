@@ -181,7 +181,10 @@ func (l *leases) watch() {
 	}
 }
 
-// Close releases every lease by ending the session.
+// Close releases every lease, then ends the session. Ending the session alone
+// would free them too, but only once the server process has gone, a moment
+// after the connection closes: unlocking first frees them before Close
+// returns, so another gateway can take them over at once.
 func (l *leases) Close() error {
 	l.stopOnce.Do(func() { close(l.stop) })
 	<-l.done
@@ -192,6 +195,8 @@ func (l *leases) Close() error {
 		clear(l.held)
 		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
+		// A failure here leaves the leases to the session's end.
+		_, _ = l.c.Exec(cctx, "SELECT pg_advisory_unlock_all()")
 		return l.c.Close(cctx)
 	}
 	return nil

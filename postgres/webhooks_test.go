@@ -82,7 +82,7 @@ func TestWebhookLeases(t *testing.T) {
 	if _, err := b.Acquire(ctx, w1); err == nil {
 		t.Fatal("Acquire on lost leases succeeded")
 	}
-	// Close frees every lease.
+	// Close frees every lease before it returns.
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
