@@ -93,6 +93,12 @@ type Options struct {
 	// sets it; a one-off command has no need (the ledger numbers before it
 	// lists). Failures are logged to Logger, at most once per streak.
 	NumberRecordsEvery time.Duration
+	// RulesInGo makes the ledger run the use, the reversal and the refund
+	// through Update, with its Go rules, a transaction of several round trips,
+	// instead of one call of the store's server-side function each (Decide).
+	// Both do the same; the Go path is kept to compare them (the differential
+	// test, benchmarks).
+	RulesInGo bool
 	// Logger receives the failures of background work; default slog.Default().
 	Logger *slog.Logger
 }
@@ -168,6 +174,9 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	params["synchronous_commit"] = "on"
 	params["statement_timeout"] = millis(opts.StatementTimeout)
 	params["idle_in_transaction_session_timeout"] = millis(opts.IdleInTransactionTimeout)
+	// Decide's calls run in autocommit, at the session's default isolation:
+	// the functions are written for READ COMMITTED, as Update's transactions.
+	params["default_transaction_isolation"] = "read committed"
 	if params["application_name"] == "" {
 		params["application_name"] = "daodian"
 	}
