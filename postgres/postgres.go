@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -101,6 +102,10 @@ type Options struct {
 	RulesInGo bool
 	// Logger receives the failures of background work; default slog.Default().
 	Logger *slog.Logger
+
+	// tracer, set by tests only, sees every statement of the store's
+	// connections.
+	tracer pgx.QueryTracer
 }
 
 func (o Options) withDefaults() Options {
@@ -189,6 +194,9 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		return &pgconn.DeadlineContextWatcherHandler{Conn: c.Conn()}
 	}
 	cfg.ConnConfig.OnNotice = onNotice
+	if opts.tracer != nil {
+		cfg.ConnConfig.Tracer = opts.tracer
+	}
 	// Keep pgx's default QueryExecModeCacheStatement: every statement text below is
 	// a constant, so each connection prepares it once and then only binds.
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
