@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/daodian/daodian"
 	"github.com/daodian/daodian/storetest"
@@ -249,5 +250,114 @@ func TestGroupBuyUsesNoDeadlock(t *testing.T) {
 			q := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
 			t.Logf("%s: %d uses, latency p50 %v p99 %v p999 %v max %v", name, len(lat), q(0.5), q(0.99), q(0.999), lat[len(lat)-1])
 		})
+	}
+}
+
+// TestDecideSameKeyTwoTickets: one request id sent at once for two tickets
+// (a client bug, or two clients sharing ids). Each call locks its own ticket,
+// finds no record and decides; the second insert of the key waits for the
+// first and fails with a unique violation, and Decide's next call finds the
+// winner's record: one use, and a conflict for the other, never an error.
+func TestDecideSameKeyTwoTickets(t *testing.T) {
+	needDB(t)
+	ctx := context.Background()
+	s := newStore(t, Options{})
+	w := storetest.NewWorld(t, s)
+	tks := w.Issue(2, 50).Tickets
+	for round := range 20 {
+		var wg sync.WaitGroup
+		var used, conflicts atomic.Int32
+		errs := make(chan error, 2)
+		for i := range 2 {
+			wg.Go(func() {
+				_, err := w.Ledger.Use(ctx, w.A, daodian.UseRequest{TicketCode: tks[i].Code, ShopID: storetest.S1, RequestID: fmt.Sprint("same-", round)})
+				var r *daodian.Refusal
+				switch {
+				case err == nil:
+					used.Add(1)
+				case errors.As(err, &r) && r.SubCode == daodian.SubRequestIDConflict:
+					conflicts.Add(1)
+				default:
+					errs <- err
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if used.Load() != 1 || conflicts.Load() != 1 {
+			t.Fatalf("round %d: %d uses and %d conflicts, want one of each", round, used.Load(), conflicts.Load())
+		}
+	}
+	if got := w.Available(tks[0].ID) + w.Available(tks[1].ID); got != 100-20 {
+		t.Fatalf("%d units left, want %d", got, 100-20)
+	}
+	w.Audit()
+}
+
+// TestDecideConnectionLost: a call whose backend is terminated while it waits
+// for the ticket's lock has an unknown outcome: the ledger answers it as a
+// transient failure (SYSTEM_ERROR for a reversal), and nothing of it was
+// committed; the retry under the same request id decides.
+func TestDecideConnectionLost(t *testing.T) {
+	needDB(t)
+	ctx := context.Background()
+	s, url := newStoreURL(t, Options{})
+	admin := adminPool(t)
+	w := storetest.NewWorld(t, s)
+	tk := w.Issue(1, 2).Tickets[0]
+	u := w.MustUse(w.A, tk.Code, 1, "u1")
+	// Hold the ticket's lock in a transaction of the test's own.
+	other, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	hold, err := other.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = hold.Rollback(ctx) }()
+	if _, err := hold.Exec(ctx, "SELECT 1 FROM tickets WHERE id = $1 FOR UPDATE", tk.ID); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan daodian.ReverseResult, 1)
+	go func() {
+		r, err := w.Ledger.Reverse(ctx, w.A, daodian.ReverseRequest{RequestID: "r1", TicketID: tk.ID, TransID: u.TransID})
+		if err != nil {
+			r = daodian.ReverseResult{ErrorCode: err.Error()}
+		}
+		done <- r
+	}()
+	// Wait for the call to block on the lock, then end its backend.
+	var pid int32
+	for range 500 {
+		err := admin.QueryRow(ctx, `SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%daodian_reverse%'`).Scan(&pid)
+		if err == nil {
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if pid == 0 {
+		t.Fatal("the call never waited for the lock")
+	}
+	terminate(t, admin, uint32(pid))
+	if r := <-done; r.ErrorCode != daodian.CodeSystemError || !r.Retry {
+		t.Fatalf("got %+v, want SYSTEM_ERROR with retry", r)
+	}
+	if err := hold.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := w.Snap().Counts.Idem; n != 1 {
+		t.Fatalf("%d idempotency records, want 1 (the use's): the lost call recorded its answer", n)
+	}
+	// The retry decides.
+	if r := w.Reverse(w.A, "r1", tk.ID, u.TransID); !r.Success {
+		t.Fatalf("retry: %+v", r)
+	}
+	if got := w.Available(tk.ID); got != 2 {
+		t.Fatalf("available %d, want 2", got)
 	}
 }
