@@ -106,7 +106,10 @@ func run[A any](ctx context.Context, l *Ledger, app *App, op *operation[A]) (dec
 		return op.replayed(c.decision), nil
 	}
 	if ds, ok := l.store.(Decider); ok {
-		return decideInStore(ctx, l, ds, app, op)
+		d, err := decideInStore(ctx, l, ds, app, op)
+		if !errors.Is(err, ErrUndecided) {
+			return d, err
+		}
 	}
 	var d decision[A]
 	var final, replayed bool
@@ -225,9 +228,15 @@ func lockTicket(t *Ticket, err error) (*Ticket, error) {
 // decision under the key, all in one durable transaction — and return the
 // decision encoded as run records it (encodeDecision). The contract suite
 // (storetest) holds both to the same tests.
+//
+// Decide returns ErrUndecided, having done nothing, when the store leaves the
+// operation to run (PostgreSQL with Options.RulesInGo).
 type Decider interface {
 	Decide(ctx context.Context, d *Decision) (Decided, error)
 }
+
+// ErrUndecided is a Decider's answer to an operation it leaves to the Go rules.
+var ErrUndecided = errors.New("the store leaves the decision to the ledger")
 
 // Decision is one operation handed to a Decider: exactly one of Use, Reverse
 // and Refund is set, validated and with its defaults applied (a use's GmtBiz, a
@@ -262,6 +271,9 @@ func decideInStore[A any](ctx context.Context, l *Ledger, ds Decider, app *App, 
 	req.Key, req.Fingerprint, req.Now = op.key, op.fingerprint, op.now
 	req.AppMerchants, req.ReverseWindow = app.Merchants, l.cfg.ReverseWindow
 	out, err := ds.Decide(ctx, &req)
+	if errors.Is(err, ErrUndecided) {
+		return decision[A]{}, err
+	}
 	if err != nil {
 		l.loud(err)
 		return decision[A]{}, err

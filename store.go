@@ -45,6 +45,14 @@ type ReadTx interface {
 	// SubOrderTickets returns the tickets of a sub-order ordered by id (at most
 	// MaxTicketsPerOrder).
 	SubOrderTickets(ctx context.Context, subOrderNo string) ([]Ticket, error)
+	// TicketForUse returns the ticket with the code (with code "", the id), or
+	// ErrNotFound. Inside an Update, a store whose transactions lock rows
+	// (PostgreSQL) locks it together with every other ticket of its sub-order,
+	// in id order, in one statement: a use may take units from any of them (a
+	// group-buy use), and two uses that each held their own ticket's lock
+	// while waiting for the other's would deadlock. Taken in one order, the
+	// locks queue instead. The embedded store's single writer takes no locks.
+	TicketForUse(ctx context.Context, code, id string) (*Ticket, error)
 	// Order returns an order by its sub-order number, or ErrNotFound.
 	Order(ctx context.Context, subOrderNo string) (*Order, error)
 	// Use returns a use by its own transaction id, or ErrNotFound.

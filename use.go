@@ -86,12 +86,11 @@ func (l *Ledger) Use(ctx context.Context, app *App, req UseRequest) (UseResult, 
 		fingerprint: fp,
 		now:         now,
 		answers:     l.answers.use,
+		// The use's lock covers the ticket's whole sub-order, taken in id
+		// order (TicketForUse): allocate may take units from any of them.
 		lock: func(ctx context.Context, tx Tx) (*Ticket, error) {
-			if req.TicketCode == "" {
-				return lockTicket(tx.Ticket(ctx, req.TicketID))
-			}
-			t, err := lockTicket(tx.TicketByCode(ctx, req.TicketCode))
-			if t != nil && req.TicketID != "" && t.ID != req.TicketID {
+			t, err := lockTicket(tx.TicketForUse(ctx, req.TicketCode, req.TicketID))
+			if t != nil && req.TicketCode != "" && req.TicketID != "" && t.ID != req.TicketID {
 				return nil, nil // a code and an id of two tickets name neither
 			}
 			return t, err

@@ -332,6 +332,8 @@ CREATE TABLE webhook_redeliveries (
 	PRIMARY KEY (webhook_id, event_id)
 );
 `,
+	// 7: the idempotent operations as server-side functions (functions.go).
+	migrationFunctions,
 }
 
 // migrate brings the schema to the latest version. It runs in one transaction

@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -93,8 +94,18 @@ type Options struct {
 	// sets it; a one-off command has no need (the ledger numbers before it
 	// lists). Failures are logged to Logger, at most once per streak.
 	NumberRecordsEvery time.Duration
+	// RulesInGo makes the ledger run the use, the reversal and the refund
+	// through Update, with its Go rules, a transaction of several round trips,
+	// instead of one call of the store's server-side function each (Decide).
+	// Both do the same; the Go path is kept to compare them (the differential
+	// test, benchmarks).
+	RulesInGo bool
 	// Logger receives the failures of background work; default slog.Default().
 	Logger *slog.Logger
+
+	// tracer, set by tests only, sees every statement of the store's
+	// connections.
+	tracer pgx.QueryTracer
 }
 
 func (o Options) withDefaults() Options {
@@ -168,6 +179,9 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	params["synchronous_commit"] = "on"
 	params["statement_timeout"] = millis(opts.StatementTimeout)
 	params["idle_in_transaction_session_timeout"] = millis(opts.IdleInTransactionTimeout)
+	// Decide's calls run in autocommit, at the session's default isolation:
+	// the functions are written for READ COMMITTED, as Update's transactions.
+	params["default_transaction_isolation"] = "read committed"
 	if params["application_name"] == "" {
 		params["application_name"] = "daodian"
 	}
@@ -180,6 +194,9 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		return &pgconn.DeadlineContextWatcherHandler{Conn: c.Conn()}
 	}
 	cfg.ConnConfig.OnNotice = onNotice
+	if opts.tracer != nil {
+		cfg.ConnConfig.Tracer = opts.tracer
+	}
 	// Keep pgx's default QueryExecModeCacheStatement: every statement text below is
 	// a constant, so each connection prepares it once and then only binds.
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)

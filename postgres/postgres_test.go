@@ -1141,12 +1141,15 @@ func TestContract(t *testing.T) {
 
 // factory makes the stores of the shared suites: each on a fresh schema, and
 // reopenable on the same database.
-func factory() storetest.Factory {
+func factory() storetest.Factory { return factoryWith(Options{}) }
+
+// factoryWith is factory with the stores opened with opts.
+func factoryWith(opts Options) storetest.Factory {
 	var mu sync.Mutex
 	urls := make(map[daodian.Store]string)
 	return storetest.Factory{
 		Open: func(t *testing.T) daodian.Store {
-			s, u := newStoreURL(t, Options{})
+			s, u := newStoreURL(t, opts)
 			mu.Lock()
 			urls[s] = u
 			mu.Unlock()
@@ -1159,7 +1162,7 @@ func factory() storetest.Factory {
 			if err := old.Close(); err != nil {
 				t.Fatal(err)
 			}
-			s, err := openTest(context.Background(), u, Options{})
+			s, err := openTest(context.Background(), u, opts)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -311,6 +311,12 @@ const (
 	// the locks in the same order and cannot deadlock on them.
 	sqlSubOrderTickets     = `SELECT ` + ticketCols + ` FROM tickets WHERE sub_order_no = $1 ORDER BY id LIMIT $2`
 	sqlSubOrderTicketsLock = sqlSubOrderTickets + ` FOR UPDATE`
+	// The tickets of a ticket's sub-order by code or id, locked in id order
+	// (TicketForUse); the inner read locks nothing.
+	sqlTicketSubOrderByCodeLock = `SELECT ` + ticketCols + ` FROM tickets
+	WHERE sub_order_no = (SELECT sub_order_no FROM tickets WHERE code = $1) ORDER BY id LIMIT $2 FOR UPDATE`
+	sqlTicketSubOrderByIDLock = `SELECT ` + ticketCols + ` FROM tickets
+	WHERE sub_order_no = (SELECT sub_order_no FROM tickets WHERE id = $1) ORDER BY id LIMIT $2 FOR UPDATE`
 
 	sqlOrder = `SELECT order_no, sub_order_no, merchant_id, buyer_id, user_phone, item_id, out_item_id, item_name,
 	original_price_cents, total_amount_cents, real_amount_cents, created_at FROM orders WHERE sub_order_no = $1`
@@ -437,20 +443,79 @@ func (t *pgTx) SubOrderTickets(ctx context.Context, subOrderNo string) ([]daodia
 	if t.lock {
 		q = sqlSubOrderTicketsLock
 	}
-	rows, err := t.query(ctx, q, esc(subOrderNo), daodian.MaxTicketsPerOrder)
+	return t.ticketList(ctx, q, subOrderNo)
+}
+
+// TicketForUse returns a ticket by code or id; inside Update it locks every
+// ticket of its sub-order with it, in id order, in one statement.
+func (t *pgTx) TicketForUse(ctx context.Context, code, id string) (*daodian.Ticket, error) {
+	if !t.lock {
+		if code == "" {
+			return t.Ticket(ctx, id)
+		}
+		return t.TicketByCode(ctx, code)
+	}
+	q, key := sqlTicketSubOrderByCodeLock, code
+	if code == "" {
+		q, key = sqlTicketSubOrderByIDLock, id
+	}
+	list, err := t.ticketList(ctx, q, key)
 	if err != nil {
+		return nil, err
+	}
+	for i := range list {
+		if code != "" && list[i].Code == code || code == "" && list[i].ID == id {
+			return &list[i], nil
+		}
+	}
+	return nil, daodian.ErrNotFound
+}
+
+// ticketList reads the tickets a statement keyed by $1 returns (at most
+// MaxTicketsPerOrder, $2). It goes in one pipeline with what is waiting
+// (BEGIN, held-back writes), like queryRow: the use's lock is the first
+// statement of its transaction.
+func (t *pgTx) ticketList(ctx context.Context, q, key string) ([]daodian.Ticket, error) {
+	if t.broken != nil {
+		return nil, t.broken
+	}
+	args := []any{esc(key), daodian.MaxTicketsPerOrder}
+	var rows pgx.Rows
+	var br pgx.BatchResults
+	var sent []sentWrite
+	var err error
+	if t.direct() {
+		rows, err = t.c.Query(ctx, q, args...)
+	} else if br, sent, err = t.pipeline(ctx, q, args); err == nil {
+		rows, err = br.Query()
+	}
+	if err != nil {
+		if br != nil {
+			_ = br.Close()
+		}
 		return nil, wrapErr("sub-order tickets", err)
 	}
-	defer rows.Close()
 	var out []daodian.Ticket
 	for rows.Next() {
 		var tk daodian.Ticket
-		if err := scanTicket(rows, &tk); err != nil {
-			return nil, wrapErr("sub-order tickets", err)
+		if err = scanTicket(rows, &tk); err != nil {
+			break
 		}
 		out = append(out, tk)
 	}
-	if err := rows.Err(); err != nil {
+	rows.Close()
+	if err == nil {
+		err = rows.Err()
+	}
+	if br != nil {
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		if werr := checkSent(sent); werr != nil {
+			return nil, werr
+		}
+	}
+	if err != nil {
 		return nil, wrapErr("sub-order tickets", err)
 	}
 	return out, nil

@@ -414,6 +414,14 @@ func (t *writeTx) TicketByCode(ctx context.Context, code string) (*daodian.Ticke
 	return copyTicket(mt), nil
 }
 
+// TicketForUse locks nothing: the single writer serialises every Update.
+func (t *writeTx) TicketForUse(ctx context.Context, code, id string) (*daodian.Ticket, error) {
+	if code == "" {
+		return t.Ticket(ctx, id)
+	}
+	return t.TicketByCode(ctx, code)
+}
+
 func (t *writeTx) SubOrderTickets(ctx context.Context, subOrderNo string) ([]daodian.Ticket, error) {
 	if t.st == nil {
 		return t.readTx.SubOrderTickets(ctx, subOrderNo)

@@ -171,6 +171,14 @@ func (t *readTx) SubOrderTickets(ctx context.Context, subOrderNo string) ([]daod
 	return list, nil
 }
 
+// TicketForUse locks nothing: the single writer serialises every Update.
+func (t *readTx) TicketForUse(ctx context.Context, code, id string) (*daodian.Ticket, error) {
+	if code == "" {
+		return t.Ticket(ctx, id)
+	}
+	return t.TicketByCode(ctx, code)
+}
+
 func (t *readTx) Order(ctx context.Context, subOrderNo string) (*daodian.Order, error) {
 	if t.done {
 		return nil, errTxDone

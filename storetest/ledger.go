@@ -240,6 +240,8 @@ func RunLedger(t *testing.T, f Factory) {
 		{"ReverseLatestUse", testReverseLatestUse},
 		{"EmptyReversalFencesLateUse", testEmptyReversalFencesLateUse},
 		{"FenceIsPerApp", testFenceIsPerApp},
+		{"FenceMovesOnlyForward", testFenceMovesOnlyForward},
+		{"ReverseWindowEdge", testReverseWindowEdge},
 		{"GroupBuy", testGroupBuy},
 		{"Consult", testConsult},
 		{"NotYetValid", testNotYetValid},
@@ -673,6 +675,78 @@ func testEmptyReversalFencesLateUse(t *testing.T, f Factory) {
 	if w.Available(tk.ID) != 0 {
 		t.Fatal("fresh use did not consume")
 	}
+}
+
+// An empty reversal moves its app's fence forward only: one with the fence's
+// business time or an earlier one changes nothing and records nothing; one a
+// microsecond later (the precision stores keep) moves it and records the move.
+func testFenceMovesOnlyForward(t *testing.T, f Factory) {
+	w := ledgerWorld(t, f)
+	tk := w.Issue(1, 1).Tickets[0]
+	w.Clock.Advance(time.Second + 789*time.Microsecond)
+	at := w.Clock.Now().Add(-time.Minute)
+	fence := func() daodian.Fence {
+		t.Helper()
+		var fc daodian.Fence
+		must(t, w.Store.View(w.Ctx, func(tx daodian.ReadTx) error {
+			got, err := tx.Fence(w.Ctx, tk.ID, w.A.Key)
+			if err == nil {
+				fc = *got
+			}
+			return err
+		}))
+		return fc
+	}
+	records := func() int {
+		t.Helper()
+		var n int
+		must(t, w.Store.View(w.Ctx, func(tx daodian.ReadTx) error {
+			rs, err := tx.TicketRecords(w.Ctx, tk.ID)
+			n = len(rs)
+			return err
+		}))
+		return n
+	}
+	reverse := func(id string, biz time.Time) {
+		t.Helper()
+		r, err := w.Ledger.Reverse(w.Ctx, w.A, daodian.ReverseRequest{RequestID: id, TicketID: tk.ID, BizDate: biz})
+		must(t, err)
+		wantSuccess(t, r)
+	}
+	reverse("r1", at)
+	first, n := fence(), records()
+	for i, biz := range []time.Time{at, at.Add(-time.Second)} {
+		w.Clock.Advance(time.Second)
+		reverse(fmt.Sprint("same-or-earlier-", i), biz)
+		if got := fence(); got != first {
+			t.Fatalf("an empty reversal at %v moved the fence from %+v to %+v", biz, first, got)
+		}
+		if got := records(); got != n {
+			t.Fatalf("an empty reversal at %v that moved nothing left a record (%d records, want %d)", biz, got, n)
+		}
+	}
+	w.Clock.Advance(time.Second)
+	reverse("later", at.Add(time.Microsecond))
+	if got := fence(); got.RequestID != "later" {
+		t.Fatalf("an empty reversal a microsecond later did not move the fence: %+v", got)
+	}
+	if got := records(); got != n+1 {
+		t.Fatalf("the fence's move left %d records, want %d", got, n+1)
+	}
+}
+
+// SPEC §4.4: a use may be reversed until exactly ReverseWindow after it, not a
+// microsecond (the precision stores keep) later.
+func testReverseWindowEdge(t *testing.T, f Factory) {
+	w := ledgerWorld(t, f)
+	tk := w.Issue(1, 2).Tickets[0]
+	w.Clock.Advance(456 * time.Microsecond)
+	u1 := w.MustUse(w.A, tk.Code, 1, "u1")
+	u2 := w.MustUse(w.A, tk.Code, 1, "u2")
+	w.Clock.Advance(24 * time.Hour) // the default window
+	wantSuccess(t, w.Reverse(w.A, "r1", tk.ID, u1.TransID))
+	w.Clock.Advance(time.Microsecond)
+	wantFailed(t, w.Reverse(w.A, "r2", tk.ID, u2.TransID), daodian.CodeReverseTimeExpired)
 }
 
 // A fence refuses only the uses of the app that left it.
