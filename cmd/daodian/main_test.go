@@ -109,6 +109,9 @@ func TestUsageErrors(t *testing.T) {
 		{"call"},
 		{"reverse", "--app-key", "k", "--app-secret", "s"},
 		{"serve", "--no-such-flag"},
+		{"serve", "--addr", "127.0.0.1:0", "--memory-tickets", "0"},
+		{"serve", "--addr", "127.0.0.1:0", "--memory-tickets", "-2"},
+		{"serve", "--addr", "127.0.0.1:0", "--memory-tickets", "10000001"},
 	} {
 		code, _, errs := cli(t, nil, args...)
 		if code == 0 || errs == "" {

@@ -541,3 +541,44 @@ func copyFile(from, to string) error {
 	}
 	return os.WriteFile(to, b, 0o600)
 }
+
+// TestServeMemoryTickets: serve with the smallest memory (--memory-tickets 1:
+// tickets dropped and read again as they alternate) and with none (-1) decides
+// right, a ticket issued by another process while it runs included. (That the
+// memory's bound holds is sqlite's TestMemBound.)
+func TestServeMemoryTickets(t *testing.T) {
+	for _, n := range []string{"1", "-1"} {
+		t.Run(n, func(t *testing.T) {
+			db := filepath.Join(t.TempDir(), "m.db")
+			app, tk := seed(t, db)
+			p := startServeInProcess(t, "--db", db, "--memory-tickets", n)
+			code, out, errs := cli(t, nil, "ticket", "issue", "--merchant", testenv.Merchant, "--quantity", "2", "--json", "--db", db)
+			if code != 0 {
+				t.Fatalf("ticket issue beside serve: %d %s", code, errs)
+			}
+			var issued struct {
+				Tickets []struct {
+					Code string `json:"ticket_code"`
+				} `json:"tickets"`
+			}
+			if err := json.Unmarshal([]byte(out), &issued); err != nil || len(issued.Tickets) != 1 {
+				t.Fatalf("ticket issue printed %q: %v", out, err)
+			}
+			c := client.New(p.url, app.Key, app.Secret)
+			use := func(code, rid string) error {
+				_, err := c.Use(t.Context(), alsc.UseTopRequest{TicketCode: code, ShopID: testenv.Shop, TicketRequestID: rid})
+				return err
+			}
+			// The seeded ticket has 3 units, the new one 2: five uses go
+			// through, alternating, and the sixth of the new one is refused.
+			for i, code := range []string{tk.Code, issued.Tickets[0].Code, tk.Code, issued.Tickets[0].Code, tk.Code} {
+				if err := use(code, fmt.Sprint("u", i)); err != nil {
+					t.Fatalf("use %d: %v", i, err)
+				}
+			}
+			if err := use(issued.Tickets[0].Code, "u5"); err == nil || !strings.Contains(err.Error(), "quantity") {
+				t.Fatalf("a third use of a 2-unit ticket: %v, want a refusal for its quantity", err)
+			}
+		})
+	}
+}

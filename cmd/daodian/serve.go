@@ -59,6 +59,10 @@ func openStore(ctx context.Context, ref storeRef, server bool) (daodian.Store, e
 // within a second (BENCHMARKS.md, history on PostgreSQL).
 const numberRecordsEvery = 50 * time.Millisecond
 
+// maxMemoryTickets bounds --memory-tickets: two generations of ten million
+// tickets are about 34 GB, more than a machine this serves should give it.
+const maxMemoryTickets = 10_000_000
+
 // storeOptions are the settings of openStoreWith beyond the database name.
 type storeOptions struct {
 	server bool
@@ -69,6 +73,8 @@ type storeOptions struct {
 	// logger receives the embedded store's background failures (default
 	// slog.Default()).
 	logger *slog.Logger
+	// memoryTickets is sqlite.Options.MemoryTickets (0: its default).
+	memoryTickets int
 }
 
 func openStoreWith(ctx context.Context, ref storeRef, o storeOptions) (daodian.Store, error) {
@@ -88,7 +94,8 @@ func openStoreWith(ctx context.Context, ref storeRef, o storeOptions) (daodian.S
 		}
 		return s, nil
 	}
-	s, err := sqlite.Open(ctx, ref.db, sqlite.Options{Shared: !o.server, OnCommit: o.onCommit, Logger: o.logger, SecretKeyFile: ref.keyFile})
+	s, err := sqlite.Open(ctx, ref.db, sqlite.Options{Shared: !o.server, OnCommit: o.onCommit, Logger: o.logger, SecretKeyFile: ref.keyFile,
+		MemoryTickets: o.memoryTickets})
 	if err != nil {
 		return nil, fmt.Errorf("open embedded store %s: %w", ref.db, keyHint(err))
 	}
@@ -145,6 +152,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	demoFlag := fs.Bool("demo", false, "on an empty database, seed a demo merchant, shop, app and tickets and print how to call them")
 	noConsole := fs.Bool("no-console", false, "do not serve the web console (/console/); the admin API stays")
 	adminAddr := fs.String("admin-addr", "", "serve the admin API and the console on this address only (e.g. 127.0.0.1:8081), not on --addr")
+	memoryTickets := fs.Int("memory-tickets", sqlite.DefaultMemoryTickets, "embedded store: tickets the writer keeps in memory to decide from, per generation of two (about 1.7 KB each with a use and its answer); -1 keeps none")
 	noRequestLog := fs.Bool("no-request-log", false, "keep no copy of recent requests in memory: the console's requests page and the overview's charts stay empty")
 	trustProxy := fs.Bool("trust-proxy", false, "behind a proxy: believe its X-Forwarded-Proto (the console's Secure cookie) and X-Forwarded-For (sign-in throttling)")
 	hooks := addWebhookFlags(fs)
@@ -153,6 +161,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	if *maxConcurrent == 0 || *headerTimeout <= 0 || *bodyTimeout <= 0 {
 		return errors.New("--max-concurrent must not be 0 (negative: no limit), and --read-header-timeout and --read-body-timeout must be positive")
+	}
+	if *memoryTickets == 0 || *memoryTickets < -1 || *memoryTickets > maxMemoryTickets {
+		return fmt.Errorf("--memory-tickets must be -1 (none) or 1 to %d", maxMemoryTickets)
 	}
 	logger := slog.Default()
 	if f, ok := e.stdout.(*os.File); ok {
@@ -166,7 +177,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	defer stopProfile()
 	metrics := gateway.NewMetrics()
-	store, err := openStoreWith(ctx, *ref, storeOptions{server: true, onCommit: metrics.ObserveCommit, logger: logger})
+	store, err := openStoreWith(ctx, *ref, storeOptions{server: true, onCommit: metrics.ObserveCommit, logger: logger, memoryTickets: *memoryTickets})
 	if err != nil {
 		return err
 	}
