@@ -154,7 +154,9 @@ func decideCall(d *daodian.Decision) (string, []any, error) {
 		r := d.Refund
 		return sqlDecideRefund, append(key, daodian.Day(d.Now), esc(r.TicketCode), esc(r.TransID)), nil
 	}
-	return "", nil, errors.New("postgres: decide: the decision names no operation")
+	// An operation without a function of its own (a new one, say) is decided
+	// by the Go rules through Update: slower, never wrong.
+	return "", nil, daodian.ErrUndecided
 }
 
 // subMicro returns the nanoseconds of t below its microsecond, which a

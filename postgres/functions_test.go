@@ -361,3 +361,21 @@ func TestDecideConnectionLost(t *testing.T) {
 		t.Fatalf("available %d, want 2", got)
 	}
 }
+
+// TestDecideLeavesUnknownOperations: an operation without a function of its
+// own is left to the Go rules (ErrUndecided), having touched nothing, so that
+// a new idempotent method works on PostgreSQL before it has one.
+func TestDecideLeavesUnknownOperations(t *testing.T) {
+	needDB(t)
+	s := newStore(t, Options{})
+	w := storetest.NewWorld(t, s)
+	before := w.Snap()
+	_, err := s.Decide(context.Background(), &daodian.Decision{
+		Key: daodian.IdemKey{AppKey: w.A.Key, Op: "a-new-operation", RequestID: "n1"}, Now: time.Now()})
+	if !errors.Is(err, daodian.ErrUndecided) {
+		t.Fatalf("Decide of an operation without a function: %v, want ErrUndecided", err)
+	}
+	if d := before.Diff(w.Snap(), true); d != "" {
+		t.Fatalf("Decide changed the ledger:\n%s", d)
+	}
+}
