@@ -414,7 +414,8 @@ func (t *writeTx) TicketByCode(ctx context.Context, code string) (*daodian.Ticke
 	return copyTicket(mt), nil
 }
 
-// TicketForUse locks nothing: the single writer serialises every Update.
+// TicketForUse locks nothing: the single writer serialises every Update. It is
+// readTx's, declared again so that Ticket and TicketByCode are memory's.
 func (t *writeTx) TicketForUse(ctx context.Context, code, id string) (*daodian.Ticket, error) {
 	if code == "" {
 		return t.Ticket(ctx, id)
