@@ -29,6 +29,9 @@ const (
 	// classDuplicate is ErrDuplicate returned by fn: retried at once, since the
 	// transaction that won the race has committed by the time the loser learns of it.
 	classDuplicate
+	// classContended is a use that met its sub-order held by other uses
+	// (sqlStateContended): called again at once, locking the whole sub-order.
+	classContended
 )
 
 // classify tells how a failure of the database or of the connection to it may be

@@ -36,7 +36,7 @@ import (
 // connection, then a call is one Bind/Execute round trip.
 const (
 	sqlDecideUse = `SELECT o_answer, o_replayed, o_conflict FROM daodian_use($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
-	$11, $12, $13)`
+	$11, $12, $13, $14)`
 	sqlDecideReverse = `SELECT o_answer, o_replayed, o_conflict FROM daodian_reverse($1, $2, $3, $4, $5, $6, $7, $8,
 	$9, $10, $11, $12)`
 	sqlDecideRefund = `SELECT o_answer, o_replayed, o_conflict FROM daodian_refund($1, $2, $3, $4, $5, $6, $7, $8)`
@@ -46,6 +46,11 @@ const (
 // fails (daodian_check_ticket): message what, detail the ticket.
 const sqlStateInvariant = "DD001"
 
+// sqlStateContended is what daodian_use raises when it found too few units
+// among the tickets of the sub-order no other transaction held, and some were
+// held (migrationUseLocks): the call is made again with p_lock_all.
+const sqlStateContended = "DD002"
+
 // Decide implements daodian.Decider: d as one call of its operation's
 // function, in one round trip. With Options.RulesInGo it returns
 // daodian.ErrUndecided and the ledger runs its rules through Update.
@@ -53,7 +58,9 @@ const sqlStateInvariant = "DD001"
 // Retried here, like Update's attempts: a serialisation failure or deadlock
 // (after a backoff), a call that could not be sent, and a unique violation of
 // the key's record (at once: a concurrent request with the same key on another
-// ticket committed first, and the next call finds its record).
+// ticket committed first, and the next call finds its record). A use that
+// met its sub-order contended is called again at once, locking the whole
+// sub-order: that call cannot be contended, so it happens once at most.
 func (s *Store) Decide(ctx context.Context, d *daodian.Decision) (daodian.Decided, error) {
 	if s.opts.RulesInGo {
 		return daodian.Decided{}, daodian.ErrUndecided
@@ -69,6 +76,9 @@ func (s *Store) Decide(ctx context.Context, d *daodian.Decision) (daodian.Decide
 			return out, nil
 		case class == classPermanent:
 			return daodian.Decided{}, err
+		case class == classContended && !args[useLockAll].(bool):
+			args[useLockAll] = true
+			continue
 		case class == classTransient, attempt >= s.opts.Retries:
 			return daodian.Decided{}, daodian.Transient(err)
 		}
@@ -117,6 +127,8 @@ func decideErr(err error) (errClass, error) {
 		var pgErr *pgconn.PgError
 		errors.As(err, &pgErr)
 		switch pgErr.Code {
+		case sqlStateContended:
+			return classContended, err
 		case sqlStateInvariant:
 			return classPermanent, &daodian.InvariantError{TicketID: unesc(pgErr.Detail), What: pgErr.Message}
 		case "23514": // check_violation: tickets_available_range
@@ -145,7 +157,7 @@ func decideCall(d *daodian.Decision) (string, []any, error) {
 			return "", nil, fmt.Errorf("postgres: decide: the use's time: %w", err)
 		}
 		return sqlDecideUse, append(key, daodian.Day(d.Now), string(useDate), esc(u.TicketCode), esc(u.TicketID),
-			esc(u.ShopID), u.Quantity, ts(u.GmtBiz), subMicro(u.GmtBiz)), nil
+			esc(u.ShopID), u.Quantity, ts(u.GmtBiz), subMicro(u.GmtBiz), false), nil
 	case d.Reverse != nil:
 		r := d.Reverse
 		return sqlDecideReverse, append(key, subMicro(d.Now), daodian.Day(d.Now), esc(r.TicketID), esc(r.TransID),
@@ -158,6 +170,10 @@ func decideCall(d *daodian.Decision) (string, []any, error) {
 	// by the Go rules through Update: slower, never wrong.
 	return "", nil, daodian.ErrUndecided
 }
+
+// useLockAll is the index of daodian_use's p_lock_all in decideCall's
+// arguments.
+const useLockAll = 13
 
 // subMicro returns the nanoseconds of t below its microsecond, which a
 // timestamptz drops.

@@ -173,15 +173,20 @@ func reverseErr(r daodian.ReverseResult, err error) error {
 // TestGroupBuyUsesNoDeadlock: 32 concurrent group-buy uses of one sub-order,
 // each queried by a different ticket and taking units of others, on both
 // paths, in rounds: none fails (retries are off, so a deadlock would be an
-// error), and PostgreSQL reports no deadlock in the test database. The
-// latencies of the rounds after the first (which opens the connections) are
-// logged, not asserted.
+// error), and PostgreSQL reports no deadlock in the test database. On 40
+// connections all 32 run in the database at once (the stress); on the default
+// pool, as serve runs them. The latencies of the rounds after the first (which
+// opens the connections) are logged, not asserted (BENCHMARKS.md).
 func TestGroupBuyUsesNoDeadlock(t *testing.T) {
 	needDB(t)
 	ctx := context.Background()
 	admin := adminPool(t)
-	for _, goRules := range []bool{false, true} {
-		name := map[bool]string{false: "functions", true: "go"}[goRules]
+	for _, c := range []struct {
+		name    string
+		goRules bool
+		conns   int
+	}{{"functions", false, 40}, {"go", true, 40}, {"functions-default-pool", false, 0}} {
+		name, goRules := c.name, c.goRules
 		t.Run(name, func(t *testing.T) {
 			deadlocks := func() int64 {
 				var n int64
@@ -195,7 +200,7 @@ func TestGroupBuyUsesNoDeadlock(t *testing.T) {
 				}
 				return n
 			}
-			s := newStore(t, Options{RulesInGo: goRules, Retries: -1, MaxConns: 40})
+			s := newStore(t, Options{RulesInGo: goRules, Retries: -1, MaxConns: c.conns})
 			w := storetest.NewWorld(t, s)
 			before := deadlocks()
 			const n, rounds = 32, 11
@@ -250,6 +255,125 @@ func TestGroupBuyUsesNoDeadlock(t *testing.T) {
 			q := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
 			t.Logf("%s: %d uses, latency p50 %v p99 %v p999 %v max %v", name, len(lat), q(0.5), q(0.99), q(0.999), lat[len(lat)-1])
 		})
+	}
+}
+
+// TestUseSkipsHeldTickets: a group-buy use takes units from the tickets of its
+// sub-order that no other transaction holds, without waiting; one that finds
+// too few units among them while others are held is called again locking the
+// whole sub-order, waits for the holder, and answers on what the holder left.
+func TestUseSkipsHeldTickets(t *testing.T) {
+	needDB(t)
+	ctx := context.Background()
+	s, u := newStoreURL(t, Options{})
+	w := storetest.NewWorld(t, s)
+	holder, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = holder.Close(ctx) })
+	admin := adminPool(t)
+	// hold locks ticket id in a transaction of its own, as a concurrent use of
+	// it would.
+	hold := func(id string) pgx.Tx {
+		tx, err := holder.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, "SELECT 1 FROM tickets WHERE id = $1 FOR UPDATE", esc(id)); err != nil {
+			t.Fatal(err)
+		}
+		return tx
+	}
+	type outcome struct {
+		res daodian.UseResult
+		err error
+	}
+	use := func(code string, quantity int, rid string) <-chan outcome {
+		done := make(chan outcome, 1)
+		go func() {
+			res, err := w.Ledger.Use(ctx, w.A, daodian.UseRequest{TicketCode: code, ShopID: storetest.S1, Quantity: quantity, RequestID: rid})
+			done <- outcome{res, err}
+		}()
+		return done
+	}
+	// waitsForLock returns once a call of daodian_use waits for a row lock.
+	waitsForLock := func(done <-chan outcome) {
+		t.Helper()
+		for range 500 {
+			select {
+			case o := <-done:
+				t.Fatalf("the use did not wait for the held ticket: %+v %v", o.res, o.err)
+			default:
+			}
+			var n int
+			if err := admin.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+				WHERE wait_event_type = 'Lock' AND query LIKE '%daodian_use%'`).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n > 0 {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Fatal("the use never waited for the held ticket")
+	}
+	details := func(r daodian.UseResult) []string {
+		var ids []string
+		for _, d := range r.Details {
+			ids = append(ids, d.TicketID)
+		}
+		return ids
+	}
+
+	// Enough units without the held ticket: taken at once, around it.
+	o := w.Issue(3, 1).Tickets
+	tx := hold(o[1].ID)
+	select {
+	case got := <-use(o[0].Code, 2, "around"):
+		if got.err != nil || !slices.Equal(details(got.res), []string{o[0].ID, o[2].ID}) {
+			t.Fatalf("use around a held ticket: %v %v, want %s and %s", details(got.res), got.err, o[0].ID, o[2].ID)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a use with enough free units waited for a held ticket")
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// Too few without it: the use waits for it, then takes it.
+	o = w.Issue(3, 1).Tickets
+	tx = hold(o[1].ID)
+	done := use(o[0].Code, 3, "wait")
+	waitsForLock(done)
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-done; got.err != nil || !slices.Equal(details(got.res), []string{o[0].ID, o[1].ID, o[2].ID}) {
+		t.Fatalf("use after the holder let go: %v %v", details(got.res), got.err)
+	}
+
+	// The holder's change decides: the ticket it refunded meanwhile is not
+	// usable, so the use is refused whole once it has waited.
+	o = w.Issue(3, 1).Tickets
+	tx = hold(o[1].ID)
+	done = use(o[0].Code, 3, "refused")
+	waitsForLock(done)
+	if _, err := tx.Exec(ctx, "UPDATE tickets SET status = 'REFUNDED' WHERE id = $1", esc(o[1].ID)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := <-done
+	var r *daodian.Refusal
+	if !errors.As(got.err, &r) || r.SubCode != daodian.SubNotEnoughQuantity {
+		t.Fatalf("use after the holder refunded a ticket: %v %v, want %s", details(got.res), got.err, daodian.SubNotEnoughQuantity)
+	}
+	for _, tk := range o {
+		if w.Available(tk.ID) != 1 {
+			t.Fatalf("a refused use consumed units of %s", tk.ID)
+		}
 	}
 }
 

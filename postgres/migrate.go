@@ -334,6 +334,8 @@ CREATE TABLE webhook_redeliveries (
 `,
 	// 7: the idempotent operations as server-side functions (functions.go).
 	migrationFunctions,
+	// 8: a use locks only the tickets it takes units from (functions_sql_v8.go).
+	migrationUseLocks,
 }
 
 // migrate brings the schema to the latest version. It runs in one transaction
