@@ -11,10 +11,11 @@ package postgres
 // id order, as version 7 did for every use. No call waits for a lock while
 // holding another except in id order, so no deadlock can arise. The rest is
 // version 7's daodian_use, statement for statement.
+//
+// Version 7's signature stays, as a call of the new function with p_lock_all:
+// a gateway started before this migration keeps working, with the locking it
+// had, until it is restarted (TestUseVersion7Signature).
 const migrationUseLocks = `
-DROP FUNCTION daodian_use(text, text, bytea, text[], timestamptz, integer, text, text, text, text, integer,
-	timestamptz, integer);
-
 -- The use (use.go Use, useTicket, allocate, applyUse).
 CREATE FUNCTION daodian_use(p_app text, p_request text, p_fp bytea, p_merchants text[], p_now timestamptz,
 	p_day integer, p_use_date text, p_code text, p_ticket_id text, p_shop_id text, p_quantity integer,
@@ -217,4 +218,13 @@ BEGIN
 	INSERT INTO idem (app_key, op, request_id, fingerprint, ticket_id, answer, created_at)
 	VALUES (p_app, 'use', p_request, p_fp, v_idem_ticket, o_answer, p_now);
 END $f$;
+
+-- Version 7's call, for a gateway that still makes it: the whole sub-order locked.
+CREATE OR REPLACE FUNCTION daodian_use(p_app text, p_request text, p_fp bytea, p_merchants text[], p_now timestamptz,
+	p_day integer, p_use_date text, p_code text, p_ticket_id text, p_shop_id text, p_quantity integer,
+	p_gmt_biz timestamptz, p_gmt_biz_ns integer,
+	OUT o_answer bytea, OUT o_replayed boolean, OUT o_conflict boolean) LANGUAGE sql AS $f$
+SELECT * FROM daodian_use(p_app, p_request, p_fp, p_merchants, p_now, p_day, p_use_date, p_code, p_ticket_id,
+	p_shop_id, p_quantity, p_gmt_biz, p_gmt_biz_ns, true)
+$f$;
 `

@@ -503,3 +503,55 @@ func TestDecideLeavesUnknownOperations(t *testing.T) {
 		t.Fatalf("Decide changed the ledger:\n%s", d)
 	}
 }
+
+// v7Store makes its uses through version 7's call of daodian_use, as a
+// gateway started before migration 8 does.
+type v7Store struct {
+	*Store
+	v7 bool
+}
+
+func (v *v7Store) Decide(ctx context.Context, d *daodian.Decision) (daodian.Decided, error) {
+	if !v.v7 || d.Use == nil {
+		return v.Store.Decide(ctx, d)
+	}
+	_, args, err := decideCall(d)
+	if err != nil {
+		return daodian.Decided{}, err
+	}
+	const call = `SELECT o_answer, o_replayed, o_conflict FROM daodian_use($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
+	$11, $12, $13)`
+	out, _, err := v.decideOnce(ctx, call, args[:useLockAll])
+	return out, err
+}
+
+// TestUseVersion7Signature: a gateway started before migration 8 calls
+// daodian_use with version 7's arguments; the call still decides, locking the
+// whole sub-order as it did, and what it records is what the current call
+// replays.
+func TestUseVersion7Signature(t *testing.T) {
+	needDB(t)
+	v := &v7Store{Store: newStore(t, Options{})}
+	w := storetest.NewWorld(t, v)
+	tks := w.Issue(3, 1).Tickets
+	v.v7 = true
+	old := w.MustUse(w.A, tks[0].Code, 2, "v7")
+	if len(old.Details) != 2 || old.Details[0].TicketID != tks[0].ID || old.Details[1].TicketID != tks[1].ID {
+		t.Fatalf("version 7 call took %+v", old.Details)
+	}
+	// A ledger of its own, whose answer cache is empty: the replay comes
+	// from the store, through the current call.
+	v.v7 = false
+	fresh := daodian.NewLedger(v, daodian.Config{Clock: w.Clock.Now})
+	r, err := fresh.Use(w.Ctx, w.A, daodian.UseRequest{TicketCode: tks[0].Code, ShopID: storetest.S1, Quantity: 2, RequestID: "v7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.BizCode != daodian.BizTicketAlreadyUsed || r.TransID != old.TransID {
+		t.Fatalf("replay of the version 7 call: %+v, want %s replayed", r, old.TransID)
+	}
+	if w.Available(tks[2].ID) != 1 {
+		t.Fatal("the replay consumed units")
+	}
+	w.Audit()
+}
