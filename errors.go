@@ -120,6 +120,14 @@ var ErrNotFound = errors.New("not found")
 // ErrDuplicate is returned by a store when an insert collides with a unique key.
 var ErrDuplicate = errors.New("duplicate key")
 
+// ErrSubOrderBusy is what a use returns when the tickets of its sub-order that
+// its transaction could lock hold too few units while others were held by
+// other transactions (Tx.UseSiblings reported them left out): the answer
+// depends on those. A store that returns incomplete siblings runs the
+// transaction again with the whole sub-order locked in id order, waiting for
+// them; the error never reaches a caller.
+var ErrSubOrderBusy = errors.New("the sub-order's free tickets hold too few units while others are held")
+
 // InvariantError is a broken SPEC §4.4 invariant detected before commit. The
 // transaction is aborted; it is a bug and is reported loudly.
 type InvariantError struct {

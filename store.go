@@ -47,11 +47,13 @@ type ReadTx interface {
 	SubOrderTickets(ctx context.Context, subOrderNo string) ([]Ticket, error)
 	// TicketForUse returns the ticket with the code (with code "", the id), or
 	// ErrNotFound. Inside an Update, a store whose transactions lock rows
-	// (PostgreSQL) locks it together with every other ticket of its sub-order,
-	// in id order, in one statement: a use may take units from any of them (a
-	// group-buy use), and two uses that each held their own ticket's lock
-	// while waiting for the other's would deadlock. Taken in one order, the
-	// locks queue instead. The embedded store's single writer takes no locks.
+	// (PostgreSQL) locks that ticket alone, and the siblings a use takes units
+	// from are locked without waiting (UseSiblings); when the use must wait
+	// for siblings after all (ErrSubOrderBusy), the store runs it again with
+	// every ticket of the sub-order locked here, in id order, in one
+	// statement. A transaction then waits for a lock while holding another
+	// only in id order, so two uses cannot deadlock. The embedded store's
+	// single writer takes no locks.
 	TicketForUse(ctx context.Context, code, id string) (*Ticket, error)
 	// Order returns an order by its sub-order number, or ErrNotFound.
 	Order(ctx context.Context, subOrderNo string) (*Order, error)
@@ -155,6 +157,17 @@ type Tx interface {
 	AppendRecord(ctx context.Context, r *Record) error
 	// PutFence creates or replaces the fence of (ticket, app).
 	PutFence(ctx context.Context, f *Fence) error
+	// UseSiblings returns tickets of t's sub-order in id order for a use
+	// short of need units to take units from: every one other than t with
+	// units left and VALID, unless complete is false (a store may return
+	// more, t included; the rule filters). Inside an Update on a store whose transactions
+	// lock rows (PostgreSQL), it locks at most need of them and skips those
+	// another transaction holds, so concurrent uses of one sub-order take
+	// different tickets without waiting; complete then says none was left
+	// out. A use whose returned siblings fall short while complete is false
+	// fails with ErrSubOrderBusy, and the store runs it again with the whole
+	// sub-order locked (TicketForUse), when this returns every sibling.
+	UseSiblings(ctx context.Context, t *Ticket, need int) (siblings []Ticket, complete bool, err error)
 	// NewID returns a fresh 19-digit identifier (from 2100000000000000000, and
 	// increasing within a transaction), unique among all identifiers the
 	// store ever handed out, never reused even if the transaction aborts.

@@ -86,8 +86,9 @@ func (l *Ledger) Use(ctx context.Context, app *App, req UseRequest) (UseResult, 
 		fingerprint: fp,
 		now:         now,
 		answers:     l.answers.use,
-		// The use's lock covers the ticket's whole sub-order, taken in id
-		// order (TicketForUse): allocate may take units from any of them.
+		// The use's lock: the ticket, and the siblings allocate takes units
+		// from as it takes them (UseSiblings), or, once the sub-order was
+		// met busy, its whole sub-order in id order (TicketForUse).
 		lock: func(ctx context.Context, tx Tx) (*Ticket, error) {
 			t, err := lockTicket(tx.TicketForUse(ctx, req.TicketCode, req.TicketID))
 			if t != nil && req.TicketCode != "" && req.TicketID != "" && t.ID != req.TicketID {
@@ -159,7 +160,9 @@ type part struct {
 
 // allocate takes units from the queried ticket first, then from the other usable
 // tickets of its sub-order in id order (a group-buy use of several vouchers). It
-// returns no parts when the sub-order has too few units left.
+// returns no parts when the sub-order has too few units left, and
+// ErrSubOrderBusy when it cannot tell because siblings held by other
+// transactions were left out.
 func (l *Ledger) allocate(ctx context.Context, tx Tx, t *Ticket, quantity int, now time.Time) ([]part, error) {
 	if t.Available >= quantity {
 		return []part{{t, quantity}}, nil
@@ -170,7 +173,7 @@ func (l *Ledger) allocate(ctx context.Context, tx Tx, t *Ticket, quantity int, n
 		parts = append(parts, part{t, t.Available})
 		need -= t.Available
 	}
-	siblings, err := tx.SubOrderTickets(ctx, t.SubOrderNo)
+	siblings, complete, err := tx.UseSiblings(ctx, t, need)
 	if err != nil {
 		return nil, err
 	}
@@ -185,6 +188,9 @@ func (l *Ledger) allocate(ctx context.Context, tx Tx, t *Ticket, quantity int, n
 		n := min(s.Available, need)
 		parts = append(parts, part{s, n})
 		need -= n
+	}
+	if need > 0 && !complete {
+		return nil, ErrSubOrderBusy
 	}
 	if need > 0 {
 		return nil, nil

@@ -30,7 +30,8 @@ const (
 	// transaction that won the race has committed by the time the loser learns of it.
 	classDuplicate
 	// classContended is a use that met its sub-order held by other uses
-	// (sqlStateContended): called again at once, locking the whole sub-order.
+	// (sqlStateContended from a function, daodian.ErrSubOrderBusy from the Go
+	// rules): run again at once, locking the whole sub-order.
 	classContended
 )
 

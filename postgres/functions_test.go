@@ -185,7 +185,7 @@ func TestGroupBuyUsesNoDeadlock(t *testing.T) {
 		name    string
 		goRules bool
 		conns   int
-	}{{"functions", false, 40}, {"go", true, 40}, {"functions-default-pool", false, 0}} {
+	}{{"functions", false, 40}, {"go", true, 40}, {"functions-default-pool", false, 0}, {"go-default-pool", true, 0}} {
 		name, goRules := c.name, c.goRules
 		t.Run(name, func(t *testing.T) {
 			deadlocks := func() int64 {
@@ -262,10 +262,19 @@ func TestGroupBuyUsesNoDeadlock(t *testing.T) {
 // sub-order that no other transaction holds, without waiting; one that finds
 // too few units among them while others are held is called again locking the
 // whole sub-order, waits for the holder, and answers on what the holder left.
+// Both paths: the function, and the Go rules through Update.
 func TestUseSkipsHeldTickets(t *testing.T) {
+	for _, goRules := range []bool{false, true} {
+		t.Run(map[bool]string{false: "functions", true: "go"}[goRules], func(t *testing.T) {
+			testUseSkipsHeldTickets(t, goRules)
+		})
+	}
+}
+
+func testUseSkipsHeldTickets(t *testing.T, goRules bool) {
 	needDB(t)
 	ctx := context.Background()
-	s, u := newStoreURL(t, Options{})
+	s, u := newStoreURL(t, Options{RulesInGo: goRules})
 	w := storetest.NewWorld(t, s)
 	holder, err := pgx.Connect(ctx, u)
 	if err != nil {
@@ -297,7 +306,7 @@ func TestUseSkipsHeldTickets(t *testing.T) {
 		}()
 		return done
 	}
-	// waitsForLock returns once a call of daodian_use waits for a row lock.
+	// waitsForLock returns once a session waits for the holder's lock.
 	waitsForLock := func(done <-chan outcome) {
 		t.Helper()
 		for range 500 {
@@ -308,7 +317,7 @@ func TestUseSkipsHeldTickets(t *testing.T) {
 			}
 			var n int
 			if err := admin.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-				WHERE wait_event_type = 'Lock' AND query LIKE '%daodian_use%'`).Scan(&n); err != nil {
+				WHERE $1 = ANY (pg_blocking_pids(pid))`, int32(holder.PgConn().PID())).Scan(&n); err != nil {
 				t.Fatal(err)
 			}
 			if n > 0 {

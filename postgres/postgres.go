@@ -358,11 +358,18 @@ func (s *Store) View(ctx context.Context, fn func(tx daodian.ReadTx) error) erro
 // transient error, never as success, and is not retried here: the ledger's
 // idempotency records make the caller's retry safe.
 func (s *Store) Update(ctx context.Context, fn func(tx daodian.Tx) error) error {
+	lockAll := false
 	for attempt := 0; ; attempt++ {
-		class, err := s.updateOnce(ctx, fn)
+		class, err := s.updateOnce(ctx, fn, lockAll)
 		switch {
 		case err == nil:
 			return nil
+		case class == classContended && !lockAll:
+			// A use met its sub-order busy: again at once, locking all of
+			// it, which cannot meet it busy; not counted as a retry.
+			lockAll = true
+			attempt--
+			continue
 		case class == classPermanent:
 			return err
 		case class == classTransient:
@@ -388,7 +395,7 @@ func (s *Store) Update(ctx context.Context, fn func(tx daodian.Tx) error) error 
 }
 
 // updateOnce runs one attempt of Update and says how its failure may be handled.
-func (s *Store) updateOnce(ctx context.Context, fn func(tx daodian.Tx) error) (errClass, error) {
+func (s *Store) updateOnce(ctx context.Context, fn func(tx daodian.Tx) error, lockAll bool) (errClass, error) {
 	conn, err := s.acquire(ctx)
 	if err != nil {
 		return classify(err), err
@@ -397,7 +404,7 @@ func (s *Store) updateOnce(ctx context.Context, fn func(tx daodian.Tx) error) (e
 	// transaction; one left in any other state (a failed rollback, a panic in fn)
 	// is closed, which makes the server roll back.
 	defer conn.Release()
-	t := &pgTx{c: conn.Conn(), begin: beginUpdate, lock: true, key: s.key}
+	t := &pgTx{c: conn.Conn(), begin: beginUpdate, lock: true, lockAll: lockAll, key: s.key}
 	if ferr := fn(t); ferr != nil {
 		return failed(ctx, t, ferr)
 	}
@@ -446,6 +453,9 @@ func failed(ctx context.Context, t *pgTx, ferr error) (errClass, error) {
 	}
 	if errors.Is(ferr, daodian.ErrDuplicate) {
 		return classDuplicate, ferr
+	}
+	if errors.Is(ferr, daodian.ErrSubOrderBusy) {
+		return classContended, ferr
 	}
 	return classify(ferr), ferr
 }

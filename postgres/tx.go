@@ -33,6 +33,10 @@ type pgTx struct {
 	// the transaction ends (SELECT … FOR UPDATE). A View's read-only transaction
 	// cannot lock, and needs not.
 	lock bool
+	// lockAll is set on the attempt of an Update after a use met its
+	// sub-order busy (daodian.ErrSubOrderBusy): TicketForUse then locks the
+	// whole sub-order in id order, and UseSiblings returns all of it.
+	lockAll bool
 	// key seals and opens app secrets.
 	key *seal.Key
 	// pending are the writes of the ledger's hot path (uses, reversals) not yet
@@ -317,6 +321,14 @@ const (
 	WHERE sub_order_no = (SELECT sub_order_no FROM tickets WHERE code = $1) ORDER BY id LIMIT $2 FOR UPDATE`
 	sqlTicketSubOrderByIDLock = `SELECT ` + ticketCols + ` FROM tickets
 	WHERE sub_order_no = (SELECT sub_order_no FROM tickets WHERE id = $1) ORDER BY id LIMIT $2 FOR UPDATE`
+	// A use's siblings with units left ($1 the sub-order, $2 the queried
+	// ticket): the first $3 that no other transaction holds, locked
+	// (UseSiblings), and how many there are, held or not.
+	sqlUseSiblingsFree = `SELECT ` + ticketCols + ` FROM tickets
+	WHERE sub_order_no = $1 AND id <> $2 AND available > 0 AND status = 'VALID'
+	ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED`
+	sqlUseSiblingsCount = `SELECT count(*) FROM tickets
+	WHERE sub_order_no = $1 AND id <> $2 AND available > 0 AND status = 'VALID'`
 
 	sqlOrder = `SELECT order_no, sub_order_no, merchant_id, buyer_id, user_phone, item_id, out_item_id, item_name,
 	original_price_cents, total_amount_cents, real_amount_cents, created_at FROM orders WHERE sub_order_no = $1`
@@ -443,13 +455,39 @@ func (t *pgTx) SubOrderTickets(ctx context.Context, subOrderNo string) ([]daodia
 	if t.lock {
 		q = sqlSubOrderTicketsLock
 	}
-	return t.ticketList(ctx, q, subOrderNo)
+	return t.ticketList(ctx, q, esc(subOrderNo), daodian.MaxTicketsPerOrder)
 }
 
-// TicketForUse returns a ticket by code or id; inside Update it locks every
-// ticket of its sub-order with it, in id order, in one statement.
+// UseSiblings returns, inside Update, the first need siblings with units left
+// that no other transaction holds, locked; complete says there are no others
+// (a count, read only when fewer than need were found). After the sub-order
+// was met busy (lockAll), and outside Update, it is SubOrderTickets.
+func (t *pgTx) UseSiblings(ctx context.Context, tk *daodian.Ticket, need int) ([]daodian.Ticket, bool, error) {
+	if !t.lock || t.lockAll {
+		list, err := t.SubOrderTickets(ctx, tk.SubOrderNo)
+		return list, true, err
+	}
+	need = min(max(need, 1), daodian.MaxTicketsPerOrder)
+	list, err := t.ticketList(ctx, sqlUseSiblingsFree, esc(tk.SubOrderNo), esc(tk.ID), need)
+	if err != nil || len(list) == need {
+		// need tickets of one unit at least each: enough, unless the rule
+		// rejects some (another merchant's, out of their window), and then
+		// the ones beyond decide: not complete.
+		return list, false, err
+	}
+	var n int
+	if err := t.queryRow(ctx, sqlUseSiblingsCount, esc(tk.SubOrderNo), esc(tk.ID)).Scan(&n); err != nil {
+		return nil, false, wrapErr("sub-order siblings", err)
+	}
+	return list, n <= len(list), nil
+}
+
+// TicketForUse returns a ticket by code or id. Inside Update it locks that
+// ticket alone (its siblings are locked by UseSiblings, without waiting), or,
+// once the sub-order was met busy (lockAll), every ticket of its sub-order, in
+// id order, in one statement.
 func (t *pgTx) TicketForUse(ctx context.Context, code, id string) (*daodian.Ticket, error) {
-	if !t.lock {
+	if !t.lock || !t.lockAll {
 		if code == "" {
 			return t.Ticket(ctx, id)
 		}
@@ -459,7 +497,7 @@ func (t *pgTx) TicketForUse(ctx context.Context, code, id string) (*daodian.Tick
 	if code == "" {
 		q, key = sqlTicketSubOrderByIDLock, id
 	}
-	list, err := t.ticketList(ctx, q, key)
+	list, err := t.ticketList(ctx, q, esc(key), daodian.MaxTicketsPerOrder)
 	if err != nil {
 		return nil, err
 	}
@@ -471,15 +509,13 @@ func (t *pgTx) TicketForUse(ctx context.Context, code, id string) (*daodian.Tick
 	return nil, daodian.ErrNotFound
 }
 
-// ticketList reads the tickets a statement keyed by $1 returns (at most
-// MaxTicketsPerOrder, $2). It goes in one pipeline with what is waiting
+// ticketList reads the tickets statement q returns. It goes in one pipeline with what is waiting
 // (BEGIN, held-back writes), like queryRow: the use's lock is the first
 // statement of its transaction.
-func (t *pgTx) ticketList(ctx context.Context, q, key string) ([]daodian.Ticket, error) {
+func (t *pgTx) ticketList(ctx context.Context, q string, args ...any) ([]daodian.Ticket, error) {
 	if t.broken != nil {
 		return nil, t.broken
 	}
-	args := []any{esc(key), daodian.MaxTicketsPerOrder}
 	var rows pgx.Rows
 	var br pgx.BatchResults
 	var sent []sentWrite

@@ -423,6 +423,13 @@ func (t *writeTx) TicketForUse(ctx context.Context, code, id string) (*daodian.T
 	return t.TicketByCode(ctx, code)
 }
 
+// UseSiblings is every ticket of the sub-order: the single writer holds them
+// all, so none is ever left out.
+func (t *writeTx) UseSiblings(ctx context.Context, tk *daodian.Ticket, _ int) ([]daodian.Ticket, bool, error) {
+	list, err := t.SubOrderTickets(ctx, tk.SubOrderNo)
+	return list, true, err
+}
+
 func (t *writeTx) SubOrderTickets(ctx context.Context, subOrderNo string) ([]daodian.Ticket, error) {
 	if t.st == nil {
 		return t.readTx.SubOrderTickets(ctx, subOrderNo)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -387,6 +388,56 @@ func testSubOrderTickets(t *testing.T, f Factory) {
 		}
 		if len(got) != daodian.MaxTicketsPerOrder {
 			t.Errorf("SubOrderTickets(full) = %d tickets, want %d", len(got), daodian.MaxTicketsPerOrder)
+		}
+		return nil
+	})
+}
+
+// With no other transaction holding them, UseSiblings returns at least every
+// sibling with units left and VALID, in id order; complete when asked for as
+// many as there are, and whatever it says, never an unusable one alone.
+func testUseSiblings(t *testing.T, f Factory) {
+	s := f.Open(t)
+	var tks []*daodian.Ticket
+	for _, n := range []int{30, 10, 50, 20, 40, 60} {
+		tks = append(tks, ticket(n, "S000001"))
+	}
+	tks[3].Available = 0                   // 20: used up
+	tks[4].Status = daodian.TicketRefunded // 40: refunded
+	insertTickets(t, s, tks...)
+	queried := ticket(10, "S000001")
+	usable := []string{tid(30), tid(50), tid(60)}
+	update(t, s, func(ctx context.Context, tx daodian.Tx) error {
+		got, complete, err := tx.UseSiblings(ctx, queried, 10)
+		if err != nil {
+			return err
+		}
+		var ids []string
+		for _, tk := range got {
+			if tk.ID != queried.ID && tk.Available > 0 && tk.Status == daodian.TicketValid {
+				ids = append(ids, tk.ID)
+			}
+		}
+		if !slices.Equal(ids, usable) || !complete {
+			t.Errorf("UseSiblings(need 10) usable = %v complete %v, want %v complete", ids, complete, usable)
+		}
+		for i := 1; i < len(got); i++ {
+			if got[i-1].ID >= got[i].ID {
+				t.Errorf("UseSiblings not in id order: %s before %s", got[i-1].ID, got[i].ID)
+			}
+		}
+		// Asked for one: the first usable one comes first among the usable.
+		got, _, err = tx.UseSiblings(ctx, queried, 1)
+		if err != nil {
+			return err
+		}
+		for _, tk := range got {
+			if tk.ID != queried.ID && tk.Available > 0 && tk.Status == daodian.TicketValid {
+				if tk.ID != usable[0] {
+					t.Errorf("UseSiblings(need 1) first usable %s, want %s", tk.ID, usable[0])
+				}
+				break
+			}
 		}
 		return nil
 	})

@@ -79,6 +79,7 @@ func Run(t *testing.T, f Factory) {
 		{"TicketMerchant", testTicketMerchant},
 		{"SetAvailable", testSetAvailable},
 		{"SubOrderTickets", testSubOrderTickets},
+		{"UseSiblings", testUseSiblings},
 		{"Use", testUse},
 		{"MarkReversedRefunded", testMarkReversedRefunded},
 		{"LatestActiveUse", testLatestActiveUse},
