@@ -509,9 +509,9 @@ func (t *pgTx) TicketForUse(ctx context.Context, code, id string) (*daodian.Tick
 	return nil, daodian.ErrNotFound
 }
 
-// ticketList reads the tickets statement q returns. It goes in one pipeline with what is waiting
-// (BEGIN, held-back writes), like queryRow: the use's lock is the first
-// statement of its transaction.
+// ticketList reads the tickets statement q returns. It goes in one pipeline
+// with what is waiting (BEGIN, held-back writes), like queryRow: the use's
+// lock is the first statement of its transaction.
 func (t *pgTx) ticketList(ctx context.Context, q string, args ...any) ([]daodian.Ticket, error) {
 	if t.broken != nil {
 		return nil, t.broken
