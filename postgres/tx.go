@@ -323,12 +323,11 @@ const (
 	WHERE sub_order_no = (SELECT sub_order_no FROM tickets WHERE id = $1) ORDER BY id LIMIT $2 FOR UPDATE`
 	// A use's siblings with units left ($1 the sub-order, $2 the queried
 	// ticket): the first $3 that no other transaction holds, locked
-	// (UseSiblings), and how many there are, held or not.
-	sqlUseSiblingsFree = `SELECT ` + ticketCols + ` FROM tickets
-	WHERE sub_order_no = $1 AND id <> $2 AND available > 0 AND status = 'VALID'
-	ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED`
-	sqlUseSiblingsCount = `SELECT count(*) FROM tickets
-	WHERE sub_order_no = $1 AND id <> $2 AND available > 0 AND status = 'VALID'`
+	// (UseSiblings), and how many there are, held or not. One condition for
+	// both: the count tells whether the list left any out.
+	useSiblingsWhere    = ` FROM tickets WHERE sub_order_no = $1 AND id <> $2 AND available > 0 AND status = 'VALID'`
+	sqlUseSiblingsFree  = `SELECT ` + ticketCols + useSiblingsWhere + ` ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED`
+	sqlUseSiblingsCount = `SELECT count(*)` + useSiblingsWhere
 
 	sqlOrder = `SELECT order_no, sub_order_no, merchant_id, buyer_id, user_phone, item_id, out_item_id, item_name,
 	original_price_cents, total_amount_cents, real_amount_cents, created_at FROM orders WHERE sub_order_no = $1`
