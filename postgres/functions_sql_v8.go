@@ -15,6 +15,11 @@ package postgres
 // Version 7's signature stays, as a call of the new function with p_lock_all:
 // a gateway started before this migration keeps working, with the locking it
 // had, until it is restarted (TestUseVersion7Signature).
+// useSiblingsCond selects the queried ticket's siblings with units left, in
+// the fetch and in the count that tells whether the fetch skipped any: one
+// text, so that the two cannot drift apart.
+const useSiblingsCond = `sub_order_no = v_t.sub_order_no AND id <> v_t.id AND available > 0 AND status = 'VALID'`
+
 const migrationUseLocks = `
 -- The use (use.go Use, useTicket, allocate, applyUse).
 CREATE FUNCTION daodian_use(p_app text, p_request text, p_fp bytea, p_merchants text[], p_now timestamptz,
@@ -128,8 +133,7 @@ BEGIN
 			-- locked as it is fetched, skipping those another transaction
 			-- holds: concurrent uses of one sub-order take different tickets
 			-- and none waits here, holding the queried ticket's lock.
-			OPEN v_cur FOR SELECT * FROM tickets
-				WHERE sub_order_no = v_t.sub_order_no AND id <> v_t.id AND available > 0 AND status = 'VALID'
+			OPEN v_cur FOR SELECT * FROM tickets WHERE ` + useSiblingsCond + `
 				ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED;
 			v_left := v_need;
 			LOOP
@@ -147,8 +151,7 @@ BEGIN
 				-- were skipped, the answer depends on their holders. Abort
 				-- (DD002, releasing every lock) and let Decide call again
 				-- with p_lock_all, which waits for them in id order.
-				SELECT count(*) INTO v_n FROM tickets
-				WHERE sub_order_no = v_t.sub_order_no AND id <> v_t.id AND available > 0 AND status = 'VALID';
+				SELECT count(*) INTO v_n FROM tickets WHERE ` + useSiblingsCond + `;
 				IF v_n > array_length(v_sibs, 1) - 1 THEN
 					RAISE EXCEPTION 'sub-order contended' USING ERRCODE = 'DD002';
 				END IF;
