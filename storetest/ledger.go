@@ -141,6 +141,9 @@ func testUseRefusalsAreRecorded(t *testing.T, f Factory) {
 	must(t, err)
 	fenced := w.Issue(1, 1).Tickets[0]
 	wantSuccess(t, w.Reverse(w.A, "r1", fenced.ID, ""))
+	// A group-buy order: another merchant's app asking for more units than
+	// the queried ticket holds must not reach its siblings either.
+	group := w.Issue(3, 1).Tickets
 	before := w.Snap()
 	cases := []struct {
 		name string
@@ -150,6 +153,8 @@ func testUseRefusalsAreRecorded(t *testing.T, f Factory) {
 	}{
 		{"unknown code", w.A, daodian.UseRequest{TicketCode: "100000000000", ShopID: S1, RequestID: "x1"}, daodian.SubTicketNotFound},
 		{"other merchant's app", w.B, daodian.UseRequest{TicketCode: tk.Code, ShopID: S2, RequestID: "x2"}, daodian.SubTicketNotFound},
+		{"other merchant's app, units of a sub-order", w.B, daodian.UseRequest{TicketCode: group[0].Code, ShopID: S2, Quantity: 3, RequestID: "x11"}, daodian.SubTicketNotFound},
+		{"other merchant's app, by id, units of a sub-order", w.B, daodian.UseRequest{TicketID: group[1].ID, ShopID: S1, Quantity: 2, RequestID: "x12"}, daodian.SubTicketNotFound},
 		{"shop of another merchant", w.A, daodian.UseRequest{TicketCode: tk.Code, ShopID: S2, RequestID: "x3"}, daodian.SubShopNotMatch},
 		{"unknown shop", w.A, daodian.UseRequest{TicketCode: tk.Code, ShopID: "nope", RequestID: "x4"}, daodian.SubShopNotMatch},
 		{"cancelled", w.A, daodian.UseRequest{TicketCode: cancelledCode, ShopID: S1, RequestID: "x5"}, daodian.SubTicketStatusInvalid},
