@@ -42,7 +42,7 @@ func classify(err error) errClass {
 		return classPermanent
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
-		errors.Is(err, errUnreplicated) {
+		errors.Is(err, errUnreplicated) || errors.Is(err, errUnreachable) {
 		return classTransient
 	}
 	var pgErr *pgconn.PgError

@@ -293,6 +293,17 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// errUnreachable marks a connection the pool could not open: no server was
+// reached, or none of the hosts takes writes (a failover before the promotion).
+// It is answered as a transient failure at once, never retried inside the
+// store: each attempt to connect may take up to connect_timeout per host, an
+// outage lasts seconds, and the caller's retry under the same request id is
+// what rides it out (the client's backoff, docs/operations.md "A failover, as
+// clients see it"). Retrying here only held the request and its concurrency
+// slot: on a loaded 2-core machine six attempts took 3.5 s, longer than the
+// outage they were meant to outlast.
+var errUnreachable = errors.New("no database server that takes writes could be reached")
+
 // acquire takes a pooled connection, waiting at most AcquireTimeout.
 func (s *Store) acquire(ctx context.Context) (*pgxpool.Conn, error) {
 	actx := ctx
@@ -312,9 +323,9 @@ func (s *Store) acquire(ctx context.Context) (*pgxpool.Conn, error) {
 			// database, too many connections): its code says whether that lasts.
 			return nil, wrapErr("acquire a connection", err)
 		}
-		// Anything else (no route to the server, a closed pool on shutdown) may
-		// pass by the time the caller retries.
-		return nil, daodian.Transient(fmt.Errorf("postgres: acquire a connection: %w", err))
+		// Anything else (no route to the server, no host that takes writes, a
+		// closed pool on shutdown) may pass by the time the caller retries.
+		return nil, daodian.Transient(fmt.Errorf("postgres: acquire a connection: %w: %w", errUnreachable, err))
 	}
 	return c, nil
 }
