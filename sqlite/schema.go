@@ -229,8 +229,8 @@ var migrationFuncs = map[int]func(ctx context.Context, c *sql.Conn) error{
 // key's B-tree: keys arrive in no order, so every insert landed on a random
 // leaf holding a handful of records, and split it every few inserts. A rowid
 // table appends the records in arrival order, on pages a batch shares, and
-// only the narrow key index takes the random inserts: 21 % fewer bytes and
-// 17 % fewer writes to the file per request under daodian bench
+// only the narrow key index takes the random inserts: 22 % fewer bytes and
+// 18 % fewer write calls to the file per request under daodian bench
 // (BENCHMARKS.md). A lookup by key costs an index descent plus a table
 // descent, and a new key — the common case — only the first.
 const idemRowsDDL = `CREATE TABLE idem (
