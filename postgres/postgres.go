@@ -325,7 +325,11 @@ func (s *Store) acquire(ctx context.Context) (*pgxpool.Conn, error) {
 		}
 		// Anything else (no route to the server, no host that takes writes, a
 		// closed pool on shutdown) may pass by the time the caller retries.
-		return nil, daodian.Transient(fmt.Errorf("postgres: acquire a connection: %w: %w", errUnreachable, err))
+		var connectErr *pgconn.ConnectError
+		if errors.As(err, &connectErr) {
+			return nil, daodian.Transient(fmt.Errorf("postgres: acquire a connection: %w: %w", errUnreachable, err))
+		}
+		return nil, daodian.Transient(fmt.Errorf("postgres: acquire a connection: %w", err))
 	}
 	return c, nil
 }
