@@ -100,14 +100,8 @@ var migrations = [][]string{
 			created_at INTEGER NOT NULL,
 			PRIMARY KEY (ticket_id, app_key)
 		) WITHOUT ROWID`,
-		`CREATE TABLE IF NOT EXISTS idem (
-			app_key     TEXT NOT NULL,
-			op          TEXT NOT NULL,
-			request_id  TEXT NOT NULL,
-			fingerprint TEXT NOT NULL,
-			ticket_id   TEXT NOT NULL,
-			answer      BLOB NOT NULL,
-			created_at  INTEGER NOT NULL,
+		// Until version 7, when rebuildIdem makes it a rowid table.
+		`CREATE TABLE IF NOT EXISTS idem (` + idemColumnsDDL + `,
 			PRIMARY KEY (app_key, op, request_id)
 		) WITHOUT ROWID`,
 	},
@@ -233,15 +227,17 @@ var migrationFuncs = map[int]func(ctx context.Context, c *sql.Conn) error{
 // 18 % fewer write calls to the file per request under daodian bench
 // (BENCHMARKS.md). A lookup by key costs an index descent plus a table
 // descent, and a new key — the common case — only the first.
-const idemRowsDDL = `CREATE TABLE idem (
+const idemRowsDDL = `CREATE TABLE idem (` + idemColumnsDDL + `)`
+
+// idemColumnsDDL are idem's columns, the same in every version.
+const idemColumnsDDL = `
 	app_key     TEXT NOT NULL,
 	op          TEXT NOT NULL,
 	request_id  TEXT NOT NULL,
 	fingerprint TEXT NOT NULL,
 	ticket_id   TEXT NOT NULL,
 	answer      BLOB NOT NULL,
-	created_at  INTEGER NOT NULL
-)`
+	created_at  INTEGER NOT NULL`
 
 // rebuildIdem brings idem to idemRowsDDL with its key index, copying the
 // records of a WITHOUT ROWID idem (SQLite's own way to change a table: new
