@@ -67,9 +67,12 @@ type Options struct {
 	// BusyTimeout bounds how long a statement waits for a lock held by another
 	// connection, such as the sqlite3 shell reading the file (default 5s).
 	BusyTimeout time.Duration
-	// CacheKiB is the page cache of the write connection in KiB (default 65536);
-	// each read connection gets a quarter of it.
+	// CacheKiB is the page cache of the write connection in KiB (default
+	// DefaultCacheKiB, or DefaultSharedCacheKiB for a Shared Store).
 	CacheKiB int
+	// ReadCacheKiB is the page cache of each read connection in KiB (default
+	// DefaultReadCacheKiB).
+	ReadCacheKiB int
 	// CheckpointPages is the WAL size, in pages, past which the log is
 	// restarted (default 16384: 64 MiB with 4 KiB pages). Checkpoints run in
 	// the background all along, but restarting the log costs the writer a
@@ -117,6 +120,37 @@ type Options struct {
 	syncFile func(*os.File) error
 }
 
+// The write connection's page cache is small on purpose. SQLite scans the
+// whole page cache at the end of every write transaction that balanced a
+// B-tree by swapping two new pages: the swap parks a page at the number of
+// the lock-byte page (1 GiB into the file), and the truncation of the cache to
+// the database's size at COMMIT, which then finds a page beyond it, visits
+// every cached page and hash slot instead of the few past the end. Random
+// inserts into the indexes balance pages in most group commits, so until the
+// file reaches 1 GiB each commit pays a scan proportional to the cache: with
+// 64 MiB full (a ledger of 1 000 000 tickets) 10 % of a server's CPU, with
+// 8 MiB under 2 % (BENCHMARKS.md, "The write connection's page cache"). The
+// writer decides from its memory of the hot rows (mem.go), so the page cache
+// serves only the B-tree descents of its writes and the loads of tickets it
+// does not hold: 8 MiB keeps the inner pages of every index and a batch's
+// leaves, and reads no more pages from the file than 64 MiB did at 10 000
+// tickets.
+const (
+	// DefaultCacheKiB is the write connection's page cache of a Store that
+	// owns its file (Options.CacheKiB): 8 MiB.
+	DefaultCacheKiB = 8 << 10
+	// DefaultSharedCacheKiB is the write connection's page cache of a Shared
+	// Store: 64 MiB. Its writes are admin commands — imports and issues of
+	// tens of thousands of tickets per transaction, whose random codes touch
+	// pages all over their index — in few commits, so the scan costs little
+	// and a large cache spares reading the index back.
+	DefaultSharedCacheKiB = 64 << 10
+	// DefaultReadCacheKiB is each read connection's page cache
+	// (Options.ReadCacheKiB): 16 MiB, for the history and console pages that
+	// walk records.
+	DefaultReadCacheKiB = 16 << 10
+)
+
 // DefaultMemoryTickets is the default of Options.MemoryTickets: with the
 // idempotency records, about 100 MB at most for single-use tickets.
 const DefaultMemoryTickets = 100_000
@@ -141,7 +175,13 @@ func (o Options) withDefaults() Options {
 		o.BusyTimeout = 5 * time.Second
 	}
 	if o.CacheKiB <= 0 {
-		o.CacheKiB = 64 << 10
+		o.CacheKiB = DefaultCacheKiB
+		if o.Shared {
+			o.CacheKiB = DefaultSharedCacheKiB
+		}
+	}
+	if o.ReadCacheKiB <= 0 {
+		o.ReadCacheKiB = DefaultReadCacheKiB
 	}
 	if o.CheckpointPages <= 0 {
 		o.CheckpointPages = 16384
@@ -398,7 +438,7 @@ func (s *Store) openReader(ctx context.Context) (*session, error) {
 	rs := &session{conn: c, key: s.key}
 	for _, p := range []string{
 		"PRAGMA query_only = 1",
-		"PRAGMA cache_size = -" + strconv.Itoa(max(s.opts.CacheKiB/4, 1024)),
+		"PRAGMA cache_size = -" + strconv.Itoa(s.opts.ReadCacheKiB),
 	} {
 		if _, err := c.ExecContext(ctx, p); err != nil {
 			_ = c.Close()

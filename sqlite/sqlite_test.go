@@ -1129,6 +1129,48 @@ func TestHelperWriter(t *testing.T) {
 	wg.Wait()
 }
 
+// TestPageCacheSizes: the write connection of a Store that owns its file
+// keeps the small page cache that spares its commits SQLite's scan of the
+// whole cache (DefaultCacheKiB), a Shared Store's the large one of bulk
+// writes, each read connection its own size, and explicit options win.
+func TestPageCacheSizes(t *testing.T) {
+	ctx := context.Background()
+	// cacheKiB reads the page caches of s's write connection and of one of
+	// its read connections, in KiB.
+	cacheKiB := func(s *Store) (write, read int) {
+		t.Helper()
+		// The writer's goroutine uses the connection only for Updates, and
+		// none runs here.
+		var n int
+		if err := s.ws.conn.QueryRowContext(ctx, "PRAGMA cache_size").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		write = -n
+		rs, err := s.acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { s.readers <- rs }()
+		if err := rs.conn.QueryRowContext(ctx, "PRAGMA cache_size").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return write, -n
+	}
+	path := tempPath(t)
+	owner := openAt(t, path, Options{})
+	if w, r := cacheKiB(owner); w != DefaultCacheKiB || r != DefaultReadCacheKiB {
+		t.Errorf("owning store: write cache %d KiB, read cache %d KiB; want %d and %d", w, r, DefaultCacheKiB, DefaultReadCacheKiB)
+	}
+	shared := openAt(t, path, Options{Shared: true})
+	if w, r := cacheKiB(shared); w != DefaultSharedCacheKiB || r != DefaultReadCacheKiB {
+		t.Errorf("shared store: write cache %d KiB, read cache %d KiB; want %d and %d", w, r, DefaultSharedCacheKiB, DefaultReadCacheKiB)
+	}
+	set := openAt(t, tempPath(t), Options{CacheKiB: 3000, ReadCacheKiB: 5000})
+	if w, r := cacheKiB(set); w != 3000 || r != 5000 {
+		t.Errorf("explicit sizes: write cache %d KiB, read cache %d KiB; want 3000 and 5000", w, r)
+	}
+}
+
 // BenchmarkUpdate runs §6's workload against the store alone: parallel
 // Updates, each the statements of a redemption or of the reversal of it
 // (idempotency lookup, ticket, latest active use, then either insert use or
@@ -1138,7 +1180,8 @@ func TestHelperWriter(t *testing.T) {
 //
 // Environment: DAODIAN_BENCH_TICKETS (ledger size), DAODIAN_BENCH_CLIENTS
 // (callers), DAODIAN_BENCH_SERIAL_SYNC=1 (Options.SerialSync),
-// DAODIAN_BENCH_CHECKPOINT_INTERVAL (Options.CheckpointInterval).
+// DAODIAN_BENCH_CHECKPOINT_INTERVAL (Options.CheckpointInterval),
+// DAODIAN_BENCH_CACHE_KIB (Options.CacheKiB).
 func BenchmarkUpdate(b *testing.B) {
 	tickets := 10_000
 	if v, err := strconv.Atoi(os.Getenv("DAODIAN_BENCH_TICKETS")); err == nil && v > 0 {
@@ -1146,9 +1189,11 @@ func BenchmarkUpdate(b *testing.B) {
 	}
 	var nCommits, nOps atomic.Int64
 	ckInterval, _ := time.ParseDuration(os.Getenv("DAODIAN_BENCH_CHECKPOINT_INTERVAL"))
+	cacheKiB, _ := strconv.Atoi(os.Getenv("DAODIAN_BENCH_CACHE_KIB"))
 	s := openAt(b, tempPath(b), Options{
 		SerialSync:         os.Getenv("DAODIAN_BENCH_SERIAL_SYNC") != "",
 		CheckpointInterval: ckInterval,
+		CacheKiB:           cacheKiB,
 		OnCommit: func(n int, _ time.Duration) {
 			nCommits.Add(1)
 			nOps.Add(int64(n))
