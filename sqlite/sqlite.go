@@ -126,8 +126,8 @@ type Options struct {
 // the lock-byte page (1 GiB into the file), and the truncation of the cache to
 // the database's size at COMMIT, which then finds a page beyond it, visits
 // every cached page and hash slot instead of the few past the end. Random
-// inserts into the indexes balance pages in most group commits, so until the
-// file reaches 1 GiB each commit pays a scan proportional to the cache: with
+// inserts into the indexes balance pages in many group commits, so until the
+// file reaches 1 GiB those commits pay a scan proportional to the cache: with
 // 64 MiB full (a ledger of 1 000 000 tickets) 10 % of a server's CPU, with
 // 8 MiB under 2 % (BENCHMARKS.md, "The write connection's page cache"). The
 // writer decides from its memory of the hot rows (mem.go), so the page cache
