@@ -217,18 +217,6 @@ var migrationFuncs = map[int]func(ctx context.Context, c *sql.Conn) error{
 	6: rebuildIdem,
 }
 
-// idemRowsDDL is the idempotency records' table since version 7. Until then it
-// was WITHOUT ROWID, keyed by (app_key, op, request_id), which put each whole
-// record — the answer is most of it, a few hundred bytes for a use — in the
-// key's B-tree: keys arrive in no order, so every insert landed on a random
-// leaf holding a handful of records, and split it every few inserts. A rowid
-// table appends the records in arrival order, on pages a batch shares, and
-// only the narrow key index takes the random inserts: 22 % fewer bytes and
-// 18 % fewer write calls to the file per request under daodian bench
-// (BENCHMARKS.md). A lookup by key costs an index descent plus a table
-// descent, and a new key — the common case — only the first.
-const idemRowsDDL = `CREATE TABLE idem (` + idemColumnsDDL + `)`
-
 // idemColumnsDDL are idem's columns, the same in every version.
 const idemColumnsDDL = `
 	app_key     TEXT NOT NULL,
@@ -239,10 +227,21 @@ const idemColumnsDDL = `
 	answer      BLOB NOT NULL,
 	created_at  INTEGER NOT NULL`
 
-// rebuildIdem brings idem to idemRowsDDL with its key index, copying the
-// records of a WITHOUT ROWID idem (SQLite's own way to change a table: new
-// table, copy, drop, rename). It reads the table's definition first, so that a
-// database already rebuilt is left alone.
+// rebuildIdem makes idem, the idempotency records, a rowid table with a
+// unique index on its key (version 7). Until then it was WITHOUT ROWID, keyed
+// by (app_key, op, request_id), which put each whole record — the answer is
+// most of it, a few hundred bytes for a use — in the key's B-tree: keys arrive
+// in no order, so every insert landed on a random leaf holding a handful of
+// records, and split it every few inserts. A rowid table appends the records
+// in arrival order, on pages a batch shares, and only the narrow key index
+// takes the random inserts: 22 % fewer bytes and 18 % fewer write calls to the
+// file per request under daodian bench (BENCHMARKS.md). A lookup by key costs
+// an index descent plus a table descent, and a new key — the common case —
+// only the first.
+//
+// It copies the records SQLite's own way to change a table (new table, copy,
+// drop, rename), after reading the table's definition, so that a database
+// already rebuilt is left alone.
 func rebuildIdem(ctx context.Context, c *sql.Conn) error {
 	var ddl string
 	if err := c.QueryRowContext(ctx,
@@ -252,7 +251,7 @@ func rebuildIdem(ctx context.Context, c *sql.Conn) error {
 	if strings.Contains(strings.ToUpper(ddl), "WITHOUT ROWID") {
 		for _, stmt := range []string{
 			`DROP TABLE IF EXISTS idem_v7`,
-			strings.Replace(idemRowsDDL, "TABLE idem", "TABLE idem_v7", 1),
+			`CREATE TABLE idem_v7 (` + idemColumnsDDL + `)`,
 			// In key order, as the old table is read: no sort.
 			`INSERT INTO idem_v7 (` + idemCols + `) SELECT ` + idemCols + ` FROM idem`,
 			`DROP TABLE idem`,
