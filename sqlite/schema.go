@@ -12,7 +12,7 @@ import (
 
 // schemaVersion is the version this binary writes; migrations[i] brings a
 // database from version i to i+1.
-const schemaVersion = 7
+const schemaVersion = 8
 
 // migrations are applied in order, each in the same transaction as the update
 // of meta.schema_version, so a crash leaves the database at one version or the
@@ -208,6 +208,16 @@ var migrations = [][]string{
 	// 6 → 7: idem as a rowid table with a unique index on its key
 	// (rebuildIdem).
 	{},
+	// 7 → 8: uses_group holds only the uses whose group id is not their own id
+	// — the second and later tickets of a group-buy use. A use's group id is the
+	// id of its request's first use (use.go), so most uses are their own group:
+	// the first part is found by the primary key (sqlGroupUse), and the index,
+	// keyed by ids that arrive in no order, no longer takes a random insert for
+	// every use.
+	{
+		`DROP INDEX IF EXISTS uses_group`,
+		`CREATE INDEX IF NOT EXISTS uses_group ON uses (group_trans_id, ticket_id) WHERE group_trans_id <> trans_id`,
+	},
 }
 
 // migrationFuncs run after the statements of a migration, in its transaction:

@@ -28,6 +28,15 @@ const (
 	useCols    = `doc, reversal, refund`
 	idemCols   = `app_key, op, request_id, fingerprint, ticket_id, answer, created_at`
 
+	// sqlGroupUse finds the use of ticket ?2 made by the group-buy use ?1: the
+	// group's first use by its primary key (its id is the group's), or a later
+	// one in the partial index uses_group, which holds only those (version 8).
+	// The lowest id wins, as when one index held every use.
+	sqlGroupUse = `SELECT ` + useCols + ` FROM uses WHERE trans_id = (SELECT min(trans_id) FROM (
+		SELECT trans_id FROM uses WHERE trans_id = ?1 AND group_trans_id = ?1 AND ticket_id = ?2
+		UNION ALL
+		SELECT trans_id FROM uses WHERE group_trans_id = ?1 AND ticket_id = ?2 AND group_trans_id <> trans_id))`
+
 	sqlEachTicket = `SELECT ` + ticketCols + ` FROM tickets ORDER BY id`
 	sqlEachUse    = `SELECT ` + useCols + ` FROM uses ORDER BY trans_id`
 	sqlEachIdem   = `SELECT ` + idemCols + ` FROM idem ORDER BY app_key, op, request_id`
@@ -55,7 +64,7 @@ func (s *session) prepareRead(ctx context.Context) error {
 			strconv.Itoa(daodian.MaxTicketsPerOrder+1)},
 		{&s.r.order, `SELECT doc FROM orders WHERE sub_order_no = ?`},
 		{&s.r.use, `SELECT ` + useCols + ` FROM uses WHERE trans_id = ?`},
-		{&s.r.groupUse, `SELECT ` + useCols + ` FROM uses WHERE group_trans_id = ? AND ticket_id = ? ORDER BY trans_id LIMIT 1`},
+		{&s.r.groupUse, sqlGroupUse},
 		// "Latest" is the highest transaction id: ids are handed out in commit
 		// order by the single writer, and all have 19 digits, so text order is
 		// numeric order. reversed = 0 selects the partial index uses_active.

@@ -500,6 +500,27 @@ func testUse(t *testing.T, f Factory) {
 		}
 		return nil
 	})
+
+	// A group use as the ledger makes it: the first ticket's use id is the
+	// group's id, and the later tickets' uses name it.
+	h1 := use(20, tk.ID, "app-1", 1)
+	h1.GroupTransID = h1.TransID
+	h2 := use(21, t2.ID, "app-1", 1)
+	h2.GroupTransID = h1.TransID
+	insertUses(t, s, h1, h2)
+	view(t, s, func(ctx context.Context, tx daodian.ReadTx) error {
+		for _, want := range []*daodian.Use{h1, h2} {
+			got, err := tx.GroupUse(ctx, h1.TransID, want.TicketID)
+			if err != nil {
+				return err
+			}
+			same(t, "GroupUse(group led by its first use)", want, got)
+		}
+		// h2's own id names no group.
+		_, err := tx.GroupUse(ctx, h2.TransID, t2.ID)
+		wantErr(t, "GroupUse(a later use's id)", err, daodian.ErrNotFound)
+		return nil
+	})
 }
 
 func testMarkReversedRefunded(t *testing.T, f Factory) {
