@@ -45,6 +45,7 @@ import (
 
 	"github.com/daodian/daodian"
 	"github.com/daodian/daodian/seal"
+	"github.com/daodian/daodian/sqlite/internal/walvfs"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
 
@@ -353,6 +354,12 @@ func dsn(path string, opts Options) string {
 	q.Add("_pragma", "foreign_keys(OFF)")
 	// Keep the WAL file from staying at its high-water size after a burst.
 	q.Add("_pragma", "journal_size_limit(67108864)")
+	// A transaction's WAL frames in one write(2) instead of two per page
+	// (internal/walvfs). Registering fails only if SQLite itself cannot
+	// start, and then so does the open.
+	if walvfs.Name != "" && walvfs.Register() == nil {
+		q.Add("vfs", walvfs.Name)
+	}
 	// A URI filename, so that any character of the path is taken literally.
 	p := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(filepath.ToSlash(path))
 	if !strings.HasPrefix(p, "/") {
