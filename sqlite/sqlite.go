@@ -354,7 +354,7 @@ func dsn(path string, opts Options) string {
 	q.Add("_pragma", "foreign_keys(OFF)")
 	// Keep the WAL file from staying at its high-water size after a burst.
 	q.Add("_pragma", "journal_size_limit(67108864)")
-	// A transaction's WAL frames in one write(2) instead of two per page
+	// A transaction's WAL frames in a few write(2)s instead of two per page
 	// (internal/walvfs). Registering fails only if SQLite itself cannot
 	// start, and then so does the open.
 	if walvfs.Name != "" && walvfs.Register() == nil {

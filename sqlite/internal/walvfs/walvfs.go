@@ -2,22 +2,25 @@
 
 // Package walvfs registers with SQLite a VFS that is the default one (unix)
 // in every respect but one: the frames of a transaction are handed to the
-// write-ahead log in one write(2) instead of two per page.
+// write-ahead log in a few write(2)s instead of two per page.
 //
 // Why: SQLite writes each WAL frame with two calls, its 24-byte header and
 // then its page. A batch of the embedded store's writer commits about 140
 // frames, and on a virtual machine where a system call is dear those calls
-// were 14 % of the server's CPU (BENCHMARKS.md, machine I). The kernel's work
-// per byte is the same either way; the calls are what this saves.
+// were 13-15 % of the CPU profile of daodian bench (BENCHMARKS.md, machine
+// I). The kernel's work per byte is the same either way; the calls are what
+// this saves.
 //
 // How: the writes a connection makes to its WAL file are gathered while they
 // append to one another, and written out
-//   - when the page of a commit frame has been gathered — a frame whose header
-//     gives the database's size in pages, which the WAL format sets on the last
-//     frame of a transaction and on no other — before the write returns, so
-//     COMMIT, and the header of the WAL index that makes the transaction visible
-//     to other connections, come only after every frame of the transaction is
-//     in the file;
+//   - when the header of a commit frame arrives (with it), and again when its
+//     page has been gathered — a commit frame's header gives the database's
+//     size in pages, which the WAL format sets on the last frame of a
+//     transaction and on no other — before the write returns, so COMMIT, and
+//     the header of the WAL index that makes the transaction visible to other
+//     connections, come only after every frame of the transaction is in the
+//     file, including a commit frame's header that SQLite rewrites on its own
+//     after the frame (to fix its checksum);
 //   - before any other call on the file (read, sync, truncate, size, file
 //     control, close), so that the connection reads what it wrote, a sync
 //     covers it and a truncation comes after it;
@@ -143,14 +146,15 @@ type walFile struct {
 // moves nor frees, into a pointer.
 func ptr(p uintptr) unsafe.Pointer { return *(*unsafe.Pointer)(unsafe.Pointer(&p)) }
 
-// Calls into the wrapped VFS's functions, which are C function pointers.
+// inner is the wrapped VFS's file inside a WAL file of this one.
+func inner(pFile uintptr) uintptr { return pFile + fileHeaderBytes }
 
-func real(pFile uintptr) uintptr { return pFile + fileHeaderBytes }
-
-func realMethods(pFile uintptr) *sqlite3.Tsqlite3_io_methods {
-	return (*sqlite3.Tsqlite3_io_methods)(ptr((*sqlite3.Tsqlite3_file)(ptr(real(pFile))).FpMethods))
+func innerMethods(pFile uintptr) *sqlite3.Tsqlite3_io_methods {
+	return (*sqlite3.Tsqlite3_io_methods)(ptr((*sqlite3.Tsqlite3_file)(ptr(inner(pFile))).FpMethods))
 }
 
+// call1, callInt, callPtr and callIO call a method of the wrapped VFS: a C
+// function pointer, which modernc represents as a pointer to a Go func value.
 func call1(fn uintptr, tls *libc.TLS, p uintptr) int32 {
 	return (*(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&struct{ uintptr }{fn})))(tls, p)
 }
@@ -175,10 +179,10 @@ func xOpen(tls *libc.TLS, pVfs, zName, pFile uintptr, flags int32, pOutFlags uin
 		return call(tls, base, zName, pFile, flags, pOutFlags)
 	}
 	(*sqlite3.Tsqlite3_file)(ptr(pFile)).FpMethods = 0
-	if rc := call(tls, base, zName, real(pFile), flags, pOutFlags); rc != sqlite3.SQLITE_OK {
+	if rc := call(tls, base, zName, inner(pFile), flags, pOutFlags); rc != sqlite3.SQLITE_OK {
 		return rc
 	}
-	if (*sqlite3.Tsqlite3_file)(ptr(real(pFile))).FpMethods == 0 {
+	if (*sqlite3.Tsqlite3_file)(ptr(inner(pFile))).FpMethods == 0 {
 		return sqlite3.SQLITE_CANTOPEN
 	}
 	filesMu.Lock()
@@ -203,10 +207,10 @@ func flush(tls *libc.TLS, pFile uintptr, f *walFile) int32 {
 	}
 	n, off := f.n, f.off
 	f.n, f.commitAt = 0, -1
-	write := realMethods(pFile).FxWrite
+	write := innerMethods(pFile).FxWrite
 	for done := int64(0); done < n; done += writeBytes {
 		writesMade.Add(1)
-		if rc := callIO(write, tls, real(pFile), f.buf+uintptr(done), int32(min(writeBytes, n-done)), off+done); rc != sqlite3.SQLITE_OK {
+		if rc := callIO(write, tls, inner(pFile), f.buf+uintptr(done), int32(min(writeBytes, n-done)), off+done); rc != sqlite3.SQLITE_OK {
 			return rc
 		}
 	}
@@ -217,7 +221,7 @@ func xWrite(tls *libc.TLS, pFile, zBuf uintptr, iAmt int32, iOfst int64) int32 {
 	f := fileOf(pFile)
 	writesAsked.Add(1)
 	n := int64(iAmt)
-	if f.n > 0 && (iOfst != f.off+f.n || f.n+n > bufferBytes) {
+	if f.n > 0 && (iOfst != f.off+f.n || f.n+n > bufferBytes || n > writeBytes) {
 		if rc := flush(tls, pFile, f); rc != sqlite3.SQLITE_OK {
 			return rc
 		}
@@ -225,7 +229,7 @@ func xWrite(tls *libc.TLS, pFile, zBuf uintptr, iAmt int32, iOfst int64) int32 {
 	if n > writeBytes {
 		// Not a WAL write SQLite makes (pages are at most 64 KiB): pass it on.
 		writesMade.Add(1)
-		return callIO(realMethods(pFile).FxWrite, tls, real(pFile), zBuf, iAmt, iOfst)
+		return callIO(innerMethods(pFile).FxWrite, tls, inner(pFile), zBuf, iAmt, iOfst)
 	}
 	if f.buf == 0 {
 		if f.buf = libc.Xmalloc(tls, bufferBytes); f.buf == 0 {
@@ -258,7 +262,7 @@ func xRead(tls *libc.TLS, pFile, zBuf uintptr, iAmt int32, iOfst int64) int32 {
 	if rc := flush(tls, pFile, fileOf(pFile)); rc != sqlite3.SQLITE_OK {
 		return rc
 	}
-	return callIO(realMethods(pFile).FxRead, tls, real(pFile), zBuf, iAmt, iOfst)
+	return callIO(innerMethods(pFile).FxRead, tls, inner(pFile), zBuf, iAmt, iOfst)
 }
 
 func xClose(tls *libc.TLS, pFile uintptr) int32 {
@@ -271,7 +275,7 @@ func xClose(tls *libc.TLS, pFile uintptr) int32 {
 	filesMu.Lock()
 	delete(files, pFile)
 	filesMu.Unlock()
-	if crc := call1(realMethods(pFile).FxClose, tls, real(pFile)); rc == sqlite3.SQLITE_OK {
+	if crc := call1(innerMethods(pFile).FxClose, tls, inner(pFile)); rc == sqlite3.SQLITE_OK {
 		rc = crc
 	}
 	return rc
@@ -281,48 +285,48 @@ func xTruncate(tls *libc.TLS, pFile uintptr, size int64) int32 {
 	if rc := flush(tls, pFile, fileOf(pFile)); rc != sqlite3.SQLITE_OK {
 		return rc
 	}
-	fn := realMethods(pFile).FxTruncate
-	return (*(*func(*libc.TLS, uintptr, int64) int32)(unsafe.Pointer(&struct{ uintptr }{fn})))(tls, real(pFile), size)
+	fn := innerMethods(pFile).FxTruncate
+	return (*(*func(*libc.TLS, uintptr, int64) int32)(unsafe.Pointer(&struct{ uintptr }{fn})))(tls, inner(pFile), size)
 }
 
 func xSync(tls *libc.TLS, pFile uintptr, flags int32) int32 {
 	if rc := flush(tls, pFile, fileOf(pFile)); rc != sqlite3.SQLITE_OK {
 		return rc
 	}
-	return callInt(realMethods(pFile).FxSync, tls, real(pFile), flags)
+	return callInt(innerMethods(pFile).FxSync, tls, inner(pFile), flags)
 }
 
 func xFileSize(tls *libc.TLS, pFile, pSize uintptr) int32 {
 	if rc := flush(tls, pFile, fileOf(pFile)); rc != sqlite3.SQLITE_OK {
 		return rc
 	}
-	return callPtr(realMethods(pFile).FxFileSize, tls, real(pFile), pSize)
+	return callPtr(innerMethods(pFile).FxFileSize, tls, inner(pFile), pSize)
 }
 
 func xFileControl(tls *libc.TLS, pFile uintptr, op int32, pArg uintptr) int32 {
 	if rc := flush(tls, pFile, fileOf(pFile)); rc != sqlite3.SQLITE_OK {
 		return rc
 	}
-	fn := realMethods(pFile).FxFileControl
-	return (*(*func(*libc.TLS, uintptr, int32, uintptr) int32)(unsafe.Pointer(&struct{ uintptr }{fn})))(tls, real(pFile), op, pArg)
+	fn := innerMethods(pFile).FxFileControl
+	return (*(*func(*libc.TLS, uintptr, int32, uintptr) int32)(unsafe.Pointer(&struct{ uintptr }{fn})))(tls, inner(pFile), op, pArg)
 }
 
 func xLock(tls *libc.TLS, pFile uintptr, lock int32) int32 {
-	return callInt(realMethods(pFile).FxLock, tls, real(pFile), lock)
+	return callInt(innerMethods(pFile).FxLock, tls, inner(pFile), lock)
 }
 
 func xUnlock(tls *libc.TLS, pFile uintptr, lock int32) int32 {
-	return callInt(realMethods(pFile).FxUnlock, tls, real(pFile), lock)
+	return callInt(innerMethods(pFile).FxUnlock, tls, inner(pFile), lock)
 }
 
 func xCheckReservedLock(tls *libc.TLS, pFile, pResOut uintptr) int32 {
-	return callPtr(realMethods(pFile).FxCheckReservedLock, tls, real(pFile), pResOut)
+	return callPtr(innerMethods(pFile).FxCheckReservedLock, tls, inner(pFile), pResOut)
 }
 
 func xSectorSize(tls *libc.TLS, pFile uintptr) int32 {
-	return call1(realMethods(pFile).FxSectorSize, tls, real(pFile))
+	return call1(innerMethods(pFile).FxSectorSize, tls, inner(pFile))
 }
 
 func xDeviceCharacteristics(tls *libc.TLS, pFile uintptr) int32 {
-	return call1(realMethods(pFile).FxDeviceCharacteristics, tls, real(pFile))
+	return call1(innerMethods(pFile).FxDeviceCharacteristics, tls, inner(pFile))
 }
