@@ -63,9 +63,9 @@ const (
 	// frameHeaderBytes is the size of a WAL frame's header, written on its
 	// own before the frame's page (wal.c, walWriteOneFrame).
 	frameHeaderBytes = 24
-	// fileHeaderBytes is our part of a WAL file's sqlite3_file: the methods
-	// pointer and padding to keep the wrapped file 8-byte aligned.
-	fileHeaderBytes = 16
+	// fileHeaderBytes is our part of a WAL file's sqlite3_file (walFile),
+	// before the wrapped VFS's file.
+	fileHeaderBytes = int32(unsafe.Sizeof(walFile{}))
 )
 
 var (
@@ -77,10 +77,6 @@ var (
 	vfs  sqlite3.Tsqlite3_vfs
 	// methods are the io methods of a wrapped WAL file.
 	methods sqlite3.Tsqlite3_io_methods
-
-	// files maps an open WAL file (its sqlite3_file) to its buffer.
-	filesMu sync.Mutex
-	files   = map[uintptr]*walFile{}
 
 	// Counts, for tests: writes SQLite asked for and writes made.
 	writesAsked, writesMade atomic.Int64
@@ -130,8 +126,12 @@ func register() error {
 	return nil
 }
 
-// walFile is the state of one open WAL file.
+// walFile is the state of one open WAL file, at the start of the
+// sqlite3_file SQLite allocated for it (C memory, szOsFile bytes): its first
+// field is sqlite3_file's, and the wrapped VFS's file follows it. It holds no
+// Go pointer, so it may live there.
 type walFile struct {
+	methods uintptr // sqlite3_file.pMethods: &methods
 	// buf (C memory, bufferBytes, allocated at the first write) holds n bytes
 	// to be written at off.
 	buf uintptr
@@ -147,7 +147,7 @@ type walFile struct {
 func ptr(p uintptr) unsafe.Pointer { return *(*unsafe.Pointer)(unsafe.Pointer(&p)) }
 
 // inner is the wrapped VFS's file inside a WAL file of this one.
-func inner(pFile uintptr) uintptr { return pFile + fileHeaderBytes }
+func inner(pFile uintptr) uintptr { return pFile + uintptr(fileHeaderBytes) }
 
 func innerMethods(pFile uintptr) *sqlite3.Tsqlite3_io_methods {
 	return (*sqlite3.Tsqlite3_io_methods)(ptr((*sqlite3.Tsqlite3_file)(ptr(inner(pFile))).FpMethods))
@@ -185,19 +185,11 @@ func xOpen(tls *libc.TLS, pVfs, zName, pFile uintptr, flags int32, pOutFlags uin
 	if (*sqlite3.Tsqlite3_file)(ptr(inner(pFile))).FpMethods == 0 {
 		return sqlite3.SQLITE_CANTOPEN
 	}
-	filesMu.Lock()
-	files[pFile] = &walFile{commitAt: -1}
-	filesMu.Unlock()
-	(*sqlite3.Tsqlite3_file)(ptr(pFile)).FpMethods = uintptr(unsafe.Pointer(&methods))
+	*fileOf(pFile) = walFile{methods: uintptr(unsafe.Pointer(&methods)), commitAt: -1}
 	return sqlite3.SQLITE_OK
 }
 
-func fileOf(pFile uintptr) *walFile {
-	filesMu.Lock()
-	f := files[pFile]
-	filesMu.Unlock()
-	return f
-}
+func fileOf(pFile uintptr) *walFile { return (*walFile)(ptr(pFile)) }
 
 // flush writes what f holds back. SQLite calls a file's methods from one
 // thread at a time (its connection's mutex), so f needs no lock of its own.
@@ -272,9 +264,6 @@ func xClose(tls *libc.TLS, pFile uintptr) int32 {
 		libc.Xfree(tls, f.buf)
 		f.buf = 0
 	}
-	filesMu.Lock()
-	delete(files, pFile)
-	filesMu.Unlock()
 	if crc := call1(innerMethods(pFile).FxClose, tls, inner(pFile)); rc == sqlite3.SQLITE_OK {
 		rc = crc
 	}
