@@ -490,16 +490,7 @@ func testUse(t *testing.T, f Factory) {
 	g2 := use(11, t2.ID, "app-1", 1)
 	g2.GroupTransID = g1.GroupTransID
 	insertUses(t, s, g1, g2)
-	view(t, s, func(ctx context.Context, tx daodian.ReadTx) error {
-		for _, want := range []*daodian.Use{g1, g2} {
-			got, err := tx.GroupUse(ctx, g1.GroupTransID, want.TicketID)
-			if err != nil {
-				return err
-			}
-			same(t, "GroupUse(group)", want, got)
-		}
-		return nil
-	})
+	wantGroup(t, s, "GroupUse(group)", g1.GroupTransID, g1, g2)
 
 	// A group use as the ledger makes it: the first ticket's use id is the
 	// group's id, and the later tickets' uses name it.
@@ -508,17 +499,27 @@ func testUse(t *testing.T, f Factory) {
 	h2 := use(21, t2.ID, "app-1", 1)
 	h2.GroupTransID = h1.TransID
 	insertUses(t, s, h1, h2)
+	wantGroup(t, s, "GroupUse(group led by its first use)", h1.TransID, h1, h2)
 	view(t, s, func(ctx context.Context, tx daodian.ReadTx) error {
-		for _, want := range []*daodian.Use{h1, h2} {
-			got, err := tx.GroupUse(ctx, h1.TransID, want.TicketID)
-			if err != nil {
-				return err
-			}
-			same(t, "GroupUse(group led by its first use)", want, got)
-		}
 		// h2's own id names no group.
 		_, err := tx.GroupUse(ctx, h2.TransID, t2.ID)
 		wantErr(t, "GroupUse(a later use's id)", err, daodian.ErrNotFound)
+		return nil
+	})
+}
+
+// wantGroup fails unless GroupUse finds each of uses, a ticket's use made by
+// the group-buy use groupTransID.
+func wantGroup(t *testing.T, s daodian.Store, label, groupTransID string, uses ...*daodian.Use) {
+	t.Helper()
+	view(t, s, func(ctx context.Context, tx daodian.ReadTx) error {
+		for _, want := range uses {
+			got, err := tx.GroupUse(ctx, groupTransID, want.TicketID)
+			if err != nil {
+				return err
+			}
+			same(t, label, want, got)
+		}
 		return nil
 	})
 }
