@@ -1,6 +1,7 @@
 package daodian
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -189,8 +190,19 @@ func encodeDecision[A any](d decision[A]) ([]byte, error) {
 	return json.Marshal(d.answer)
 }
 
+// refusalPrefix is how a recorded refusal begins: encodeDecision and the
+// PostgreSQL functions (daodian_refusal) both write exactly this.
+var refusalPrefix = []byte(`{"refusal":`)
+
 func decodeDecision[A any](b []byte) (decision[A], error) {
 	var d decision[A]
+	// One parse instead of two for an answer, the common record: what both
+	// writers produce begins with its first member's name, and only a refusal's
+	// is "refusal". Any other shape takes the general way below.
+	if len(b) > 2 && b[0] == '{' && b[1] == '"' && !bytes.HasPrefix(b, refusalPrefix) {
+		err := json.Unmarshal(b, &d.answer)
+		return d, err
+	}
 	var r refusalRecord
 	if err := json.Unmarshal(b, &r); err != nil {
 		return d, err
