@@ -22,7 +22,8 @@ import (
 // what daodian's run does with the rules — lock, read the key's record, replay
 // it or answer a conflict, or decide, write the change, its records and the
 // answer — and the statement's end is the commit. The ticket's lock is held for
-// the function's run, not for round trips.
+// the function's run, not for round trips. Calls made together share one
+// pipeline, one transaction and its commit (batch.go).
 //
 // The commit is the statement's, so it is guarded like every commit of the
 // store (commitDurably): the call runs detached from the caller's context,
@@ -52,7 +53,8 @@ const sqlStateInvariant = "DD001"
 const sqlStateContended = "DD002"
 
 // Decide implements daodian.Decider: d as one call of its operation's
-// function, in one round trip. With Options.RulesInGo it returns
+// function, in one round trip, which it shares with the calls of the decisions
+// waiting with it (batch.go). With Options.RulesInGo it returns
 // daodian.ErrUndecided and the ledger runs its rules through Update.
 //
 // Retried here, like Update's attempts: a serialisation failure or deadlock
@@ -69,15 +71,29 @@ func (s *Store) Decide(ctx context.Context, d *daodian.Decision) (daodian.Decide
 	if err != nil {
 		return daodian.Decided{}, err
 	}
+	alone := s.batch == nil // a Store built by hand in a test
 	for attempt := 0; ; attempt++ {
-		out, class, err := s.decideOnce(ctx, sql, args)
+		var out daodian.Decided
+		var class errClass
+		if alone {
+			out, class, err = s.decideOnce(ctx, sql, args)
+		} else {
+			out, class, err = s.decideBatched(ctx, sql, args)
+		}
 		switch {
+		case class == classAlone:
+			// Its batch did nothing: the call is made again on its own, and
+			// that is no retry.
+			alone = true
+			attempt--
+			continue
 		case err == nil:
 			return out, nil
 		case class == classPermanent:
 			return daodian.Decided{}, err
 		case class == classContended && !args[useLockAll].(bool):
 			args[useLockAll] = true
+			alone = true
 			continue
 		case class == classTransient, attempt >= s.opts.Retries:
 			return daodian.Decided{}, daodian.Transient(err)
@@ -171,9 +187,15 @@ func decideCall(d *daodian.Decision) (string, []any, error) {
 	return "", nil, daodian.ErrUndecided
 }
 
-// useLockAll is the index of daodian_use's p_lock_all in decideCall's
-// arguments.
-const useLockAll = 13
+// Indexes in decideCall's arguments: daodian_use's p_code, p_ticket_id and
+// p_lock_all, daodian_reverse's p_ticket_id, daodian_refund's p_code.
+const (
+	useCode         = 7
+	useTicketID     = 8
+	useLockAll      = 13
+	reverseTicketID = 7
+	refundCode      = 6
+)
 
 // subMicro returns the nanoseconds of t below its microsecond, which a
 // timestamptz drops.

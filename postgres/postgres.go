@@ -139,6 +139,9 @@ type Store struct {
 	opts Options
 	key  *seal.Key // seals and opens app secrets
 
+	// batch groups the calls of concurrent decisions (batch.go).
+	batch *batcher
+
 	// stop ends the background numbering; done is closed when it has.
 	stop context.CancelFunc
 	done chan struct{}
@@ -203,7 +206,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	s := &Store{pool: pool, opts: opts}
+	s := &Store{pool: pool, opts: opts, batch: newBatcher()}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
