@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -265,5 +266,45 @@ func TestDecideBatchLockOrder(t *testing.T) {
 	}
 	if got := c.take(); got[0] != 0 || got[1] != 1 {
 		t.Errorf("sent %d statements on their own and %d pipelines; want the one batch, undisturbed", got[0], got[1])
+	}
+}
+
+// TestLockTicketsPlan: the batch's lock statement finds its tickets through
+// the indexes in the generic plan that a prepared statement settles on, never
+// by scanning the ledger's tickets (which it did, joined by hash, when its
+// sub-orders were an IN (subquery)).
+func TestLockTicketsPlan(t *testing.T) {
+	b := newBatchWorld(t, 100, 1)
+	for range 29 {
+		b.w.Issue(100, 1) // 3 000 tickets in all
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, b.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, q := range []string{`ANALYZE tickets`, `SET plan_cache_mode = force_generic_plan`} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := conn.Prepare(ctx, "lock", sqlLockTickets); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := conn.Query(ctx, `EXPLAIN (COSTS OFF) EXECUTE lock('{a,b}', '{c,d}')`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := strings.Join(lines, "\n")
+	if strings.Contains(plan, "Seq Scan") || strings.Contains(plan, "Hash Join") {
+		t.Errorf("the lock statement's generic plan scans the tickets:\n%s", plan)
+	}
+	if !strings.Contains(plan, "tickets_sub_order_no") {
+		t.Errorf("the lock statement's generic plan does not use the sub-order index:\n%s", plan)
 	}
 }
