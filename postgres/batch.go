@@ -15,10 +15,11 @@ import (
 // Concurrent decisions in one transaction.
 //
 // A decision's call alone costs PostgreSQL a transaction and a round trip on
-// top of its statements: a third of its CPU (BENCHMARKS.md, machine J). So
-// Decide hands its call to a batcher, which sends the calls waiting together
-// as one pipeline (pgx.Batch): one round trip, one implicit transaction, one
-// commit, as the embedded store's writer commits a batch.
+// top of its statements, and the gateway a round trip; shared by a batch, they
+// roughly halved what each spends per request under load (BENCHMARKS.md,
+// machine J). So Decide hands its call to a batcher, which sends the calls
+// waiting together as one pipeline (pgx.Batch): one round trip, one implicit
+// transaction, one commit, as the embedded store's writer commits a batch.
 //
 // There are no goroutines of its own: the caller that finds a lane free leads
 // a batch of whatever is waiting (its own call among them, or not), and the
