@@ -278,29 +278,7 @@ func TestLockTicketsPlan(t *testing.T) {
 	for range 29 {
 		b.w.Issue(100, 1) // 3 000 tickets in all
 	}
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, b.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	for _, q := range []string{`ANALYZE tickets`, `SET plan_cache_mode = force_generic_plan`} {
-		if _, err := conn.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := conn.Prepare(ctx, "lock", sqlLockTickets); err != nil {
-		t.Fatal(err)
-	}
-	rows, err := conn.Query(ctx, `EXPLAIN (COSTS OFF) EXECUTE lock('{a,b}', '{c,d}')`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan := strings.Join(lines, "\n")
+	plan := genericPlan(t, b.url, sqlLockTickets, `('{a,b}', '{c,d}')`)
 	if strings.Contains(plan, "Seq Scan") || strings.Contains(plan, "Hash Join") {
 		t.Errorf("the lock statement's generic plan scans the tickets:\n%s", plan)
 	}

@@ -94,16 +94,21 @@ const (
 	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`
 
 	// Whether anything is queued: an idle pass takes no lock and writes nothing.
-	sqlQueued = `SELECT EXISTS (SELECT 1 FROM record_queue)`
+	// Asked of the index: the queue's heap holds every row moved since the
+	// last vacuum, and a scan of it (the plan of a plain EXISTS) visits them.
+	sqlQueued = `SELECT EXISTS (SELECT 1 FROM (SELECT seq FROM record_queue ORDER BY seq LIMIT 1) q)`
 	// Admits one pass at a time. It must be its own statement, before the one
 	// that moves records, so that the latter's snapshot is taken once the
 	// previous pass has committed.
 	sqlNumberingLock = `SELECT last_id FROM record_numbering FOR UPDATE`
 	// Moves the oldest queued records (at most $1) to records, numbered from
 	// the last id on in seq order, and returns how many it moved, the highest
-	// seq it moved and the highest seq handed out so far.
+	// seq it moved and the highest seq handed out so far. The seqs to move are
+	// an array computed first: with IN (subquery), the generic plan joined
+	// them by hash to a scan of the queue's heap, dead rows and all
+	// (TestNumberingPlans).
 	sqlNumber = `WITH moved AS (
-		DELETE FROM record_queue WHERE seq IN (SELECT seq FROM record_queue ORDER BY seq LIMIT $1)
+		DELETE FROM record_queue WHERE seq = ANY(ARRAY(SELECT seq FROM record_queue ORDER BY seq LIMIT $1))
 		RETURNING seq, ` + recordFields + `
 	), numbered AS (
 		INSERT INTO records (record_id, ` + recordFields + `)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"sync"
@@ -603,5 +604,31 @@ func TestNumberRecordsInBackground(t *testing.T) {
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// queueScan finds a scan of record_queue's heap in a plan (not of its
+// sequence, record_queue_seq).
+var queueScan = regexp.MustCompile(`Seq Scan on record_queue\b`)
+
+// TestNumberingPlans: the numbering pass asks the queue's index, never scans
+// its heap, which holds every record moved since the last vacuum (a plain
+// EXISTS, and a DELETE … IN (subquery) joined by hash, did).
+func TestNumberingPlans(t *testing.T) {
+	needDB(t)
+	s, url := newStoreURL(t, Options{})
+	if _, err := s.pool.Exec(context.Background(), `INSERT INTO record_queue (`+recordFields+`)
+		SELECT now(), 20261201, 'use', 'm', 's', 't' || i, 'u' || i, 'r' || i, 'a', 1, now(), 0, 0
+		FROM generate_series(1, 3000) i`); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []struct{ name, sql, args string }{
+		{"queued", sqlQueued, ""},
+		{"number", sqlNumber, "(10000)"},
+	} {
+		plan := genericPlan(t, url, q.sql, q.args)
+		if queueScan.MatchString(plan) {
+			t.Errorf("%s: the generic plan scans the queue:\n%s", q.name, plan)
+		}
 	}
 }
