@@ -286,3 +286,76 @@ func TestLockTicketsPlan(t *testing.T) {
 		t.Errorf("the lock statement's generic plan does not use the sub-order index:\n%s", plan)
 	}
 }
+
+// TestDecideBatchConnectionLost: a batch whose connection dies before it is
+// answered has an unknown outcome: every call of it fails as transient, none
+// is made again behind the caller's back, and the callers' retries under the
+// same request ids decide each operation once.
+func TestDecideBatchConnectionLost(t *testing.T) {
+	ctx := context.Background()
+	b := newBatchWorld(t, 3, 2)
+	s, w, tks, fresh := b.s, b.w, b.tks, b.fresh
+	admin := adminPool(t)
+
+	// Another session holds the first ticket, so the batch waits in its lock
+	// statement, where it is ended.
+	conn, err := pgx.Connect(ctx, b.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	other, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Rollback(ctx) //nolint:errcheck // rolled back below
+	if _, err := other.Exec(ctx, `SELECT 1 FROM tickets WHERE id = $1 FOR UPDATE`, tks[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	use := func(tk daodian.Ticket) error {
+		_, err := fresh().Use(ctx, w.A, daodian.UseRequest{TicketCode: tk.Code, ShopID: storetest.S1, RequestID: "use-" + tk.ID})
+		return err
+	}
+	release := holdLanes(s)
+	q := &queue{t: t, s: s}
+	for _, tk := range tks {
+		q.add(func() error { return use(tk) })
+	}
+	release()
+	var pid uint32
+	for deadline := time.Now().Add(10 * time.Second); pid == 0; time.Sleep(5 * time.Millisecond) {
+		// The session that waits for this one: the batch, and no other test's.
+		err := admin.QueryRow(ctx, `SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))`,
+			int32(conn.PgConn().PID())).Scan(&pid)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the batch never waited for the held ticket")
+		}
+	}
+	terminate(t, admin, pid)
+	if err := other.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	q.wg.Wait()
+	for i, err := range q.errs {
+		if !errors.Is(err, daodian.ErrTransient) {
+			t.Errorf("use %d in the lost batch: %v; want a transient failure", i, err)
+		}
+	}
+	for i, tk := range tks {
+		if got := w.Ticket(tk.ID).Available; got != 2 {
+			t.Errorf("ticket %d: available %d after a lost batch, want 2", i, got)
+		}
+	}
+	for i, tk := range tks {
+		if err := use(tk); err != nil {
+			t.Errorf("retry of use %d: %v", i, err)
+		}
+		if got := w.Ticket(tk.ID).Available; got != 1 {
+			t.Errorf("ticket %d: available %d after the retry, want 1", i, got)
+		}
+	}
+	w.Audit()
+}
