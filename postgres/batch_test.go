@@ -92,6 +92,27 @@ func (b *batchWorld) fresh() *daodian.Ledger {
 	return daodian.NewLedger(b.s, daodian.Config{Clock: b.w.Clock.Now})
 }
 
+// holdTicket locks ticket id in a transaction of a session of its own (not
+// one of the store's), rolled back at the test's end unless committed before.
+func (b *batchWorld) holdTicket(t *testing.T, id string) (*pgx.Conn, pgx.Tx) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, b.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close(ctx) })
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback(ctx) }) // after Commit, a no-op
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM tickets WHERE id = $1 FOR UPDATE`, id); err != nil {
+		t.Fatal(err)
+	}
+	return conn, tx
+}
+
 // TestDecideBatch: concurrent uses and reversals on several tickets, queued
 // together, are one pipeline — the lock of their tickets, then one call each
 // — and each gets the answer it would have got alone.
@@ -227,19 +248,7 @@ func TestDecideBatchLockOrder(t *testing.T) {
 
 	// The other transaction's connection is not the store's, so the counter
 	// sees only the batch.
-	conn, err := pgx.Connect(ctx, b.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	other, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Rollback(ctx) //nolint:errcheck // after Commit, a no-op
-	if _, err := other.Exec(ctx, `SELECT 1 FROM tickets WHERE id = $1 FOR UPDATE`, lo.ID); err != nil {
-		t.Fatal(err)
-	}
+	_, other := b.holdTicket(t, lo.ID)
 
 	release := holdLanes(s)
 	q := &queue{t: t, s: s}
@@ -299,19 +308,7 @@ func TestDecideBatchConnectionLost(t *testing.T) {
 
 	// Another session holds the first ticket, so the batch waits in its lock
 	// statement, where it is ended.
-	conn, err := pgx.Connect(ctx, b.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	other, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Rollback(ctx) //nolint:errcheck // rolled back below
-	if _, err := other.Exec(ctx, `SELECT 1 FROM tickets WHERE id = $1 FOR UPDATE`, tks[0].ID); err != nil {
-		t.Fatal(err)
-	}
+	conn, other := b.holdTicket(t, tks[0].ID)
 	use := func(tk daodian.Ticket) error {
 		_, err := fresh().Use(ctx, w.A, daodian.UseRequest{TicketCode: tk.Code, ShopID: storetest.S1, RequestID: "use-" + tk.ID})
 		return err
