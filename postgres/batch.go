@@ -55,15 +55,14 @@ const maxDecideBatch = 64
 const sqlLockTickets = `SELECT id FROM tickets WHERE sub_order_no = ANY(ARRAY(
 	SELECT sub_order_no FROM tickets WHERE code = ANY($1) OR id = ANY($2))) ORDER BY id FOR UPDATE`
 
-// classAlone is a batch's failure that left nothing done: make the call again
-// on its own.
+// classAlone is a batch's failure that left nothing done: its calls are made
+// again, each on its own.
 const classAlone errClass = -1
 
 // call is one decision waiting in a batcher.
 type call struct {
-	ctx  context.Context
-	sql  string
-	args []any
+	ctx context.Context
+	st  *decideStmt
 
 	out   daodian.Decided
 	class errClass
@@ -83,18 +82,18 @@ func newBatcher() *batcher {
 	return &batcher{lanes: make(chan struct{}, decideLanes)}
 }
 
-// decideBatched makes the call sql(args) in a batch and returns its outcome as
-// decideOnce does, or classAlone.
-func (s *Store) decideBatched(ctx context.Context, sql string, args []any) (daodian.Decided, errClass, error) {
+// decideBatched makes the call st in a batch, or on its own if its batch
+// failed having done nothing, and returns its outcome as decideOnce does.
+func (s *Store) decideBatched(ctx context.Context, st *decideStmt) (daodian.Decided, errClass, error) {
 	b := s.batch
-	c := &call{ctx: ctx, sql: sql, args: args, done: make(chan struct{})}
+	c := &call{ctx: ctx, st: st, done: make(chan struct{})}
 	b.mu.Lock()
 	b.waiting = append(b.waiting, c)
 	b.mu.Unlock()
 	for {
 		select {
 		case <-c.done:
-			return c.out, c.class, c.err
+			return s.outcome(c)
 		case b.lanes <- struct{}{}:
 			b.mu.Lock()
 			n := min(len(b.waiting), maxDecideBatch)
@@ -109,12 +108,21 @@ func (s *Store) decideBatched(ctx context.Context, sql string, args []any) (daod
 				// for it rather than take the free lane again and again.
 				<-b.lanes
 				<-c.done
-				return c.out, c.class, c.err
+				return s.outcome(c)
 			}
 			s.runBatch(calls)
 			<-b.lanes
 		}
 	}
+}
+
+// outcome is c's, its batch done: made again on its own if the batch did
+// nothing.
+func (s *Store) outcome(c *call) (daodian.Decided, errClass, error) {
+	if c.class == classAlone {
+		return s.decideOnce(c.ctx, c.st)
+	}
+	return c.out, c.class, c.err
 }
 
 // runBatch makes calls and closes each one's done.
@@ -138,7 +146,7 @@ func (s *Store) runBatch(calls []*call) {
 		return
 	case 1:
 		c := live[0]
-		c.out, c.class, c.err = s.decideOnce(c.ctx, c.sql, c.args)
+		c.out, c.class, c.err = s.decideOnce(c.ctx, c.st)
 		return
 	}
 	class, err := s.sendBatch(live)
@@ -165,7 +173,7 @@ func (s *Store) sendBatch(calls []*call) (errClass, error) {
 	batch := &pgx.Batch{}
 	batch.Queue(sqlLockTickets, codes, ids)
 	for _, c := range calls {
-		batch.Queue(c.sql, c.args...)
+		batch.Queue(c.st.sql, c.st.args...)
 	}
 	err = s.commitDurably(ctx, conn.Conn(), func(cctx context.Context) error {
 		br := conn.SendBatch(cctx, batch)
@@ -198,14 +206,11 @@ func (s *Store) sendBatch(calls []*call) (errClass, error) {
 // batchTickets returns the ticket codes and ids that calls name.
 func batchTickets(calls []*call) (codes, ids []string) {
 	for _, c := range calls {
-		switch c.sql {
-		case sqlDecideUse:
-			codes = append(codes, c.args[useCode].(string))
-			ids = append(ids, c.args[useTicketID].(string))
-		case sqlDecideReverse:
-			ids = append(ids, c.args[reverseTicketID].(string))
-		case sqlDecideRefund:
-			codes = append(codes, c.args[refundCode].(string))
+		if c.st.code != "" {
+			codes = append(codes, c.st.code)
+		}
+		if c.st.ticketID != "" {
+			ids = append(ids, c.st.ticketID)
 		}
 	}
 	return codes, ids

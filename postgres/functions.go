@@ -67,33 +67,23 @@ func (s *Store) Decide(ctx context.Context, d *daodian.Decision) (daodian.Decide
 	if s.opts.RulesInGo {
 		return daodian.Decided{}, daodian.ErrUndecided
 	}
-	sql, args, err := decideCall(d)
+	st, err := decideCall(d)
 	if err != nil {
 		return daodian.Decided{}, err
 	}
-	alone := s.batch == nil // a Store built by hand in a test
+	decide := s.decideOnce
+	if s.batch != nil { // nil in a Store a test builds by hand
+		decide = s.decideBatched
+	}
 	for attempt := 0; ; attempt++ {
-		var out daodian.Decided
-		var class errClass
-		if alone {
-			out, class, err = s.decideOnce(ctx, sql, args)
-		} else {
-			out, class, err = s.decideBatched(ctx, sql, args)
-		}
+		out, class, err := decide(ctx, st)
 		switch {
-		case class == classAlone:
-			// Its batch did nothing: the call is made again on its own, and
-			// that is no retry.
-			alone = true
-			attempt--
-			continue
 		case err == nil:
 			return out, nil
 		case class == classPermanent:
 			return daodian.Decided{}, err
-		case class == classContended && !args[useLockAll].(bool):
-			args[useLockAll] = true
-			alone = true
+		case class == classContended && !st.args[useLockAll].(bool):
+			st.args[useLockAll] = true
 			continue
 		case class == classTransient, attempt >= s.opts.Retries:
 			return daodian.Decided{}, daodian.Transient(err)
@@ -109,8 +99,9 @@ func (s *Store) Decide(ctx context.Context, d *daodian.Decision) (daodian.Decide
 	}
 }
 
-// decideOnce makes one call and says how its failure may be handled.
-func (s *Store) decideOnce(ctx context.Context, sql string, args []any) (daodian.Decided, errClass, error) {
+// decideOnce makes the call st on its own and says how its failure may be
+// handled.
+func (s *Store) decideOnce(ctx context.Context, st *decideStmt) (daodian.Decided, errClass, error) {
 	conn, err := s.acquire(ctx)
 	if err != nil {
 		return daodian.Decided{}, classify(err), err
@@ -123,7 +114,7 @@ func (s *Store) decideOnce(ctx context.Context, sql string, args []any) (daodian
 	}
 	var out daodian.Decided
 	err = s.commitDurably(ctx, conn.Conn(), func(cctx context.Context) error {
-		return conn.QueryRow(cctx, sql, args...).Scan(&out.Answer, &out.Replayed, &out.Conflict)
+		return conn.QueryRow(cctx, st.sql, st.args...).Scan(&out.Answer, &out.Replayed, &out.Conflict)
 	})
 	if err == nil {
 		return out, classPermanent, nil
@@ -160,42 +151,48 @@ func decideErr(err error) (errClass, error) {
 	return classTransient, fmt.Errorf("postgres: decide outcome unknown: %w", err)
 }
 
-// decideCall is the statement and arguments of d's function. Times go as
-// microseconds (timestamptz) plus the nanoseconds below, where a rule compares
-// them (see migrationFunctions).
-func decideCall(d *daodian.Decision) (string, []any, error) {
+// decideStmt is the call of a decision's function: its statement and
+// arguments, and the ticket they name by code or by id (escaped, as in the
+// arguments; "" for none), which a batch locks before its calls (batch.go).
+type decideStmt struct {
+	sql            string
+	args           []any
+	code, ticketID string
+}
+
+// decideCall is the call of d's function. Times go as microseconds
+// (timestamptz) plus the nanoseconds below, where a rule compares them (see
+// migrationFunctions).
+func decideCall(d *daodian.Decision) (*decideStmt, error) {
 	key := []any{esc(d.Key.AppKey), esc(d.Key.RequestID), []byte(d.Fingerprint), escList(d.AppMerchants), ts(d.Now)}
 	switch {
 	case d.Use != nil:
 		u := d.Use
 		useDate, err := d.Now.MarshalJSON()
 		if err != nil {
-			return "", nil, fmt.Errorf("postgres: decide: the use's time: %w", err)
+			return nil, fmt.Errorf("postgres: decide: the use's time: %w", err)
 		}
-		return sqlDecideUse, append(key, daodian.Day(d.Now), string(useDate), esc(u.TicketCode), esc(u.TicketID),
-			esc(u.ShopID), u.Quantity, ts(u.GmtBiz), subMicro(u.GmtBiz), false), nil
+		code, id := esc(u.TicketCode), esc(u.TicketID)
+		return &decideStmt{sql: sqlDecideUse, code: code, ticketID: id, args: append(key, daodian.Day(d.Now), string(useDate),
+			code, id, esc(u.ShopID), u.Quantity, ts(u.GmtBiz), subMicro(u.GmtBiz), false)}, nil
 	case d.Reverse != nil:
 		r := d.Reverse
-		return sqlDecideReverse, append(key, subMicro(d.Now), daodian.Day(d.Now), esc(r.TicketID), esc(r.TransID),
-			ts(r.BizDate), subMicro(r.BizDate), int64(d.ReverseWindow)), nil
+		id := esc(r.TicketID)
+		return &decideStmt{sql: sqlDecideReverse, ticketID: id, args: append(key, subMicro(d.Now), daodian.Day(d.Now), id,
+			esc(r.TransID), ts(r.BizDate), subMicro(r.BizDate), int64(d.ReverseWindow))}, nil
 	case d.Refund != nil:
 		r := d.Refund
-		return sqlDecideRefund, append(key, daodian.Day(d.Now), esc(r.TicketCode), esc(r.TransID)), nil
+		code := esc(r.TicketCode)
+		return &decideStmt{sql: sqlDecideRefund, code: code, args: append(key, daodian.Day(d.Now), code, esc(r.TransID))}, nil
 	}
 	// An operation without a function of its own (a new one, say) is decided
 	// by the Go rules through Update: slower, never wrong.
-	return "", nil, daodian.ErrUndecided
+	return nil, daodian.ErrUndecided
 }
 
-// Indexes in decideCall's arguments: daodian_use's p_code, p_ticket_id and
-// p_lock_all, daodian_reverse's p_ticket_id, daodian_refund's p_code.
-const (
-	useCode         = 7
-	useTicketID     = 8
-	useLockAll      = 13
-	reverseTicketID = 7
-	refundCode      = 6
-)
+// useLockAll is the index of daodian_use's p_lock_all in its call's
+// arguments.
+const useLockAll = 13
 
 // subMicro returns the nanoseconds of t below its microsecond, which a
 // timestamptz drops.

@@ -524,13 +524,14 @@ func (v *v7Store) Decide(ctx context.Context, d *daodian.Decision) (daodian.Deci
 	if !v.v7 || d.Use == nil {
 		return v.Store.Decide(ctx, d)
 	}
-	_, args, err := decideCall(d)
+	st, err := decideCall(d)
 	if err != nil {
 		return daodian.Decided{}, err
 	}
-	const call = `SELECT o_answer, o_replayed, o_conflict FROM daodian_use($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
+	st.sql = `SELECT o_answer, o_replayed, o_conflict FROM daodian_use($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
 	$11, $12, $13)`
-	out, _, err := v.decideOnce(ctx, call, args[:useLockAll])
+	st.args = st.args[:useLockAll]
+	out, _, err := v.decideOnce(ctx, st)
 	return out, err
 }
 
