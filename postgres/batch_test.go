@@ -97,11 +97,7 @@ func (b *batchWorld) fresh() *daodian.Ledger {
 func (b *batchWorld) holdTicket(t *testing.T, id string) (*pgx.Conn, pgx.Tx) {
 	t.Helper()
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, b.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close(ctx) })
+	conn := connect(t, b.url)
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -276,11 +276,7 @@ func testUseSkipsHeldTickets(t *testing.T, goRules bool) {
 	ctx := context.Background()
 	s, u := newStoreURL(t, Options{RulesInGo: goRules})
 	w := storetest.NewWorld(t, s)
-	holder, err := pgx.Connect(ctx, u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = holder.Close(ctx) })
+	holder := connect(t, u)
 	admin := adminPool(t)
 	// hold locks ticket id in a transaction of its own, as a concurrent use of
 	// it would.

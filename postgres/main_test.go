@@ -183,16 +183,25 @@ func migrateTo(tb testing.TB, c *pgx.Conn, n int) {
 	}
 }
 
+// connect opens a connection of the test's own to url, closed when the test
+// ends.
+func connect(tb testing.TB, url string) *pgx.Conn {
+	tb.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = conn.Close(ctx) })
+	return conn
+}
+
 // genericPlan returns the plan PostgreSQL settles on for sql prepared on the
 // schema at url, after ANALYZE, as EXPLAIN prints it for EXECUTE with args.
 func genericPlan(t *testing.T, url, sql, args string) string {
 	t.Helper()
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := connect(t, url)
 	for _, q := range []string{`ANALYZE`, `SET plan_cache_mode = force_generic_plan`} {
 		if _, err := conn.Exec(ctx, q); err != nil {
 			t.Fatal(err)

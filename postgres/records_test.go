@@ -476,11 +476,7 @@ func TestRecordsBackfilled(t *testing.T) {
 	// A schema at version 3 holding the same ledger.
 	dstURL := freshSchema(t)
 	from, to := schemaOf(t, srcURL), schemaOf(t, dstURL)
-	conn, err := pgx.Connect(ctx, dstURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := connect(t, dstURL)
 	migrateTo(t, conn, 3)
 	for _, table := range []string{"merchants", "shops", "apps", "orders", "tickets", "uses", "fences", "idem", "meta"} {
 		var cols string

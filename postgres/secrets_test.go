@@ -85,11 +85,7 @@ func TestOpenConcurrentCreatesOneKey(t *testing.T) {
 func TestLegacySecretsSealedInPlace(t *testing.T) {
 	u := freshSchema(t)
 	ctx := context.Background()
-	c, err := pgx.Connect(ctx, u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(ctx)
+	c := connect(t, u)
 	// What an older daodian ran: its migrations, then its InsertApp.
 	migrateTo(t, c, 2)
 	secrets := map[string]string{}
