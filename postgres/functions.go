@@ -71,12 +71,8 @@ func (s *Store) Decide(ctx context.Context, d *daodian.Decision) (daodian.Decide
 	if err != nil {
 		return daodian.Decided{}, err
 	}
-	decide := s.decideOnce
-	if s.batch != nil { // nil in a Store a test builds by hand
-		decide = s.decideBatched
-	}
 	for attempt := 0; ; attempt++ {
-		out, class, err := decide(ctx, st)
+		out, class, err := s.decideBatched(ctx, st)
 		switch {
 		case err == nil:
 			return out, nil
