@@ -13,6 +13,13 @@ func TestDecodeDecision(t *testing.T) {
 		Code    string `json:"error_code,omitempty"`
 	}
 	refusal := &Refusal{SubCode: SubTicketNotFound, SubMsg: "凭证不存在"}
+	check := func(record []byte, want decision[answer]) {
+		t.Helper()
+		got, err := decodeDecision[answer](record)
+		if err != nil || got.answer != want.answer || !reflect.DeepEqual(got.refusal, want.refusal) {
+			t.Errorf("%s: decoded %+v (refusal %+v), %v; want %+v (refusal %+v)", record, got.answer, got.refusal, err, want.answer, want.refusal)
+		}
+	}
 	for _, d := range []decision[answer]{
 		{answer: answer{Success: true}},
 		{answer: answer{Code: "x"}},
@@ -22,10 +29,7 @@ func TestDecodeDecision(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := decodeDecision[answer](b)
-		if err != nil || got.answer != d.answer || !reflect.DeepEqual(got.refusal, d.refusal) {
-			t.Errorf("%s: decoded %+v (refusal %+v), %v; want %+v (refusal %+v)", b, got.answer, got.refusal, err, d.answer, d.refusal)
-		}
+		check(b, d)
 	}
 	for _, tc := range []struct {
 		record  string
@@ -40,10 +44,7 @@ func TestDecodeDecision(t *testing.T) {
 		{record: `{"refusal":null,"success":true}`, answer: answer{Success: true}},
 		{record: "\n{\"success\":true}", answer: answer{Success: true}},
 	} {
-		got, err := decodeDecision[answer]([]byte(tc.record))
-		if err != nil || got.answer != tc.answer || !reflect.DeepEqual(got.refusal, tc.refusal) {
-			t.Errorf("%s: decoded %+v (refusal %+v), %v; want %+v (refusal %+v)", tc.record, got.answer, got.refusal, err, tc.answer, tc.refusal)
-		}
+		check([]byte(tc.record), decision[answer]{answer: tc.answer, refusal: tc.refusal})
 	}
 	for _, bad := range []string{``, `{`, `{"success":`, `{"refusal":`, `[]`} {
 		if _, err := decodeDecision[answer]([]byte(bad)); err == nil {

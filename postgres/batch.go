@@ -132,7 +132,9 @@ func (s *Store) runBatch(calls []*call) {
 			close(c.done)
 		}
 	}()
-	live := calls[:0:0]
+	// Its own slice, not calls[:0]: filtering in place would leave the
+	// deferred loop above closing some calls twice and others never.
+	live := make([]*call, 0, len(calls))
 	for _, c := range calls {
 		if err := c.ctx.Err(); err != nil {
 			// The caller is gone: nothing was sent, nothing is decided.
